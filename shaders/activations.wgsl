@@ -1,0 +1,114 @@
+// Keras 3 elementwise activations, selected by the pipeline constant ACTIVATION. The numbers are
+// the positions in `Activation::ALL` (src/activation.rs); a GPU test checks every one against the
+// CPU definitions, and golden tests check both against Keras.
+//
+// Comparisons are written so that NaN takes the branch that returns it: Keras propagates NaN.
+
+override ACTIVATION: u32 = 1u;
+
+const SELU_ALPHA: f32 = 1.6732632423543772;
+const SELU_SCALE: f32 = 1.0507009873554805;
+const LEAKY_RELU_SLOPE: f32 = 0.2;
+const SHRINK_THRESHOLD: f32 = 0.5;
+const SQUAREPLUS_B: f32 = 4.0;
+
+fn is_nan(x: f32) -> bool {
+    return x != x;
+}
+
+// Some drivers compute tanh from exp and overflow to NaN for large |x|; tanh(±15) is ±1 in f32.
+fn tanh_safe(x: f32) -> f32 {
+    if (is_nan(x)) {
+        return x;
+    }
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+fn relu6(x: f32) -> f32 {
+    if (x < 0.0) {
+        return 0.0;
+    }
+    if (x > 6.0) {
+        return 6.0;
+    }
+    return x;
+}
+
+fn expm1(x: f32) -> f32 {
+    // exp(x) - 1 loses relative precision near 0; the Taylor terms keep it for |x| < 1e-3.
+    if (abs(x) < 1e-3) {
+        return x + 0.5 * x * x + x * x * x / 6.0;
+    }
+    return exp(x) - 1.0;
+}
+
+// log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)).
+fn softplus(x: f32) -> f32 {
+    let e = exp(-abs(x));
+    var log1p_e = log(1.0 + e);
+    if (e < 1e-4) {
+        log1p_e = e - 0.5 * e * e;
+    }
+    return select(0.0, x, x > 0.0) + log1p_e;
+}
+
+// erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7): WGSL has no erf, and Keras's
+// "gelu" string is the exact erf form.
+fn erf_approx(x: f32) -> f32 {
+    let a = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let v = 1.0 - poly * exp(-a * a);
+    return select(v, -v, x < 0.0);
+}
+
+fn activate(x: f32) -> f32 {
+    switch ACTIVATION {
+        case 0u: { return x; }
+        case 1u: { return tanh_safe(x); }
+        case 2u: { return select(x, 0.0, x < 0.0); }
+        case 3u: { return sigmoid(x); }
+        case 4u: { return relu6(x + 3.0) / 6.0; }
+        case 5u: { return select(expm1(x), x, x > 0.0); }
+        case 6u: { return select(SELU_SCALE * SELU_ALPHA * expm1(x), SELU_SCALE * x, x > 0.0); }
+        case 7u: { return softplus(x); }
+        case 8u: { return x / (1.0 + abs(x)); }
+        case 9u: { return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476)); }
+        case 10u: { return x * sigmoid(x); }
+        case 11u: { return exp(x); }
+        case 12u: { return relu6(x); }
+        case 13u: { return select(x, LEAKY_RELU_SLOPE * x, x < 0.0); }
+        case 14u: { return x * tanh_safe(softplus(x)); }
+        case 15u: { return x * relu6(x + 3.0) / 6.0; }
+        case 16u: { return -softplus(-x); }
+        case 17u: { return x - tanh_safe(x); }
+        case 18u: { return select(expm1(x), x, x > 0.0); }
+        case 19u: {
+            if (x < -1.0) { return -1.0; }
+            if (x > 1.0) { return 1.0; }
+            return x;
+        }
+        case 20u: {
+            if (x > SHRINK_THRESHOLD) { return x - SHRINK_THRESHOLD; }
+            if (x < -SHRINK_THRESHOLD) { return x + SHRINK_THRESHOLD; }
+            return select(0.0, x, is_nan(x));
+        }
+        case 21u: { return select(x, 0.0, abs(x) <= SHRINK_THRESHOLD); }
+        case 22u: { return (x + sqrt(x * x + SQUAREPLUS_B)) * 0.5; }
+        case 23u: {
+            if (x <= -1.0) { return 0.0; }
+            if (x >= 1.0) { return x; }
+            return (x + 1.0) * (x + 1.0) * 0.25;
+        }
+        case 24u: {
+            if (x <= -1.0) { return 0.0; }
+            if (x >= 1.0) { return 1.0; }
+            return 0.5 * (x + 1.0);
+        }
+        default: { return x; }
+    }
+}

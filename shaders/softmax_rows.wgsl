@@ -1,0 +1,82 @@
+// Softmax or log-softmax across the m units of each of the n rows of the state, in place, after a
+// recurrent step that ran with the linear activation. One workgroup per row; also stores the row as
+// step `step` of the time-major sequence output when asked. The maximum is subtracted first, as
+// Keras does, and NaN anywhere in a row makes the whole row NaN, as in Keras.
+
+struct Rows {
+    n: u32,
+    m: u32,
+    step: u32,
+    // bit 1: store into the sequence output; bit 2: log-softmax (bit 0 belongs to the step kernel).
+    flags: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> h: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> params: Rows;
+
+const WG: u32 = 64u;
+
+var<workgroup> scratch: array<f32, 64>;
+
+fn max_nan(a: f32, b: f32) -> f32 {
+    return select(a, b, b > a || b != b);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= params.n) {
+        return;
+    }
+    let m = params.m;
+    let base = row * m;
+
+    var local_max = bitcast<f32>(0xff800000u);
+    for (var i = lid.x; i < m; i = i + WG) {
+        local_max = max_nan(local_max, h[base + i]);
+    }
+    scratch[lid.x] = local_max;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid.x < stride) {
+            scratch[lid.x] = max_nan(scratch[lid.x], scratch[lid.x + stride]);
+        }
+        workgroupBarrier();
+    }
+    let row_max = scratch[0];
+    workgroupBarrier();
+
+    var local_sum = 0.0;
+    for (var i = lid.x; i < m; i = i + WG) {
+        local_sum = local_sum + exp(h[base + i] - row_max);
+    }
+    scratch[lid.x] = local_sum;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid.x < stride) {
+            scratch[lid.x] = scratch[lid.x] + scratch[lid.x + stride];
+        }
+        workgroupBarrier();
+    }
+    let sum = scratch[0];
+    let log_sum = log(sum);
+    let take_log = (params.flags & 4u) != 0u;
+    let write_seq = (params.flags & 2u) != 0u;
+    let seq_base = (params.step * params.n + row) * m;
+    for (var i = lid.x; i < m; i = i + WG) {
+        let shifted = h[base + i] - row_max;
+        var v = exp(shifted) / sum;
+        if (take_log) {
+            v = shifted - log_sum;
+        }
+        h[base + i] = v;
+        if (write_seq) {
+            y[seq_base + i] = v;
+        }
+    }
+}

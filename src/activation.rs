@@ -1,0 +1,442 @@
+//! Keras 3 activations, by Keras's names, with Keras's default arguments.
+//!
+//! The CPU definitions here and the WGSL ones in `shaders/activations.wgsl` are kept in step; both
+//! are checked against fixtures written by real Keras. NaN goes through every activation as NaN,
+//! as it does in Keras (so comparisons are written so that a NaN takes the branch that returns it).
+
+use crate::error::{Result, RnnError};
+
+/// An activation function of a SimpleRNN layer, as Keras names it.
+///
+/// All but [`Activation::Softmax`] and [`Activation::LogSoftmax`] act on each unit alone;
+/// those two act across the *M* units of each row, as Keras applies them on the last axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Activation {
+    /// `x` (Keras `"linear"`, also `None`).
+    Linear,
+    /// `tanh(x)`.
+    Tanh,
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `relu6(x + 3) / 6`.
+    HardSigmoid,
+    /// `x` if `x > 0`, else `exp(x) - 1`.
+    Elu,
+    /// `scale * elu(x, alpha)` with Keras's constants.
+    Selu,
+    /// `log(1 + exp(x))`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `0.5 x (1 + erf(x / √2))`, the exact form Keras uses for the string `"gelu"`.
+    Gelu,
+    /// `x * sigmoid(x)` (also `"swish"`).
+    Silu,
+    /// `exp(x)`.
+    Exponential,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// `x` if `x >= 0`, else `0.2 x` (Keras's default negative slope).
+    LeakyRelu,
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    /// `x * relu6(x + 3) / 6` (also `"hard_swish"`).
+    HardSilu,
+    /// `-softplus(-x)`.
+    LogSigmoid,
+    /// `x - tanh(x)`.
+    TanhShrink,
+    /// `max(0, x) + min(0, exp(x) - 1)` (alpha 1).
+    Celu,
+    /// `clip(x, -1, 1)`.
+    HardTanh,
+    /// `x - 0.5` above 0.5, `x + 0.5` below -0.5, else 0.
+    SoftShrink,
+    /// `x` where `|x| > 0.5`, else 0.
+    HardShrink,
+    /// `(x + sqrt(x² + 4)) / 2`.
+    Squareplus,
+    /// 0 for `x <= -1`, `x` for `x >= 1`, else `(x + 1)² / 4`.
+    SparsePlus,
+    /// 0 for `x <= -1`, 1 for `x >= 1`, else `(x + 1) / 2`.
+    SparseSigmoid,
+    /// `exp(x) / Σ exp(x)` across the units of a row.
+    Softmax,
+    /// `x - log Σ exp(x)` across the units of a row.
+    LogSoftmax,
+}
+
+const SELU_ALPHA: f32 = 1.673_263_2;
+const SELU_SCALE: f32 = 1.050_701;
+const LEAKY_RELU_SLOPE: f32 = 0.2;
+const SHRINK_THRESHOLD: f32 = 0.5;
+const SQUAREPLUS_B: f32 = 4.0;
+
+impl Activation {
+    /// Every name [`Activation::from_keras_name`] accepts.
+    pub const KERAS_NAMES: &'static [&'static str] = &[
+        "linear",
+        "tanh",
+        "relu",
+        "sigmoid",
+        "hard_sigmoid",
+        "elu",
+        "selu",
+        "softplus",
+        "softsign",
+        "gelu",
+        "silu",
+        "swish",
+        "exponential",
+        "relu6",
+        "leaky_relu",
+        "mish",
+        "hard_silu",
+        "hard_swish",
+        "log_sigmoid",
+        "tanh_shrink",
+        "celu",
+        "hard_tanh",
+        "soft_shrink",
+        "hard_shrink",
+        "squareplus",
+        "sparse_plus",
+        "sparse_sigmoid",
+        "softmax",
+        "log_softmax",
+    ];
+
+    /// Every activation, once each.
+    pub const ALL: &'static [Activation] = &[
+        Activation::Linear,
+        Activation::Tanh,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::HardSigmoid,
+        Activation::Elu,
+        Activation::Selu,
+        Activation::Softplus,
+        Activation::Softsign,
+        Activation::Gelu,
+        Activation::Silu,
+        Activation::Exponential,
+        Activation::Relu6,
+        Activation::LeakyRelu,
+        Activation::Mish,
+        Activation::HardSilu,
+        Activation::LogSigmoid,
+        Activation::TanhShrink,
+        Activation::Celu,
+        Activation::HardTanh,
+        Activation::SoftShrink,
+        Activation::HardShrink,
+        Activation::Squareplus,
+        Activation::SparsePlus,
+        Activation::SparseSigmoid,
+        Activation::Softmax,
+        Activation::LogSoftmax,
+    ];
+
+    /// Parses a Keras activation name (as in `SimpleRNN(activation="tanh")`); `"None"` and `""`
+    /// mean linear, as `activation=None` does.
+    ///
+    /// # Errors
+    /// [`RnnError::UnknownActivation`] for a name Keras does not give to an elementwise or
+    /// row-wise activation.
+    pub fn from_keras_name(name: &str) -> Result<Self> {
+        use Activation::*;
+        Ok(match name {
+            "linear" | "None" | "none" | "" => Linear,
+            "tanh" => Tanh,
+            "relu" => Relu,
+            "sigmoid" => Sigmoid,
+            "hard_sigmoid" => HardSigmoid,
+            "elu" => Elu,
+            "selu" => Selu,
+            "softplus" => Softplus,
+            "softsign" => Softsign,
+            "gelu" => Gelu,
+            "silu" | "swish" => Silu,
+            "exponential" => Exponential,
+            "relu6" => Relu6,
+            "leaky_relu" => LeakyRelu,
+            "mish" => Mish,
+            "hard_silu" | "hard_swish" => HardSilu,
+            "log_sigmoid" => LogSigmoid,
+            "tanh_shrink" => TanhShrink,
+            "celu" => Celu,
+            "hard_tanh" => HardTanh,
+            "soft_shrink" => SoftShrink,
+            "hard_shrink" => HardShrink,
+            "squareplus" => Squareplus,
+            "sparse_plus" => SparsePlus,
+            "sparse_sigmoid" => SparseSigmoid,
+            "softmax" => Softmax,
+            "log_softmax" => LogSoftmax,
+            other => return Err(RnnError::UnknownActivation(other.to_string())),
+        })
+    }
+
+    /// The canonical Keras name.
+    pub fn keras_name(self) -> &'static str {
+        use Activation::*;
+        match self {
+            Linear => "linear",
+            Tanh => "tanh",
+            Relu => "relu",
+            Sigmoid => "sigmoid",
+            HardSigmoid => "hard_sigmoid",
+            Elu => "elu",
+            Selu => "selu",
+            Softplus => "softplus",
+            Softsign => "softsign",
+            Gelu => "gelu",
+            Silu => "silu",
+            Exponential => "exponential",
+            Relu6 => "relu6",
+            LeakyRelu => "leaky_relu",
+            Mish => "mish",
+            HardSilu => "hard_silu",
+            LogSigmoid => "log_sigmoid",
+            TanhShrink => "tanh_shrink",
+            Celu => "celu",
+            HardTanh => "hard_tanh",
+            SoftShrink => "soft_shrink",
+            HardShrink => "hard_shrink",
+            Squareplus => "squareplus",
+            SparsePlus => "sparse_plus",
+            SparseSigmoid => "sparse_sigmoid",
+            Softmax => "softmax",
+            LogSoftmax => "log_softmax",
+        }
+    }
+
+    /// True for the activations that act across the units of a row (softmax, log_softmax).
+    pub fn is_row_wise(self) -> bool {
+        matches!(self, Activation::Softmax | Activation::LogSoftmax)
+    }
+
+    /// The number `shaders/activations.wgsl` knows this activation by (its `ACTIVATION` override).
+    /// Row-wise activations run as linear in the step kernel and then in their own kernel.
+    pub(crate) fn shader_code(self) -> u32 {
+        if self.is_row_wise() {
+            0
+        } else {
+            Activation::ALL
+                .iter()
+                .position(|a| *a == self)
+                .expect("every activation is in ALL") as u32
+        }
+    }
+
+    /// Applies an elementwise activation to one value.
+    ///
+    /// Row-wise activations are not elementwise: use [`Activation::apply_row`] for them (this
+    /// function returns `x` unchanged for them).
+    pub fn apply(self, x: f32) -> f32 {
+        use Activation::*;
+        match self {
+            Linear | Softmax | LogSoftmax => x,
+            Tanh => x.tanh(),
+            Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            Sigmoid => sigmoid(x),
+            HardSigmoid => relu6(x + 3.0) / 6.0,
+            Elu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    x.exp_m1()
+                }
+            }
+            Selu => {
+                if x > 0.0 {
+                    SELU_SCALE * x
+                } else {
+                    SELU_SCALE * SELU_ALPHA * x.exp_m1()
+                }
+            }
+            Softplus => softplus(x),
+            Softsign => x / (1.0 + x.abs()),
+            Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Silu => x * sigmoid(x),
+            Exponential => x.exp(),
+            Relu6 => relu6(x),
+            LeakyRelu => {
+                if x < 0.0 {
+                    LEAKY_RELU_SLOPE * x
+                } else {
+                    x
+                }
+            }
+            Mish => x * softplus(x).tanh(),
+            HardSilu => x * relu6(x + 3.0) / 6.0,
+            LogSigmoid => -softplus(-x),
+            TanhShrink => x - x.tanh(),
+            Celu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    x.exp_m1()
+                }
+            }
+            HardTanh => {
+                if x < -1.0 {
+                    -1.0
+                } else if x > 1.0 {
+                    1.0
+                } else {
+                    x
+                }
+            }
+            SoftShrink => {
+                if x > SHRINK_THRESHOLD {
+                    x - SHRINK_THRESHOLD
+                } else if x < -SHRINK_THRESHOLD {
+                    x + SHRINK_THRESHOLD
+                } else if x.is_nan() {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            HardShrink => {
+                if x.abs() <= SHRINK_THRESHOLD {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            Squareplus => (x + (x * x + SQUAREPLUS_B).sqrt()) / 2.0,
+            SparsePlus => {
+                if x <= -1.0 {
+                    0.0
+                } else if x >= 1.0 {
+                    x
+                } else {
+                    (x + 1.0) * (x + 1.0) / 4.0
+                }
+            }
+            SparseSigmoid => {
+                if x <= -1.0 {
+                    0.0
+                } else if x >= 1.0 {
+                    1.0
+                } else {
+                    0.5 * (x + 1.0)
+                }
+            }
+        }
+    }
+
+    /// Applies the activation to one row of *M* units in place: elementwise for most, across the
+    /// row for softmax and log_softmax.
+    pub fn apply_row(self, row: &mut [f32]) {
+        match self {
+            Activation::Softmax | Activation::LogSoftmax => {
+                // Subtracting the row maximum keeps exp from overflowing, as Keras does.
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, |m, v| {
+                    if v > m || v.is_nan() { v } else { m }
+                });
+                let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+                if self == Activation::Softmax {
+                    row.iter_mut().for_each(|v| *v = (*v - max).exp() / sum);
+                } else {
+                    let log_sum = sum.ln();
+                    row.iter_mut().for_each(|v| *v = (*v - max) - log_sum);
+                }
+            }
+            _ => row.iter_mut().for_each(|v| *v = self.apply(*v)),
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = RnnError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Activation::from_keras_name(s)
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.keras_name())
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn relu6(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else if x > 6.0 {
+        6.0
+    } else {
+        x
+    }
+}
+
+/// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.
+fn softplus(x: f32) -> f32 {
+    let positive = if x > 0.0 { x } else { 0.0 };
+    positive + (-x.abs()).exp().ln_1p()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for a in Activation::ALL {
+            assert_eq!(Activation::from_keras_name(a.keras_name()).unwrap(), *a);
+        }
+        for name in Activation::KERAS_NAMES {
+            assert!(Activation::from_keras_name(name).is_ok(), "{name}");
+        }
+        assert!(matches!(
+            Activation::from_keras_name("tanhh"),
+            Err(RnnError::UnknownActivation(_))
+        ));
+    }
+
+    #[test]
+    fn nan_propagates_through_every_elementwise_activation() {
+        for a in Activation::ALL {
+            assert!(a.apply(f32::NAN).is_nan(), "{a}");
+        }
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_even_with_large_values() {
+        let mut row = [1000.0, 1001.0, 999.0];
+        Activation::Softmax.apply_row(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let mut log_row = [1000.0, 1001.0, 999.0];
+        Activation::LogSoftmax.apply_row(&mut log_row);
+        assert!((log_row[1] - (-0.407_605_96)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn shader_codes_are_distinct_for_elementwise() {
+        let mut codes: Vec<u32> = Activation::ALL
+            .iter()
+            .filter(|a| !a.is_row_wise())
+            .map(|a| a.shader_code())
+            .collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), Activation::ALL.len() - 2);
+    }
+}

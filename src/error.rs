@@ -1,0 +1,84 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in this crate, with enough context to say what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RnnError {
+    /// An array does not have the shape the layer needs.
+    #[error("{what} has shape {got:?}, expected {expected}")]
+    ShapeMismatch {
+        /// Which array (for example `"kernel"` or `"input"`).
+        what: String,
+        /// The shape that was needed, in words (for example `"[3, 5] (D × M)"`).
+        expected: String,
+        /// The shape that was given.
+        got: Vec<usize>,
+    },
+
+    /// A size is zero where at least one is needed (batch, time steps, features or units).
+    #[error("{what} must be at least 1, got 0")]
+    EmptyDimension {
+        /// Which dimension.
+        what: String,
+    },
+
+    /// An activation name that Keras does not know, or that this crate does not run.
+    #[error("unknown activation {0:?}; known: {known}", known = crate::Activation::KERAS_NAMES.join(", "))]
+    UnknownActivation(String),
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file was read but its content is not what was expected (wrong dtype, malformed, missing arrays).
+    #[error("{path}: {message}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// No GPU adapter could be found, or none could give a device.
+    #[error("no GPU adapter available: {0}")]
+    NoAdapter(String),
+
+    /// The shape needs more than the device allows, even after splitting the work into chunks.
+    #[error("exceeds a device limit: {0}")]
+    DeviceLimit(String),
+
+    /// wgpu reported an error (validation, out of memory, a failed buffer mapping).
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    /// The GPU device was lost (driver reset, device removed); build a new context.
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = RnnError> = std::result::Result<T, E>;
+
+impl RnnError {
+    pub(crate) fn shape(what: impl Into<String>, expected: impl Into<String>, got: &[usize]) -> Self {
+        RnnError::ShapeMismatch {
+            what: what.into(),
+            expected: expected.into(),
+            got: got.to_vec(),
+        }
+    }
+
+    pub(crate) fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        RnnError::BadFile {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The GPU context: device, queue, bind-group layouts and pipelines, created once and shared by
+//! every model built on it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::error::{Result, RnnError};
+use crate::gpu::shaders;
+
+/// Bytes of one step's parameters in the uniform buffer; dynamic offsets are multiples of the
+/// device's uniform alignment, at least this.
+pub(crate) const STEP_PARAMS_SIZE: u64 = 16;
+
+/// How to choose and use a GPU.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Which adapter to prefer when there are several.
+    pub power_preference: wgpu::PowerPreference,
+    /// Ask for a software adapter (lavapipe, WARP) even when a hardware one exists.
+    pub force_fallback_adapter: bool,
+    /// The most bytes one chunk buffer (input, projection, sequence output) may take. Work that
+    /// needs more is split over time and batch. `None`: the device's storage-binding limit.
+    pub max_chunk_bytes: Option<u64>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            max_chunk_bytes: None,
+        }
+    }
+}
+
+/// An adapter as [`GpuContext::adapters`] reports it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// wgpu's description of the adapter (name, backend, device type, driver).
+    pub info: wgpu::AdapterInfo,
+    /// The limits that decide how work is split: storage binding size, buffer size, workgroups.
+    pub limits: wgpu::Limits,
+}
+
+/// Owns the wgpu device and queue, the bind-group layouts and the compiled pipelines. Cheap to
+/// clone (an `Arc` inside); several [`crate::GpuRnn`] models can share one.
+#[derive(Clone)]
+pub struct GpuContext {
+    pub(crate) inner: Arc<ContextInner>,
+}
+
+pub(crate) struct ContextInner {
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) options: GpuOptions,
+    pub(crate) projection_layout: wgpu::BindGroupLayout,
+    pub(crate) step_layout: wgpu::BindGroupLayout,
+    pub(crate) softmax_layout: wgpu::BindGroupLayout,
+    pub(crate) projection: wgpu::ComputePipeline,
+    pub(crate) softmax: wgpu::ComputePipeline,
+    step_pipeline_layout: wgpu::PipelineLayout,
+    step_module: wgpu::ShaderModule,
+    /// Step pipelines by activation shader code; the activation is a pipeline constant.
+    step_pipelines: RwLock<HashMap<u32, wgpu::ComputePipeline>>,
+    /// Set by the device-lost callback and by uncaptured errors.
+    pub(crate) lost: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.inner.info.name)
+            .field("backend", &self.inner.info.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GpuContext {
+    /// Finds an adapter, opens a device with the limits the adapter actually has, and compiles
+    /// the pipelines.
+    ///
+    /// # Errors
+    /// [`RnnError::NoAdapter`] when no adapter is found or it gives no device;
+    /// [`RnnError::Gpu`] when a pipeline fails to build.
+    pub async fn new(options: GpuOptions) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: options.power_preference,
+                force_fallback_adapter: options.force_fallback_adapter,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| {
+                RnnError::NoAdapter(format!(
+                    "{e} (on a headless Linux machine, install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)"
+                ))
+            })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-rnn"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| RnnError::NoAdapter(format!("adapter {:?} gave no device: {e}", info.name)))?;
+        Self::from_device(info, device, queue, options).await
+    }
+
+    /// [`GpuContext::new`], blocking the calling thread until it is done.
+    ///
+    /// # Errors
+    /// As [`GpuContext::new`].
+    pub fn new_blocking(options: GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::new(options))
+    }
+
+    /// Every adapter wgpu finds, on every backend, with its limits.
+    pub fn adapters() -> Vec<AdapterSummary> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .into_iter()
+            .map(|a| AdapterSummary {
+                info: a.get_info(),
+                limits: a.limits(),
+            })
+            .collect()
+    }
+
+    async fn from_device(
+        info: wgpu::AdapterInfo,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: GpuOptions,
+    ) -> Result<Self> {
+        let lost = Arc::new(Mutex::new(None));
+        let lost_by_callback = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost_by_callback.lock() {
+                *slot = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        // wgpu panics on errors nobody captures; every operation here runs inside error scopes,
+        // so one that escapes is recorded and reported by the next call instead.
+        let lost_by_error = lost.clone();
+        device.on_uncaptured_error(Arc::new(move |error| {
+            if let Ok(mut slot) = lost_by_error.lock() {
+                slot.get_or_insert_with(|| format!("uncaptured GPU error: {error}"));
+            }
+        }));
+
+        let scope = ErrorScope::push(&device);
+        let limits = device.limits();
+        let projection_layout = bind_group_layout(
+            &device,
+            "rnn.projection.layout",
+            &[
+                Binding::Read,
+                Binding::Read,
+                Binding::Read,
+                Binding::ReadWrite,
+                Binding::Uniform,
+            ],
+        );
+        let step_layout = bind_group_layout(
+            &device,
+            "rnn.recurrent_step.layout",
+            &[
+                Binding::Read,
+                Binding::Read,
+                Binding::Read,
+                Binding::ReadWrite,
+                Binding::ReadWrite,
+                Binding::DynamicUniform,
+            ],
+        );
+        let softmax_layout = bind_group_layout(
+            &device,
+            "rnn.softmax_rows.layout",
+            &[Binding::ReadWrite, Binding::ReadWrite, Binding::DynamicUniform],
+        );
+        let projection = pipeline(
+            &device,
+            "rnn.projection",
+            &pipeline_layout(&device, "rnn.projection", &projection_layout),
+            &module(&device, "rnn.projection", shaders::PROJECTION),
+            &[],
+        );
+        let softmax = pipeline(
+            &device,
+            "rnn.softmax_rows",
+            &pipeline_layout(&device, "rnn.softmax_rows", &softmax_layout),
+            &module(&device, "rnn.softmax_rows", shaders::SOFTMAX_ROWS),
+            &[],
+        );
+        let step_pipeline_layout = pipeline_layout(&device, "rnn.recurrent_step", &step_layout);
+        let step_module = module(
+            &device,
+            "rnn.recurrent_step",
+            &shaders::recurrent_step_module(),
+        );
+        scope.pop().await?;
+
+        Ok(GpuContext {
+            inner: Arc::new(ContextInner {
+                info,
+                device,
+                queue,
+                limits,
+                options,
+                projection_layout,
+                step_layout,
+                softmax_layout,
+                projection,
+                softmax,
+                step_pipeline_layout,
+                step_module,
+                step_pipelines: RwLock::new(HashMap::new()),
+                lost,
+            }),
+        })
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The limits of the device (those of the adapter: all of them are requested).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// The options this context was built with.
+    pub fn options(&self) -> &GpuOptions {
+        &self.inner.options
+    }
+
+    /// True when the adapter is a CPU implementation (lavapipe, WARP, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+}
+
+impl ContextInner {
+    /// The recurrent-step pipeline for an activation's shader code, compiled on first use.
+    pub(crate) fn step_pipeline(&self, code: u32) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.step_pipelines.read().map_err(poisoned)?.get(&code) {
+            return Ok(p.clone());
+        }
+        let mut pipelines = self.step_pipelines.write().map_err(poisoned)?;
+        // Another thread may have built it between the two locks.
+        if let Some(p) = pipelines.get(&code) {
+            return Ok(p.clone());
+        }
+        let scope = ErrorScope::push(&self.device);
+        let built = pipeline(
+            &self.device,
+            "rnn.recurrent_step",
+            &self.step_pipeline_layout,
+            &self.step_module,
+            &[("ACTIVATION", f64::from(code))],
+        );
+        pollster::block_on(scope.pop())?;
+        pipelines.insert(code, built.clone());
+        Ok(built)
+    }
+
+    /// Fails if the device was lost or an error escaped the error scopes.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        match self.lost.lock().map_err(poisoned)?.as_ref() {
+            Some(message) => Err(RnnError::DeviceLost(message.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) fn poisoned<T>(_: T) -> RnnError {
+    RnnError::Gpu("a lock was poisoned by a panic in another thread".into())
+}
+
+/// Validation and out-of-memory scopes pushed together and popped together, so that a wgpu error
+/// becomes an [`RnnError`] instead of a panic.
+pub(crate) struct ErrorScope {
+    validation: wgpu::ErrorScopeGuard,
+    memory: wgpu::ErrorScopeGuard,
+}
+
+impl ErrorScope {
+    pub(crate) fn push(device: &wgpu::Device) -> Self {
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        ErrorScope { validation, memory }
+    }
+
+    pub(crate) async fn pop(self) -> Result<()> {
+        let memory = self.memory.pop().await;
+        let validation = self.validation.pop().await;
+        match (memory, validation) {
+            (Some(e), _) => Err(RnnError::Gpu(format!("out of GPU memory: {e}"))),
+            (None, Some(e)) => Err(RnnError::Gpu(e.to_string())),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Binding {
+    Read,
+    ReadWrite,
+    Uniform,
+    DynamicUniform,
+}
+
+fn bind_group_layout(device: &wgpu::Device, label: &str, bindings: &[Binding]) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match b {
+                Binding::Read | Binding::ReadWrite => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: matches!(b, Binding::Read),
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Binding::Uniform | Binding::DynamicUniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: matches!(b, Binding::DynamicUniform),
+                    min_binding_size: wgpu::BufferSize::new(STEP_PARAMS_SIZE),
+                },
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
+}
+
+fn pipeline_layout(device: &wgpu::Device, label: &str, layout: &wgpu::BindGroupLayout) -> wgpu::PipelineLayout {
+    device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &[Some(layout)],
+        immediate_size: 0,
+    })
+}
+
+fn module(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ShaderModule {
+    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    })
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::PipelineLayout,
+    module: &wgpu::ShaderModule,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(label),
+        layout: Some(layout),
+        module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            // Every kernel writes its workgroup memory before reading it.
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    })
+}

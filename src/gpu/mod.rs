@@ -1,0 +1,9 @@
+//! The GPU path: WGSL kernels run through wgpu on Vulkan, Metal, DX12 or a software adapter.
+
+mod context;
+mod plan;
+mod rnn;
+pub mod shaders;
+
+pub use context::{AdapterSummary, GpuContext, GpuOptions};
+pub use rnn::GpuRnn;

@@ -1,0 +1,519 @@
+//! `GpuRnn`: a SimpleRNN layer whose weights live on the GPU, run with one projection GEMM and
+//! one recurrent-step kernel per time step, all encoded into one submission per chunk.
+
+use std::sync::Mutex;
+
+use bytemuck::{Pod, Zeroable};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, s};
+use wgpu::util::DeviceExt;
+
+use crate::error::{Result, RnnError};
+use crate::gpu::context::{ContextInner, ErrorScope, GpuContext, STEP_PARAMS_SIZE, poisoned};
+use crate::gpu::plan::{ChunkPlan, PlanLimits, TILE, check_weights, plan};
+use crate::layer::{RnnForward, RnnOutput, SimpleRnn};
+
+/// The projection kernel's dimensions (`shaders/projection.wgsl`, `Dims`).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Dims {
+    rows: u32,
+    k: u32,
+    cols: u32,
+    _pad: u32,
+}
+
+/// One step's parameters (`Step` in recurrent_step.wgsl, `Rows` in softmax_rows.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct StepParams {
+    n: u32,
+    m: u32,
+    step: u32,
+    flags: u32,
+}
+
+const STEP_WRITES_SEQUENCE: u32 = 1;
+const SOFTMAX_WRITES_SEQUENCE: u32 = 2;
+const SOFTMAX_TAKES_LOG: u32 = 4;
+
+/// A [`SimpleRnn`] on the GPU: weights uploaded once, pipelines shared through a [`GpuContext`],
+/// working buffers kept between calls and grown when a larger shape needs them.
+///
+/// `GpuRnn` is `Send + Sync`: concurrent [`GpuRnn::forward`] calls from several threads each
+/// take their own working buffers and give correct results.
+pub struct GpuRnn {
+    ctx: GpuContext,
+    layer: SimpleRnn,
+    kernel: wgpu::Buffer,
+    recurrent_kernel: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    step_pipeline: wgpu::ComputePipeline,
+    /// Idle working buffers; a forward takes one (or makes one) and gives it back.
+    workspaces: Mutex<Vec<Workspace>>,
+}
+
+impl std::fmt::Debug for GpuRnn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuRnn")
+            .field("context", &self.ctx)
+            .field("input_dim", &self.layer.input_dim())
+            .field("units", &self.layer.units())
+            .field("config", self.layer.config())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GpuRnn {
+    /// Uploads the layer's weights to the context's device.
+    ///
+    /// # Errors
+    /// [`RnnError::DeviceLimit`] when a weight matrix is larger than one storage binding may be;
+    /// [`RnnError::Gpu`] or [`RnnError::DeviceLost`] when the device fails.
+    pub fn new(ctx: &GpuContext, layer: SimpleRnn) -> Result<Self> {
+        let inner = &ctx.inner;
+        inner.check_alive()?;
+        let (d, m) = (layer.input_dim(), layer.units());
+        check_weights(d, m, &plan_limits(inner))?;
+        let step_pipeline = inner.step_pipeline(layer.config().activation.shader_code())?;
+        let scope = ErrorScope::push(&inner.device);
+        let upload = |label: &str, data: &[f32]| {
+            inner
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(data),
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+        };
+        let kernel = upload("rnn.kernel", standard_slice(layer.kernel()));
+        let recurrent_kernel = upload("rnn.recurrent_kernel", standard_slice(layer.recurrent_kernel()));
+        let zeros;
+        let bias_values = match layer.bias() {
+            Some(b) => b.as_slice().expect("an owned 1-D array is contiguous"),
+            None => {
+                zeros = vec![0.0f32; m];
+                &zeros
+            }
+        };
+        let bias = upload("rnn.bias", bias_values);
+        pollster::block_on(scope.pop())?;
+        Ok(GpuRnn {
+            ctx: ctx.clone(),
+            layer,
+            kernel,
+            recurrent_kernel,
+            bias,
+            step_pipeline,
+            workspaces: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// [`GpuContext::new_blocking`] with default options, then [`GpuRnn::new`]: the shortest way
+    /// to a model on the best GPU found.
+    ///
+    /// # Errors
+    /// As [`GpuContext::new`] (no adapter) and [`GpuRnn::new`].
+    pub fn with_default_context(layer: SimpleRnn) -> Result<Self> {
+        let ctx = GpuContext::new_blocking(Default::default())?;
+        GpuRnn::new(&ctx, layer)
+    }
+
+    /// The layer this runs.
+    pub fn layer(&self) -> &SimpleRnn {
+        &self.layer
+    }
+
+    /// The context (device, queue, pipelines) this model runs on.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Runs the layer on `input` (*N* × *T* × *D*) from `initial_state` (*N* × *M*, zeros when
+    /// `None`).
+    ///
+    /// The input is uploaded time-major (reversed under `go_backwards`), projected by one GEMM,
+    /// then each step runs one kernel with the state kept on the GPU; all of it goes in one
+    /// submission with one readback, unless the shape passes the device's buffer limits (or
+    /// [`crate::GpuOptions::max_chunk_bytes`]), in which case it is split into chunks over
+    /// batch and time, one submission each.
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::check_input`] for shapes; [`RnnError::DeviceLimit`] when even one batch
+    /// row does not fit a buffer; [`RnnError::Gpu`] or [`RnnError::DeviceLost`] when the device
+    /// fails.
+    pub fn forward(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+    ) -> Result<RnnOutput> {
+        let inner = &*self.ctx.inner;
+        inner.check_alive()?;
+        self.layer.check_input(&input, initial_state.as_ref())?;
+        let (n, t, d) = input.dim();
+        let m = self.layer.units();
+        let chunk = plan(n, t, d, m, &plan_limits(inner))?;
+
+        let mut workspace = self.take_workspace(chunk)?;
+        let result = self.run_chunks(&mut workspace, chunk, input, initial_state);
+        // A workspace that saw an error may hold a mapped buffer; drop it rather than reuse it.
+        if result.is_ok() {
+            self.workspaces.lock().map_err(poisoned)?.push(workspace);
+        }
+        result
+    }
+
+    fn run_chunks(
+        &self,
+        ws: &mut Workspace,
+        chunk: ChunkPlan,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+    ) -> Result<RnnOutput> {
+        let inner = &*self.ctx.inner;
+        let (n, t, d) = input.dim();
+        let m = self.layer.units();
+        let config = *self.layer.config();
+        let input = input.as_standard_layout();
+        let mut sequences = config.return_sequences.then(|| Array3::<f32>::zeros((n, t, m)));
+        let mut final_state = Array2::<f32>::zeros((n, m));
+
+        for b0 in (0..n).step_by(chunk.batch) {
+            let nb = chunk.batch.min(n - b0);
+            let h0: Vec<f32> = match &initial_state {
+                Some(h0) => h0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
+                None => vec![0.0; nb * m],
+            };
+            inner.queue.write_buffer(&ws.state[0], 0, bytemuck::cast_slice(&h0));
+            let mut current = 0;
+
+            for s0 in (0..t).step_by(chunk.steps) {
+                let ns = chunk.steps.min(t - s0);
+                let last_chunk = s0 + ns == t;
+
+                // Time-major input: row (s, b) is batch row b0 + b at processing step s0 + s.
+                let mut x: Vec<f32> = Vec::with_capacity(ns * nb * d);
+                for step in s0..s0 + ns {
+                    let time = self.layer.input_step(step, t);
+                    for b in b0..b0 + nb {
+                        x.extend(input.slice(s![b, time, ..]).iter());
+                    }
+                }
+                inner.queue.write_buffer(&ws.x, 0, bytemuck::cast_slice(&x));
+                self.write_params(ws, nb, ns);
+
+                let scope = ErrorScope::push(&inner.device);
+                let mut encoder = inner.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("rnn.forward"),
+                });
+                current = self.encode_chunk(&mut encoder, ws, nb, ns, current);
+
+                let seq_bytes = if config.return_sequences { (ns * nb * m * 4) as u64 } else { 0 };
+                let state_bytes = (nb * m * 4) as u64;
+                if seq_bytes > 0 {
+                    encoder.copy_buffer_to_buffer(&ws.sequence, 0, &ws.readback, 0, seq_bytes);
+                }
+                if last_chunk {
+                    encoder.copy_buffer_to_buffer(&ws.state[current], 0, &ws.readback, seq_bytes, state_bytes);
+                }
+                inner.queue.submit([encoder.finish()]);
+                let read_bytes = seq_bytes + if last_chunk { state_bytes } else { 0 };
+                let values = if read_bytes > 0 {
+                    read_back(inner, &ws.readback, read_bytes)?
+                } else {
+                    Vec::new()
+                };
+                pollster::block_on(scope.pop())?;
+                inner.check_alive()?;
+
+                if let Some(seq) = sequences.as_mut() {
+                    for s in 0..ns {
+                        for b in 0..nb {
+                            let at = (s * nb + b) * m;
+                            seq.slice_mut(s![b0 + b, s0 + s, ..])
+                                .iter_mut()
+                                .zip(&values[at..at + m])
+                                .for_each(|(o, v)| *o = *v);
+                        }
+                    }
+                }
+                if last_chunk {
+                    let state = &values[(seq_bytes / 4) as usize..];
+                    final_state
+                        .slice_mut(s![b0..b0 + nb, ..])
+                        .iter_mut()
+                        .zip(state)
+                        .for_each(|(o, v)| *o = *v);
+                }
+            }
+        }
+        Ok(RnnOutput {
+            sequences,
+            final_state,
+        })
+    }
+
+    /// Encodes the projection and `ns` steps; returns which state buffer holds the last state.
+    fn encode_chunk(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        ws: &Workspace,
+        nb: usize,
+        ns: usize,
+        mut current: usize,
+    ) -> usize {
+        let inner = &*self.ctx.inner;
+        let m = self.layer.units() as u64;
+        let row_softmax = self.layer.config().activation.is_row_wise();
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("rnn.chunk"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&inner.projection);
+        pass.set_bind_group(0, &ws.projection, &[]);
+        let rows = (ns * nb) as u64;
+        pass.dispatch_workgroups(m.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32, 1);
+
+        let step_groups = (m.div_ceil(TILE) as u32, (nb as u64).div_ceil(TILE) as u32);
+        let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
+        let softmax_x = (nb as u64).min(most);
+        let softmax_groups = (softmax_x as u32, (nb as u64).div_ceil(softmax_x) as u32);
+        for s in 0..ns {
+            let offset = (s as u64 * ws.params_stride) as u32;
+            pass.set_pipeline(&self.step_pipeline);
+            pass.set_bind_group(0, &ws.step[current], &[offset]);
+            pass.dispatch_workgroups(step_groups.0, step_groups.1, 1);
+            current = 1 - current;
+            if row_softmax {
+                pass.set_pipeline(&inner.softmax);
+                pass.set_bind_group(0, &ws.softmax[current], &[offset]);
+                pass.dispatch_workgroups(softmax_groups.0, softmax_groups.1, 1);
+            }
+        }
+        current
+    }
+
+    fn write_params(&self, ws: &Workspace, nb: usize, ns: usize) {
+        let inner = &*self.ctx.inner;
+        let m = self.layer.units() as u32;
+        let config = self.layer.config();
+        let dims = Dims {
+            rows: (ns * nb) as u32,
+            k: self.layer.input_dim() as u32,
+            cols: m,
+            _pad: 0,
+        };
+        inner.queue.write_buffer(&ws.dims, 0, bytemuck::bytes_of(&dims));
+        let flags = match (config.return_sequences, config.activation.is_row_wise()) {
+            (false, _) => 0,
+            (true, false) => STEP_WRITES_SEQUENCE,
+            (true, true) => SOFTMAX_WRITES_SEQUENCE,
+        } | if config.activation == crate::Activation::LogSoftmax {
+            SOFTMAX_TAKES_LOG
+        } else {
+            0
+        };
+        let stride = ws.params_stride as usize;
+        let mut bytes = vec![0u8; ns * stride];
+        for s in 0..ns {
+            let params = StepParams {
+                n: nb as u32,
+                m,
+                step: s as u32,
+                flags,
+            };
+            bytes[s * stride..s * stride + STEP_PARAMS_SIZE as usize].copy_from_slice(bytemuck::bytes_of(&params));
+        }
+        inner.queue.write_buffer(&ws.params, 0, &bytes);
+    }
+
+    fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
+        let idle = self.workspaces.lock().map_err(poisoned)?.pop();
+        match idle {
+            Some(ws) if ws.capacity.batch >= chunk.batch && ws.capacity.steps >= chunk.steps => Ok(ws),
+            Some(ws) => {
+                let grown = ChunkPlan {
+                    batch: ws.capacity.batch.max(chunk.batch),
+                    steps: ws.capacity.steps.max(chunk.steps),
+                };
+                // The plan keeps each of `chunk`'s buffers in bounds, but the union of two plans
+                // may not be: fall back to exactly what this call needs.
+                self.create_workspace(grown).or_else(|_| self.create_workspace(chunk))
+            }
+            None => self.create_workspace(chunk),
+        }
+    }
+
+    fn create_workspace(&self, capacity: ChunkPlan) -> Result<Workspace> {
+        let inner = &*self.ctx.inner;
+        let limits = plan_limits(inner);
+        let (d, m) = (self.layer.input_dim() as u64, self.layer.units() as u64);
+        let (nb, ns) = (capacity.batch as u64, capacity.steps as u64);
+        let seq_len = if self.layer.config().return_sequences { ns * nb * m } else { 1 };
+        let bytes = [ns * nb * d, ns * nb * m, seq_len, ns * nb * m + nb * m].map(|e| 4 * e);
+        if bytes.iter().any(|b| *b > limits.max_binding_bytes.min(limits.max_buffer_bytes)) {
+            return Err(RnnError::DeviceLimit(format!(
+                "working buffers for {nb} rows × {ns} steps exceed the device's buffer limits"
+            )));
+        }
+        let scope = ErrorScope::push(&inner.device);
+        let buffer = |label: &str, size: u64, usage: wgpu::BufferUsages| {
+            inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        use wgpu::BufferUsages as U;
+        let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
+        let x = buffer("rnn.input", bytes[0], storage);
+        let projected = buffer("rnn.projected", bytes[1], U::STORAGE);
+        let sequence = buffer("rnn.sequence", bytes[2], storage);
+        let state = [
+            buffer("rnn.state.0", 4 * nb * m, storage),
+            buffer("rnn.state.1", 4 * nb * m, storage),
+        ];
+        let readback = buffer("rnn.readback", bytes[3], U::MAP_READ | U::COPY_DST);
+        let params_stride = u64::from(inner.limits.min_uniform_buffer_offset_alignment).max(STEP_PARAMS_SIZE);
+        let params = buffer("rnn.step_params", ns * params_stride, U::UNIFORM | U::COPY_DST);
+        let dims = buffer("rnn.projection_dims", std::mem::size_of::<Dims>() as u64, U::UNIFORM | U::COPY_DST);
+
+        let bind = |label: &str, layout: &wgpu::BindGroupLayout, resources: &[wgpu::BindingResource<'_>]| {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
+                .iter()
+                .enumerate()
+                .map(|(i, r)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: r.clone(),
+                })
+                .collect();
+            inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout,
+                entries: &entries,
+            })
+        };
+        let params_binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &params,
+            offset: 0,
+            size: wgpu::BufferSize::new(STEP_PARAMS_SIZE),
+        });
+        let projection = bind(
+            "rnn.projection.bind",
+            &inner.projection_layout,
+            &[
+                x.as_entire_binding(),
+                self.kernel.as_entire_binding(),
+                self.bias.as_entire_binding(),
+                projected.as_entire_binding(),
+                dims.as_entire_binding(),
+            ],
+        );
+        let step = [0, 1].map(|i| {
+            bind(
+                "rnn.recurrent_step.bind",
+                &inner.step_layout,
+                &[
+                    self.recurrent_kernel.as_entire_binding(),
+                    projected.as_entire_binding(),
+                    state[i].as_entire_binding(),
+                    state[1 - i].as_entire_binding(),
+                    sequence.as_entire_binding(),
+                    params_binding.clone(),
+                ],
+            )
+        });
+        let softmax = [0, 1].map(|i| {
+            bind(
+                "rnn.softmax_rows.bind",
+                &inner.softmax_layout,
+                &[
+                    state[i].as_entire_binding(),
+                    sequence.as_entire_binding(),
+                    params_binding.clone(),
+                ],
+            )
+        });
+        pollster::block_on(scope.pop())?;
+        Ok(Workspace {
+            capacity,
+            x,
+            sequence,
+            state,
+            readback,
+            params,
+            params_stride,
+            dims,
+            projection,
+            step,
+            softmax,
+        })
+    }
+}
+
+impl RnnForward for GpuRnn {
+    fn layer(&self) -> &SimpleRnn {
+        &self.layer
+    }
+
+    fn forward(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+    ) -> Result<RnnOutput> {
+        GpuRnn::forward(self, input, initial_state)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "gpu"
+    }
+}
+
+/// Working buffers for chunks of up to `capacity` rows and steps, with their bind groups.
+struct Workspace {
+    capacity: ChunkPlan,
+    x: wgpu::Buffer,
+    sequence: wgpu::Buffer,
+    state: [wgpu::Buffer; 2],
+    readback: wgpu::Buffer,
+    params: wgpu::Buffer,
+    params_stride: u64,
+    dims: wgpu::Buffer,
+    projection: wgpu::BindGroup,
+    /// `step[i]` reads `state[i]` and writes `state[1 - i]`.
+    step: [wgpu::BindGroup; 2],
+    /// `softmax[i]` normalises `state[i]` in place.
+    softmax: [wgpu::BindGroup; 2],
+}
+
+fn plan_limits(inner: &ContextInner) -> PlanLimits {
+    PlanLimits::new(&inner.limits, inner.options.max_chunk_bytes)
+}
+
+fn standard_slice(a: &Array2<f32>) -> &[f32] {
+    a.as_slice().expect("SimpleRnn keeps its weights in standard layout")
+}
+
+/// Maps the first `bytes` of `buffer`, waits for the GPU, and copies them out.
+fn read_back(inner: &ContextInner, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    buffer.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+        let _ = sender.send(r);
+    });
+    inner
+        .device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| RnnError::Gpu(format!("waiting for the GPU: {e}")))?;
+    receiver
+        .recv()
+        .map_err(|_| RnnError::Gpu("the buffer mapping was dropped".into()))?
+        .map_err(|e| RnnError::Gpu(format!("mapping the readback buffer: {e}")))?;
+    let values = {
+        let view = buffer
+            .get_mapped_range(0..bytes)
+            .map_err(|e| RnnError::Gpu(format!("reading the readback buffer: {e}")))?;
+        bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+    };
+    buffer.unmap();
+    Ok(values)
+}

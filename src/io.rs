@@ -1,0 +1,219 @@
+//! Reading Keras weights (`.npz`) and arrays (`.npy`), and writing results. Files are untrusted:
+//! sizes in headers are checked against the bytes actually present before anything is allocated.
+
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use ndarray::{Array, Array1, Array2, ArrayBase, Data, Dimension, IxDyn};
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+
+use crate::error::{Result, RnnError};
+use crate::layer::{SimpleRnn, SimpleRnnConfig};
+
+/// The most bytes one array may take once decompressed (a guard against zip bombs).
+const MAX_ARRAY_BYTES: u64 = 1 << 34;
+
+/// Reads a `.npy` file of float32 or float64 (converted to float32, as Keras casts its inputs)
+/// with the dimensionality `D`.
+///
+/// # Errors
+/// [`RnnError::Io`] when the file cannot be read; [`RnnError::BadFile`] when it is not a `.npy`
+/// file, holds another dtype, has another number of axes, or is shorter than its header says.
+pub fn read_npy_f32<D: Dimension>(path: impl AsRef<Path>) -> Result<Array<f32, D>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| RnnError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_npy(&bytes).map_err(|message| RnnError::bad_file(path, message))
+}
+
+/// Writes an array of float32 as a `.npy` file.
+///
+/// # Errors
+/// [`RnnError::Io`] when the file cannot be created or written.
+pub fn write_npy_f32<S, D>(path: impl AsRef<Path>, array: &ArrayBase<S, D>) -> Result<()>
+where
+    S: Data<Elem = f32>,
+    D: Dimension,
+{
+    let path = path.as_ref();
+    let io_error = |source| RnnError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(io_error)?;
+    let mut writer = std::io::BufWriter::new(file);
+    array
+        .as_standard_layout()
+        .write_npy(&mut writer)
+        .map_err(|e| io_error(std::io::Error::other(e)))?;
+    std::io::Write::flush(&mut writer).map_err(io_error)
+}
+
+/// Loads a Keras SimpleRNN layer's weights from a `.npz` file.
+///
+/// Accepts the file Keras users write with `np.savez(path, *layer.get_weights())`: `arr_0` is the
+/// kernel (*D* × *M*), `arr_1` the recurrent kernel (*M* × *M*), `arr_2` the bias (*M*, absent for
+/// `use_bias=False`). Also accepts the keys `kernel`, `recurrent_kernel` and `bias`. float32 or
+/// float64 (converted). Plain and compressed (`np.savez_compressed`) archives both work.
+///
+/// # Errors
+/// [`RnnError::Io`] when the file cannot be read; [`RnnError::BadFile`] when it is not a zip
+/// archive, lacks the kernel or recurrent kernel, holds extra arrays, or an array is malformed or
+/// of another dtype; the shape errors of [`SimpleRnn::new`] when the arrays do not fit together.
+pub fn load_keras_npz(path: impl AsRef<Path>, config: SimpleRnnConfig) -> Result<SimpleRnn> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| RnnError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |message: String| RnnError::bad_file(path, message);
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| bad(format!("not a readable .npz (zip) archive: {e}")))?;
+
+    let mut arrays = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| bad(format!("archive entry {i}: {e}")))?;
+        let name = entry.name().strip_suffix(".npy").unwrap_or(entry.name()).to_string();
+        let mut data = Vec::new();
+        (&mut entry)
+            .take(MAX_ARRAY_BYTES + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| bad(format!("array {name:?}: {e}")))?;
+        if data.len() as u64 > MAX_ARRAY_BYTES {
+            return Err(bad(format!("array {name:?} is larger than {MAX_ARRAY_BYTES} bytes")));
+        }
+        let array: Array<f32, IxDyn> = decode_npy(&data).map_err(|m| bad(format!("array {name:?}: {m}")))?;
+        arrays.push((name, array));
+    }
+
+    let find = |keys: &[&str]| arrays.iter().position(|(n, _)| keys.contains(&n.as_str()));
+    let (kernel_at, recurrent_at) = match (find(&["kernel", "arr_0"]), find(&["recurrent_kernel", "arr_1"])) {
+        (Some(k), Some(r)) => (k, r),
+        _ => {
+            let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(bad(format!(
+                "expected arrays arr_0, arr_1[, arr_2] (np.savez(path, *layer.get_weights())) or kernel, \
+                 recurrent_kernel[, bias]; found {names:?}"
+            )));
+        }
+    };
+    let bias_at = find(&["bias", "arr_2"]);
+    if arrays.len() > 2 + usize::from(bias_at.is_some()) {
+        let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(bad(format!(
+            "holds {} arrays {names:?}; a SimpleRNN has a kernel, a recurrent kernel and an optional bias \
+             (is this another kind of layer?)",
+            arrays.len()
+        )));
+    }
+    let take2 = |at: usize, what: &str| -> Result<Array2<f32>> {
+        let (_, a) = &arrays[at];
+        a.clone()
+            .into_dimensionality()
+            .map_err(|_| RnnError::shape(what, "2 axes", a.shape()))
+    };
+    let kernel = take2(kernel_at, "kernel")?;
+    let recurrent = take2(recurrent_at, "recurrent_kernel")?;
+    let bias = match bias_at {
+        Some(at) => {
+            let (_, a) = &arrays[at];
+            Some(
+                a.clone()
+                    .into_dimensionality::<ndarray::Ix1>()
+                    .map_err(|_| RnnError::shape("bias", "1 axis", a.shape()))?,
+            )
+        }
+        None => None::<Array1<f32>>,
+    };
+    SimpleRnn::new(kernel, recurrent, bias, config)
+}
+
+/// Decodes a `.npy` image of float32 or float64 after checking that its header's shape fits the
+/// bytes present, so that a forged header cannot make us allocate more than the file holds.
+fn decode_npy<D: Dimension>(bytes: &[u8]) -> std::result::Result<Array<f32, D>, String> {
+    let mut cursor = Cursor::new(bytes);
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut cursor)
+        .map_err(|e| format!("not a valid .npy image: {e}"))?;
+    let descriptor = header.type_descriptor.to_string();
+    let item_bytes: u64 = match descriptor.trim_matches('\'') {
+        "<f4" | "|f4" | "=f4" => 4,
+        "<f8" | "|f8" | "=f8" => 8,
+        other => {
+            return Err(format!(
+                "dtype {other:?}; expected float32 ('<f4') or float64 ('<f8')"
+            ));
+        }
+    };
+    let elements = header
+        .shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or("the header's shape overflows")?;
+    let data_bytes = bytes.len() as u64 - cursor.position();
+    if elements.checked_mul(item_bytes) != Some(data_bytes) {
+        return Err(format!(
+            "header says shape {:?} of {descriptor} ({} bytes) but {data_bytes} bytes of data follow",
+            header.shape,
+            elements.saturating_mul(item_bytes)
+        ));
+    }
+    let ndim = header.shape.len();
+    let wrong_ndim = |_| match D::NDIM {
+        Some(want) => format!("has {ndim} axes (shape {:?}), expected {want}", header.shape),
+        None => format!("has shape {:?}", header.shape),
+    };
+    let npy_error = |e: ndarray_npy::ReadNpyError| format!("{e}");
+    if item_bytes == 4 {
+        let a = Array::<f32, IxDyn>::read_npy(bytes).map_err(npy_error)?;
+        a.into_dimensionality().map_err(wrong_ndim)
+    } else {
+        let a = Array::<f64, IxDyn>::read_npy(bytes).map_err(npy_error)?;
+        a.mapv(|v| v as f32).into_dimensionality().map_err(wrong_ndim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy_bytes<D: Dimension>(a: &Array<f32, D>) -> Vec<u8> {
+        let mut out = Vec::new();
+        a.write_npy(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_f32_and_f64() {
+        let a = Array2::from_shape_fn((2, 3), |(i, j)| (i * 3 + j) as f32);
+        let back: Array2<f32> = decode_npy(&npy_bytes(&a)).unwrap();
+        assert_eq!(back, a);
+        let mut wide = Vec::new();
+        a.mapv(f64::from).write_npy(&mut wide).unwrap();
+        let back: Array2<f32> = decode_npy(&wide).unwrap();
+        assert_eq!(back, a);
+    }
+
+    #[test]
+    fn rejects_wrong_dtype_ndim_truncation_and_forged_shapes() {
+        let mut ints = Vec::new();
+        Array1::from(vec![1i32, 2]).write_npy(&mut ints).unwrap();
+        assert!(decode_npy::<ndarray::Ix1>(&ints).unwrap_err().contains("dtype"));
+
+        let a = Array2::<f32>::zeros((2, 3));
+        let bytes = npy_bytes(&a);
+        assert!(decode_npy::<ndarray::Ix3>(&bytes).unwrap_err().contains("axes"));
+        assert!(decode_npy::<ndarray::Ix2>(&bytes[..bytes.len() - 4]).is_err());
+        assert!(decode_npy::<ndarray::Ix2>(&bytes[..5]).is_err());
+
+        // A header that claims 2^40 elements over 24 bytes of data.
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let forged = text.replace("(2, 3)", "(1099511627776,)");
+        let forged = forged.into_bytes();
+        let err = decode_npy::<ndarray::Ix1>(&forged).unwrap_err();
+        assert!(err.contains("bytes"), "{err}");
+    }
+}

@@ -1,0 +1,41 @@
+//! # wgpu-rnn
+//!
+//! Keras `SimpleRNN` layers (the Elman RNN, `h_t = act(x_t · W + b + h_{t-1} · U)`) on any GPU
+//! through wgpu (Vulkan, Metal, DX12, or a software adapter such as Mesa's lavapipe), with a CPU
+//! reference path on ndarray beside it. Both give the numbers Keras gives.
+//!
+//! Weights follow Keras's layout: `kernel` *D* × *M*, `recurrent_kernel` *M* × *M*, `bias` *M*.
+//! Inputs are *N* × *T* × *D* (batch, time steps, features).
+//!
+//! ```no_run
+//! use ndarray::Array3;
+//! use wgpu_rnn::{load_keras_npz, CpuRnn, GpuContext, GpuRnn, SimpleRnnConfig};
+//!
+//! # fn main() -> wgpu_rnn::Result<()> {
+//! let config = SimpleRnnConfig { return_sequences: true, ..Default::default() };
+//! let layer = load_keras_npz("simple_rnn.npz", config)?;
+//! let input = Array3::<f32>::zeros((2, 10, layer.input_dim()));
+//!
+//! let ctx = GpuContext::new_blocking(Default::default())?;
+//! let gpu = GpuRnn::new(&ctx, layer.clone())?;
+//! let on_gpu = gpu.forward(input.view(), None)?;
+//! let on_cpu = CpuRnn::new(layer).forward(input.view(), None)?;
+//! assert_eq!(on_gpu.output().shape(), on_cpu.output().shape());
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod activation;
+mod cpu;
+mod error;
+pub mod gpu;
+mod io;
+mod layer;
+
+pub use activation::Activation;
+pub use cpu::CpuRnn;
+pub use error::{Result, RnnError};
+pub use gpu::{AdapterSummary, GpuContext, GpuOptions, GpuRnn};
+pub use io::{load_keras_npz, read_npy_f32, write_npy_f32};
+pub use layer::{RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
