@@ -288,15 +288,7 @@ impl Activation {
                     x.exp_m1()
                 }
             }
-            HardTanh => {
-                if x < -1.0 {
-                    -1.0
-                } else if x > 1.0 {
-                    1.0
-                } else {
-                    x
-                }
-            }
+            HardTanh => x.clamp(-1.0, 1.0),
             SoftShrink => {
                 if x > SHRINK_THRESHOLD {
                     x - SHRINK_THRESHOLD
@@ -378,13 +370,8 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 fn relu6(x: f32) -> f32 {
-    if x < 0.0 {
-        0.0
-    } else if x > 6.0 {
-        6.0
-    } else {
-        x
-    }
+    // f32::clamp keeps NaN, as Keras does.
+    x.clamp(0.0, 6.0)
 }
 
 /// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.

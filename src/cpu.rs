@@ -65,9 +65,10 @@ impl CpuRnn {
             next.assign(&projected.slice(s![.., layer.input_step(step, t), ..]));
             general_mat_mul(1.0, &h, layer.recurrent_kernel(), 1.0, &mut next);
             for mut row in next.axis_iter_mut(Axis(0)) {
-                config
-                    .activation
-                    .apply_row(row.as_slice_mut().expect("rows of a standard array are contiguous"));
+                config.activation.apply_row(
+                    row.as_slice_mut()
+                        .expect("rows of a standard array are contiguous"),
+                );
             }
             std::mem::swap(&mut h, &mut next);
             if let Some(seq) = sequences.as_mut() {

@@ -67,7 +67,11 @@ pub enum RnnError {
 pub type Result<T, E = RnnError> = std::result::Result<T, E>;
 
 impl RnnError {
-    pub(crate) fn shape(what: impl Into<String>, expected: impl Into<String>, got: &[usize]) -> Self {
+    pub(crate) fn shape(
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        got: &[usize],
+    ) -> Self {
         RnnError::ShapeMismatch {
             what: what.into(),
             expected: expected.into(),

@@ -68,6 +68,26 @@ pub fn load_keras_npz(path: impl AsRef<Path>, config: SimpleRnnConfig) -> Result
         path: path.to_path_buf(),
         source,
     })?;
+    parse_keras_npz(bytes, path, config)
+}
+
+/// [`load_keras_npz`] on the bytes of a `.npz` file already in memory (an embedded model, say).
+///
+/// # Errors
+/// As [`load_keras_npz`], with `<memory>` in place of the file name.
+pub fn load_keras_npz_bytes(bytes: &[u8], config: SimpleRnnConfig) -> Result<SimpleRnn> {
+    parse_keras_npz(bytes.to_vec(), Path::new("<memory>"), config)
+}
+
+/// Parses a `.npy` image already in memory, float32 or float64 (converted to float32).
+///
+/// # Errors
+/// As [`read_npy_f32`], with `<memory>` in place of the file name.
+pub fn parse_npy_f32<D: Dimension>(bytes: &[u8]) -> Result<Array<f32, D>> {
+    decode_npy(bytes).map_err(|message| RnnError::bad_file("<memory>", message))
+}
+
+fn parse_keras_npz(bytes: Vec<u8>, path: &Path, config: SimpleRnnConfig) -> Result<SimpleRnn> {
     let bad = |message: String| RnnError::bad_file(path, message);
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| bad(format!("not a readable .npz (zip) archive: {e}")))?;
@@ -77,21 +97,31 @@ pub fn load_keras_npz(path: impl AsRef<Path>, config: SimpleRnnConfig) -> Result
         let mut entry = archive
             .by_index(i)
             .map_err(|e| bad(format!("archive entry {i}: {e}")))?;
-        let name = entry.name().strip_suffix(".npy").unwrap_or(entry.name()).to_string();
+        let name = entry
+            .name()
+            .strip_suffix(".npy")
+            .unwrap_or(entry.name())
+            .to_string();
         let mut data = Vec::new();
         (&mut entry)
             .take(MAX_ARRAY_BYTES + 1)
             .read_to_end(&mut data)
             .map_err(|e| bad(format!("array {name:?}: {e}")))?;
         if data.len() as u64 > MAX_ARRAY_BYTES {
-            return Err(bad(format!("array {name:?} is larger than {MAX_ARRAY_BYTES} bytes")));
+            return Err(bad(format!(
+                "array {name:?} is larger than {MAX_ARRAY_BYTES} bytes"
+            )));
         }
-        let array: Array<f32, IxDyn> = decode_npy(&data).map_err(|m| bad(format!("array {name:?}: {m}")))?;
+        let array: Array<f32, IxDyn> =
+            decode_npy(&data).map_err(|m| bad(format!("array {name:?}: {m}")))?;
         arrays.push((name, array));
     }
 
     let find = |keys: &[&str]| arrays.iter().position(|(n, _)| keys.contains(&n.as_str()));
-    let (kernel_at, recurrent_at) = match (find(&["kernel", "arr_0"]), find(&["recurrent_kernel", "arr_1"])) {
+    let (kernel_at, recurrent_at) = match (
+        find(&["kernel", "arr_0"]),
+        find(&["recurrent_kernel", "arr_1"]),
+    ) {
         (Some(k), Some(r)) => (k, r),
         _ => {
             let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
@@ -163,7 +193,10 @@ fn decode_npy<D: Dimension>(bytes: &[u8]) -> std::result::Result<Array<f32, D>, 
     }
     let ndim = header.shape.len();
     let wrong_ndim = |_| match D::NDIM {
-        Some(want) => format!("has {ndim} axes (shape {:?}), expected {want}", header.shape),
+        Some(want) => format!(
+            "has {ndim} axes (shape {:?}), expected {want}",
+            header.shape
+        ),
         None => format!("has shape {:?}", header.shape),
     };
     let npy_error = |e: ndarray_npy::ReadNpyError| format!("{e}");
@@ -172,7 +205,9 @@ fn decode_npy<D: Dimension>(bytes: &[u8]) -> std::result::Result<Array<f32, D>, 
         a.into_dimensionality().map_err(wrong_ndim)
     } else {
         let a = Array::<f64, IxDyn>::read_npy(bytes).map_err(npy_error)?;
-        a.mapv(|v| v as f32).into_dimensionality().map_err(wrong_ndim)
+        a.mapv(|v| v as f32)
+            .into_dimensionality()
+            .map_err(wrong_ndim)
     }
 }
 
@@ -201,11 +236,19 @@ mod tests {
     fn rejects_wrong_dtype_ndim_truncation_and_forged_shapes() {
         let mut ints = Vec::new();
         Array1::from(vec![1i32, 2]).write_npy(&mut ints).unwrap();
-        assert!(decode_npy::<ndarray::Ix1>(&ints).unwrap_err().contains("dtype"));
+        assert!(
+            decode_npy::<ndarray::Ix1>(&ints)
+                .unwrap_err()
+                .contains("dtype")
+        );
 
         let a = Array2::<f32>::zeros((2, 3));
         let bytes = npy_bytes(&a);
-        assert!(decode_npy::<ndarray::Ix3>(&bytes).unwrap_err().contains("axes"));
+        assert!(
+            decode_npy::<ndarray::Ix3>(&bytes)
+                .unwrap_err()
+                .contains("axes")
+        );
         assert!(decode_npy::<ndarray::Ix2>(&bytes[..bytes.len() - 4]).is_err());
         assert!(decode_npy::<ndarray::Ix2>(&bytes[..5]).is_err());
 

@@ -146,7 +146,10 @@ impl SimpleRnn {
         if d != self.input_dim() {
             return Err(RnnError::shape(
                 "input",
-                format!("[N, T, {}] (features D from the kernel's rows)", self.input_dim()),
+                format!(
+                    "[N, T, {}] (features D from the kernel's rows)",
+                    self.input_dim()
+                ),
                 input.shape(),
             ));
         }
@@ -164,7 +167,11 @@ impl SimpleRnn {
 
     /// The input time step read at processing step `s` of `t` (reversed under `go_backwards`).
     pub(crate) fn input_step(&self, s: usize, t: usize) -> usize {
-        if self.config.go_backwards { t - 1 - s } else { s }
+        if self.config.go_backwards {
+            t - 1 - s
+        } else {
+            s
+        }
     }
 }
 

@@ -6,16 +6,32 @@ mod common;
 use common::{assert_close, gpu, random_layer, rng, uniform2, uniform3};
 use wgpu_rnn::{Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, SimpleRnnConfig};
 
-fn compare(n: usize, t: usize, d: usize, m: usize, config: SimpleRnnConfig, bias: bool, with_h0: bool, seed: u64) {
+/// Runs one random layer and input through both backends: (N, T, D, M), then the options.
+fn compare(
+    (n, t, d, m): (usize, usize, usize, usize),
+    config: SimpleRnnConfig,
+    bias: bool,
+    with_h0: bool,
+    seed: u64,
+) {
     let mut r = rng(seed);
     let layer = random_layer(&mut r, d, m, bias, config);
     let x = uniform3(&mut r, (n, t, d), 2.0);
     let h0 = with_h0.then(|| uniform2(&mut r, (n, m), 1.0));
-    let cpu = CpuRnn::new(layer.clone()).forward(x.view(), h0.as_ref().map(|h| h.view())).unwrap();
-    let g = GpuRnn::new(gpu(), layer).unwrap().forward(x.view(), h0.as_ref().map(|h| h.view())).unwrap();
+    let cpu = CpuRnn::new(layer.clone())
+        .forward(x.view(), h0.as_ref().map(|h| h.view()))
+        .unwrap();
+    let g = GpuRnn::new(gpu(), layer)
+        .unwrap()
+        .forward(x.view(), h0.as_ref().map(|h| h.view()))
+        .unwrap();
     let what = format!("N={n} T={t} D={d} M={m} {config:?} bias={bias} h0={with_h0}");
     assert_close(g.output(), cpu.output(), &what);
-    assert_close(g.final_state.view().into_dyn(), cpu.final_state.view().into_dyn(), &what);
+    assert_close(
+        g.final_state.view().into_dyn(),
+        cpu.final_state.view().into_dyn(),
+        &what,
+    );
 }
 
 #[test]
@@ -32,13 +48,15 @@ fn many_shapes_including_awkward_ones() {
         (33, 2, 3, 65),
     ];
     for (i, &(n, t, d, m)) in shapes.iter().enumerate() {
-        for (return_sequences, go_backwards) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (return_sequences, go_backwards) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
             let config = SimpleRnnConfig {
                 activation: Activation::Tanh,
                 return_sequences,
                 go_backwards,
             };
-            compare(n, t, d, m, config, i % 3 != 0, i % 2 == 0, i as u64);
+            compare((n, t, d, m), config, i % 3 != 0, i % 2 == 0, i as u64);
         }
     }
 }
@@ -49,7 +67,7 @@ fn a_thousand_units() {
         return_sequences: true,
         ..Default::default()
     };
-    compare(2, 3, 7, 1000, config, true, true, 99);
+    compare((2, 3, 7, 1000), config, true, true, 99);
 }
 
 #[test]
@@ -60,7 +78,7 @@ fn every_activation() {
             return_sequences: true,
             go_backwards: i % 2 == 1,
         };
-        compare(3, 4, 5, 70, config, true, false, 1000 + i as u64);
+        compare((3, 4, 5, 70), config, true, false, 1000 + i as u64);
     }
 }
 
@@ -82,9 +100,18 @@ fn chunked_over_time_and_batch_gives_the_same_numbers() {
         let layer = random_layer(&mut r, 6, 24, true, config);
         let x = uniform3(&mut r, (40, 23, 6), 1.5);
         let h0 = uniform2(&mut r, (40, 24), 1.0);
-        let cpu = CpuRnn::new(layer.clone()).forward(x.view(), Some(h0.view())).unwrap();
-        let g = GpuRnn::new(&small, layer).unwrap().forward(x.view(), Some(h0.view())).unwrap();
+        let cpu = CpuRnn::new(layer.clone())
+            .forward(x.view(), Some(h0.view()))
+            .unwrap();
+        let g = GpuRnn::new(&small, layer)
+            .unwrap()
+            .forward(x.view(), Some(h0.view()))
+            .unwrap();
         assert_close(g.output(), cpu.output(), "chunked");
-        assert_close(g.final_state.view().into_dyn(), cpu.final_state.view().into_dyn(), "chunked");
+        assert_close(
+            g.final_state.view().into_dyn(),
+            cpu.final_state.view().into_dyn(),
+            "chunked",
+        );
     }
 }

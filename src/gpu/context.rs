@@ -85,7 +85,8 @@ impl GpuContext {
     /// [`RnnError::NoAdapter`] when no adapter is found or it gives no device;
     /// [`RnnError::Gpu`] when a pipeline fails to build.
     pub async fn new(options: GpuOptions) -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: options.power_preference,
@@ -111,7 +112,9 @@ impl GpuContext {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| RnnError::NoAdapter(format!("adapter {:?} gave no device: {e}", info.name)))?;
+            .map_err(|e| {
+                RnnError::NoAdapter(format!("adapter {:?} gave no device: {e}", info.name))
+            })?;
         Self::from_device(info, device, queue, options).await
     }
 
@@ -125,7 +128,8 @@ impl GpuContext {
 
     /// Every adapter wgpu finds, on every backend, with its limits.
     pub fn adapters() -> Vec<AdapterSummary> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
             .into_iter()
             .map(|a| AdapterSummary {
@@ -185,7 +189,11 @@ impl GpuContext {
         let softmax_layout = bind_group_layout(
             &device,
             "rnn.softmax_rows.layout",
-            &[Binding::ReadWrite, Binding::ReadWrite, Binding::DynamicUniform],
+            &[
+                Binding::ReadWrite,
+                Binding::ReadWrite,
+                Binding::DynamicUniform,
+            ],
         );
         let projection = pipeline(
             &device,
@@ -320,7 +328,11 @@ enum Binding {
     DynamicUniform,
 }
 
-fn bind_group_layout(device: &wgpu::Device, label: &str, bindings: &[Binding]) -> wgpu::BindGroupLayout {
+fn bind_group_layout(
+    device: &wgpu::Device,
+    label: &str,
+    bindings: &[Binding],
+) -> wgpu::BindGroupLayout {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
         .iter()
         .enumerate()
@@ -350,7 +362,11 @@ fn bind_group_layout(device: &wgpu::Device, label: &str, bindings: &[Binding]) -
     })
 }
 
-fn pipeline_layout(device: &wgpu::Device, label: &str, layout: &wgpu::BindGroupLayout) -> wgpu::PipelineLayout {
+fn pipeline_layout(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::BindGroupLayout,
+) -> wgpu::PipelineLayout {
     device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some(label),
         bind_group_layouts: &[Some(layout)],

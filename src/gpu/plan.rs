@@ -23,7 +23,7 @@ pub(crate) struct PlanLimits {
 impl PlanLimits {
     pub(crate) fn new(limits: &wgpu::Limits, max_chunk_bytes: Option<u64>) -> Self {
         PlanLimits {
-            max_binding_bytes: u64::from(limits.max_storage_buffer_binding_size),
+            max_binding_bytes: limits.max_storage_buffer_binding_size,
             max_buffer_bytes: limits.max_buffer_size,
             max_workgroups: u64::from(limits.max_compute_workgroups_per_dimension),
             max_chunk_bytes: max_chunk_bytes.unwrap_or(u64::MAX),
@@ -67,7 +67,13 @@ pub(crate) fn check_weights(d: usize, m: usize, limits: &PlanLimits) -> Result<(
 
 /// The largest chunk of an `n` × `t` forward, with `d` features and `m` units, whose buffers
 /// (input, projection and sequence output, state and readback) all fit the limits.
-pub(crate) fn plan(n: usize, t: usize, d: usize, m: usize, limits: &PlanLimits) -> Result<ChunkPlan> {
+pub(crate) fn plan(
+    n: usize,
+    t: usize,
+    d: usize,
+    m: usize,
+    limits: &PlanLimits,
+) -> Result<ChunkPlan> {
     check_weights(d, m, limits)?;
     let budget = limits
         .max_binding_bytes
@@ -83,11 +89,12 @@ pub(crate) fn plan(n: usize, t: usize, d: usize, m: usize, limits: &PlanLimits) 
         )));
     }
     // One step more than the chunk holds is kept free for the state in the readback buffer.
+    // Each bound is at least 1: `batch` rows fit the budget and the workgroup grid.
+    let fit_budget = (budget / (row_bytes * batch)).saturating_sub(1).max(1);
     let steps = (t as u64)
-        .min((budget / (row_bytes * batch)).saturating_sub(1).max(1))
+        .min(fit_budget)
         .min(most_rows / batch)
-        .min(MAX_STEPS_PER_CHUNK)
-        .max(1);
+        .min(MAX_STEPS_PER_CHUNK);
     Ok(ChunkPlan {
         batch: batch as usize,
         steps: steps as usize,
@@ -110,7 +117,13 @@ mod tests {
     #[test]
     fn small_work_is_one_chunk() {
         let p = plan(4, 100, 8, 32, &limits(128 << 20, None)).unwrap();
-        assert_eq!(p, ChunkPlan { batch: 4, steps: 100 });
+        assert_eq!(
+            p,
+            ChunkPlan {
+                batch: 4,
+                steps: 100
+            }
+        );
     }
 
     #[test]
@@ -133,8 +146,14 @@ mod tests {
     #[test]
     fn weights_past_the_binding_limit_are_an_error() {
         let l = limits(1 << 20, None);
-        assert!(matches!(plan(1, 1, 1, 1024, &l), Err(RnnError::DeviceLimit(_))));
-        assert!(matches!(plan(1, 1, 1 << 20, 1, &l), Err(RnnError::DeviceLimit(_))));
+        assert!(matches!(
+            plan(1, 1, 1, 1024, &l),
+            Err(RnnError::DeviceLimit(_))
+        ));
+        assert!(matches!(
+            plan(1, 1, 1 << 20, 1, &l),
+            Err(RnnError::DeviceLimit(_))
+        ));
     }
 
     #[test]

@@ -86,7 +86,10 @@ impl GpuRnn {
                 })
         };
         let kernel = upload("rnn.kernel", standard_slice(layer.kernel()));
-        let recurrent_kernel = upload("rnn.recurrent_kernel", standard_slice(layer.recurrent_kernel()));
+        let recurrent_kernel = upload(
+            "rnn.recurrent_kernel",
+            standard_slice(layer.recurrent_kernel()),
+        );
         let zeros;
         let bias_values = match layer.bias() {
             Some(b) => b.as_slice().expect("an owned 1-D array is contiguous"),
@@ -174,7 +177,9 @@ impl GpuRnn {
         let m = self.layer.units();
         let config = *self.layer.config();
         let input = input.as_standard_layout();
-        let mut sequences = config.return_sequences.then(|| Array3::<f32>::zeros((n, t, m)));
+        let mut sequences = config
+            .return_sequences
+            .then(|| Array3::<f32>::zeros((n, t, m)));
         let mut final_state = Array2::<f32>::zeros((n, m));
 
         for b0 in (0..n).step_by(chunk.batch) {
@@ -183,7 +188,9 @@ impl GpuRnn {
                 Some(h0) => h0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
                 None => vec![0.0; nb * m],
             };
-            inner.queue.write_buffer(&ws.state[0], 0, bytemuck::cast_slice(&h0));
+            inner
+                .queue
+                .write_buffer(&ws.state[0], 0, bytemuck::cast_slice(&h0));
             let mut current = 0;
 
             for s0 in (0..t).step_by(chunk.steps) {
@@ -202,18 +209,31 @@ impl GpuRnn {
                 self.write_params(ws, nb, ns);
 
                 let scope = ErrorScope::push(&inner.device);
-                let mut encoder = inner.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("rnn.forward"),
-                });
+                let mut encoder =
+                    inner
+                        .device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("rnn.forward"),
+                        });
                 current = self.encode_chunk(&mut encoder, ws, nb, ns, current);
 
-                let seq_bytes = if config.return_sequences { (ns * nb * m * 4) as u64 } else { 0 };
+                let seq_bytes = if config.return_sequences {
+                    (ns * nb * m * 4) as u64
+                } else {
+                    0
+                };
                 let state_bytes = (nb * m * 4) as u64;
                 if seq_bytes > 0 {
                     encoder.copy_buffer_to_buffer(&ws.sequence, 0, &ws.readback, 0, seq_bytes);
                 }
                 if last_chunk {
-                    encoder.copy_buffer_to_buffer(&ws.state[current], 0, &ws.readback, seq_bytes, state_bytes);
+                    encoder.copy_buffer_to_buffer(
+                        &ws.state[current],
+                        0,
+                        &ws.readback,
+                        seq_bytes,
+                        state_bytes,
+                    );
                 }
                 inner.queue.submit([encoder.finish()]);
                 let read_bytes = seq_bytes + if last_chunk { state_bytes } else { 0 };
@@ -302,7 +322,9 @@ impl GpuRnn {
             cols: m,
             _pad: 0,
         };
-        inner.queue.write_buffer(&ws.dims, 0, bytemuck::bytes_of(&dims));
+        inner
+            .queue
+            .write_buffer(&ws.dims, 0, bytemuck::bytes_of(&dims));
         let flags = match (config.return_sequences, config.activation.is_row_wise()) {
             (false, _) => 0,
             (true, false) => STEP_WRITES_SEQUENCE,
@@ -321,7 +343,8 @@ impl GpuRnn {
                 step: s as u32,
                 flags,
             };
-            bytes[s * stride..s * stride + STEP_PARAMS_SIZE as usize].copy_from_slice(bytemuck::bytes_of(&params));
+            bytes[s * stride..s * stride + STEP_PARAMS_SIZE as usize]
+                .copy_from_slice(bytemuck::bytes_of(&params));
         }
         inner.queue.write_buffer(&ws.params, 0, &bytes);
     }
@@ -329,7 +352,9 @@ impl GpuRnn {
     fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
         let idle = self.workspaces.lock().map_err(poisoned)?.pop();
         match idle {
-            Some(ws) if ws.capacity.batch >= chunk.batch && ws.capacity.steps >= chunk.steps => Ok(ws),
+            Some(ws) if ws.capacity.batch >= chunk.batch && ws.capacity.steps >= chunk.steps => {
+                Ok(ws)
+            }
             Some(ws) => {
                 let grown = ChunkPlan {
                     batch: ws.capacity.batch.max(chunk.batch),
@@ -337,7 +362,8 @@ impl GpuRnn {
                 };
                 // The plan keeps each of `chunk`'s buffers in bounds, but the union of two plans
                 // may not be: fall back to exactly what this call needs.
-                self.create_workspace(grown).or_else(|_| self.create_workspace(chunk))
+                self.create_workspace(grown)
+                    .or_else(|_| self.create_workspace(chunk))
             }
             None => self.create_workspace(chunk),
         }
@@ -348,9 +374,16 @@ impl GpuRnn {
         let limits = plan_limits(inner);
         let (d, m) = (self.layer.input_dim() as u64, self.layer.units() as u64);
         let (nb, ns) = (capacity.batch as u64, capacity.steps as u64);
-        let seq_len = if self.layer.config().return_sequences { ns * nb * m } else { 1 };
+        let seq_len = if self.layer.config().return_sequences {
+            ns * nb * m
+        } else {
+            1
+        };
         let bytes = [ns * nb * d, ns * nb * m, seq_len, ns * nb * m + nb * m].map(|e| 4 * e);
-        if bytes.iter().any(|b| *b > limits.max_binding_bytes.min(limits.max_buffer_bytes)) {
+        if bytes
+            .iter()
+            .any(|b| *b > limits.max_binding_bytes.min(limits.max_buffer_bytes))
+        {
             return Err(RnnError::DeviceLimit(format!(
                 "working buffers for {nb} rows × {ns} steps exceed the device's buffer limits"
             )));
@@ -374,11 +407,22 @@ impl GpuRnn {
             buffer("rnn.state.1", 4 * nb * m, storage),
         ];
         let readback = buffer("rnn.readback", bytes[3], U::MAP_READ | U::COPY_DST);
-        let params_stride = u64::from(inner.limits.min_uniform_buffer_offset_alignment).max(STEP_PARAMS_SIZE);
-        let params = buffer("rnn.step_params", ns * params_stride, U::UNIFORM | U::COPY_DST);
-        let dims = buffer("rnn.projection_dims", std::mem::size_of::<Dims>() as u64, U::UNIFORM | U::COPY_DST);
+        let params_stride =
+            u64::from(inner.limits.min_uniform_buffer_offset_alignment).max(STEP_PARAMS_SIZE);
+        let params = buffer(
+            "rnn.step_params",
+            ns * params_stride,
+            U::UNIFORM | U::COPY_DST,
+        );
+        let dims = buffer(
+            "rnn.projection_dims",
+            std::mem::size_of::<Dims>() as u64,
+            U::UNIFORM | U::COPY_DST,
+        );
 
-        let bind = |label: &str, layout: &wgpu::BindGroupLayout, resources: &[wgpu::BindingResource<'_>]| {
+        let bind = |label: &str,
+                    layout: &wgpu::BindGroupLayout,
+                    resources: &[wgpu::BindingResource<'_>]| {
             let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
                 .iter()
                 .enumerate()
@@ -491,7 +535,8 @@ fn plan_limits(inner: &ContextInner) -> PlanLimits {
 }
 
 fn standard_slice(a: &Array2<f32>) -> &[f32] {
-    a.as_slice().expect("SimpleRnn keeps its weights in standard layout")
+    a.as_slice()
+        .expect("SimpleRnn keeps its weights in standard layout")
 }
 
 /// Maps the first `bytes` of `buffer`, waits for the GPU, and copies them out.

@@ -31,7 +31,10 @@ pub fn assert_close(got: ArrayViewD<'_, f32>, reference: ArrayViewD<'_, f32>, wh
     let mut worst = (0.0f32, 0usize);
     for (i, (g, r)) in got.iter().zip(reference.iter()).enumerate() {
         if r.is_nan() || g.is_nan() {
-            assert!(r.is_nan() && g.is_nan(), "{what}: element {i}: got {g}, reference {r}");
+            assert!(
+                r.is_nan() && g.is_nan(),
+                "{what}: element {i}: got {g}, reference {r}"
+            );
             continue;
         }
         if r.is_infinite() || g.is_infinite() {
@@ -65,7 +68,13 @@ pub fn uniform3(rng: &mut StdRng, shape: (usize, usize, usize), scale: f32) -> A
 }
 
 /// A random layer whose state neither explodes nor dies out: recurrent weights scaled by 1/√M.
-pub fn random_layer(rng: &mut StdRng, d: usize, m: usize, bias: bool, config: SimpleRnnConfig) -> SimpleRnn {
+pub fn random_layer(
+    rng: &mut StdRng,
+    d: usize,
+    m: usize,
+    bias: bool,
+    config: SimpleRnnConfig,
+) -> SimpleRnn {
     let kernel = uniform2(rng, (d, m), 1.0 / (d as f32).sqrt());
     let recurrent = uniform2(rng, (m, m), 1.0 / (m as f32).sqrt());
     let bias = bias.then(|| Array1::from_shape_simple_fn(m, || rng.random_range(-0.5..0.5)));
