@@ -12,8 +12,10 @@ const LEAKY_RELU_SLOPE: f32 = 0.2;
 const SHRINK_THRESHOLD: f32 = 0.5;
 const SQUAREPLUS_B: f32 = 4.0;
 
+// WGSL lets compilers assume floats are never NaN, so `x != x` may fold to false; the bit
+// pattern cannot be folded away.
 fn is_nan(x: f32) -> bool {
-    return x != x;
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
 // Some drivers compute tanh from exp and overflow to NaN for large |x|; tanh(±15) is ±1 in f32.

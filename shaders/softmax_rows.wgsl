@@ -19,8 +19,13 @@ const WG: u32 = 64u;
 
 var<workgroup> scratch: array<f32, 64>;
 
+// WGSL lets compilers assume floats are never NaN, so NaN is found by its bit pattern.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn max_nan(a: f32, b: f32) -> f32 {
-    return select(a, b, b > a || b != b);
+    return select(a, b, b > a || is_nan(b));
 }
 
 @compute @workgroup_size(64, 1, 1)

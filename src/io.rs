@@ -252,10 +252,18 @@ mod tests {
         assert!(decode_npy::<ndarray::Ix2>(&bytes[..bytes.len() - 4]).is_err());
         assert!(decode_npy::<ndarray::Ix2>(&bytes[..5]).is_err());
 
-        // A header that claims 2^40 elements over 24 bytes of data.
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let forged = text.replace("(2, 3)", "(1099511627776,)");
-        let forged = forged.into_bytes();
+        // A header that claims 2^40 elements over 4 bytes of data (same header length: the
+        // longer shape eats padding spaces).
+        let one = npy_bytes(&Array1::<f32>::zeros(1));
+        let at = one.windows(4).position(|w| w == b"(1,)").unwrap();
+        let newline = one.iter().position(|b| *b == b'\n').unwrap();
+        let padding_kept = newline - 12;
+        assert!(one[padding_kept..newline].iter().all(|b| *b == b' '));
+        let mut forged = one[..at].to_vec();
+        forged.extend_from_slice(b"(1099511627776,)");
+        forged.extend_from_slice(&one[at + 4..padding_kept]);
+        forged.extend_from_slice(&one[newline..]);
+        assert_eq!(forged.len(), one.len());
         let err = decode_npy::<ndarray::Ix1>(&forged).unwrap_err();
         assert!(err.contains("bytes"), "{err}");
     }

@@ -85,8 +85,7 @@ impl GpuContext {
     /// [`RnnError::NoAdapter`] when no adapter is found or it gives no device;
     /// [`RnnError::Gpu`] when a pipeline fails to build.
     pub async fn new(options: GpuOptions) -> Result<Self> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = instance();
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: options.power_preference,
@@ -126,10 +125,10 @@ impl GpuContext {
         pollster::block_on(Self::new(options))
     }
 
-    /// Every adapter wgpu finds, on every backend, with its limits.
+    /// Every adapter wgpu finds on the backends [`GpuContext::new`] considers (Vulkan, Metal,
+    /// DX12, or those `WGPU_BACKEND` names), with its limits.
     pub fn adapters() -> Vec<AdapterSummary> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = instance();
         pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
             .into_iter()
             .map(|a| AdapterSummary {
@@ -318,6 +317,14 @@ impl ErrorScope {
             (None, None) => Ok(()),
         }
     }
+}
+
+/// Vulkan, Metal, DX12 (and WebGPU in a browser) unless `WGPU_BACKEND` names others: the GL
+/// backend's compute support is thin, and its EGL probing is noisy on headless machines.
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::PRIMARY;
+    wgpu::Instance::new(desc.with_env())
 }
 
 #[derive(Clone, Copy)]

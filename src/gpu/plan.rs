@@ -138,8 +138,9 @@ mod tests {
     #[test]
     fn huge_batches_split_over_batch() {
         let l = limits(1 << 20, None);
-        let p = plan(100_000, 3, 4, 1000, &l).unwrap();
-        assert!(p.batch as u64 * 1000 * 4 <= 1 << 20);
+        let p = plan(100_000, 3, 4, 100, &l).unwrap();
+        assert!(p.batch < 100_000);
+        assert!(p.batch as u64 * 100 * 4 <= 1 << 20);
         assert!(p.steps >= 1);
     }
 
