@@ -5,10 +5,13 @@
 // Comparisons are written so that NaN takes the branch that returns it: Keras propagates NaN.
 
 override ACTIVATION: u32 = 1u;
+// Parameters of the parameterised activations (hard_sigmoid, elu, leaky_relu, and ONNX's Affine,
+// ScaledTanh, ThresholdedRelu).
+override ACT_ALPHA: f32 = 0.0;
+override ACT_BETA: f32 = 0.0;
 
 const SELU_ALPHA: f32 = 1.6732632423543772;
 const SELU_SCALE: f32 = 1.0507009873554805;
-const LEAKY_RELU_SLOPE: f32 = 0.2;
 const SHRINK_THRESHOLD: f32 = 0.5;
 const SQUAREPLUS_B: f32 = 4.0;
 
@@ -74,8 +77,8 @@ fn activate(x: f32) -> f32 {
         case 1u: { return tanh_safe(x); }
         case 2u: { return select(x, 0.0, x < 0.0); }
         case 3u: { return sigmoid(x); }
-        case 4u: { return relu6(x + 3.0) / 6.0; }
-        case 5u: { return select(expm1(x), x, x > 0.0); }
+        case 4u: { return clamp(ACT_ALPHA * x + ACT_BETA, 0.0, 1.0); }
+        case 5u: { return select(ACT_ALPHA * expm1(x), x, x > 0.0); }
         case 6u: { return select(SELU_SCALE * SELU_ALPHA * expm1(x), SELU_SCALE * x, x > 0.0); }
         case 7u: { return softplus(x); }
         case 8u: { return x / (1.0 + abs(x)); }
@@ -83,7 +86,7 @@ fn activate(x: f32) -> f32 {
         case 10u: { return x * sigmoid(x); }
         case 11u: { return exp(x); }
         case 12u: { return relu6(x); }
-        case 13u: { return select(x, LEAKY_RELU_SLOPE * x, x < 0.0); }
+        case 13u: { return select(x, ACT_ALPHA * x, x < 0.0); }
         case 14u: { return x * tanh_safe(softplus(x)); }
         case 15u: { return x * relu6(x + 3.0) / 6.0; }
         case 16u: { return -softplus(-x); }
@@ -111,6 +114,9 @@ fn activate(x: f32) -> f32 {
             if (x >= 1.0) { return 1.0; }
             return 0.5 * (x + 1.0);
         }
+        case 25u: { return ACT_ALPHA * x + ACT_BETA; }
+        case 26u: { return ACT_ALPHA * tanh_safe(ACT_BETA * x); }
+        case 27u: { return select(x, 0.0, x <= ACT_ALPHA); }
         default: { return x; }
     }
 }

@@ -1,4 +1,4 @@
-// One recurrent step for a whole batch: h_out = activate(P[step] + h_in · U), also stored as
+// One recurrent step for a whole batch: h_out = activate(clip(P[step] + h_in · U)), also stored as
 // step `step` of the sequence output when asked. Dispatched once per time step; the state stays in
 // GPU buffers between steps. P and Y are time-major: step s of row n at (s · n_rows + n) · m.
 // `activate` comes from activations.wgsl, prepended when the module is built.
@@ -7,7 +7,8 @@ struct Step {
     n: u32,
     m: u32,
     step: u32,
-    // bit 0: store into the sequence output (bits 1 and 2 belong to softmax_rows.wgsl).
+    // bit 0: store into the sequence output (bits 1 and 2 belong to softmax_rows.wgsl);
+    // bit 3: read `mask` (0 marks a padded step: the state is kept and the output is zero).
     flags: u32,
 }
 
@@ -17,6 +18,10 @@ struct Step {
 @group(0) @binding(3) var<storage, read_write> h_out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<uniform> params: Step;
+@group(0) @binding(6) var<storage, read> mask: array<u32>;
+
+// ONNX's clip on the pre-activation; 0 means none.
+override CLIP: f32 = 0.0;
 
 const TILE: u32 = 16u;
 
@@ -55,7 +60,18 @@ fn main(
     }
     if (row < n && col < m) {
         let at = (params.step * n + row) * m + col;
-        let v = activate(p[at] + acc);
+        if ((params.flags & 8u) != 0u && mask[params.step * n + row] == 0u) {
+            h_out[row * m + col] = h_in[row * m + col];
+            if ((params.flags & 1u) != 0u) {
+                y[at] = 0.0;
+            }
+            return;
+        }
+        var z = p[at] + acc;
+        if (CLIP > 0.0) {
+            z = clamp(z, -CLIP, CLIP);
+        }
+        let v = activate(z);
         h_out[row * m + col] = v;
         if ((params.flags & 1u) != 0u) {
             y[at] = v;

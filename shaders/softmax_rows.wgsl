@@ -7,13 +7,15 @@ struct Rows {
     n: u32,
     m: u32,
     step: u32,
-    // bit 1: store into the sequence output; bit 2: log-softmax (bit 0 belongs to the step kernel).
+    // bit 1: store into the sequence output; bit 2: log-softmax; bit 3: read `mask` (0 marks a
+    // padded step: the state is left alone and the output is zero). Bit 0 is the step kernel's.
     flags: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> h: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> params: Rows;
+@group(0) @binding(3) var<storage, read> mask: array<u32>;
 
 const WG: u32 = 64u;
 
@@ -73,13 +75,20 @@ fn main(
     let take_log = (params.flags & 4u) != 0u;
     let write_seq = (params.flags & 2u) != 0u;
     let seq_base = (params.step * params.n + row) * m;
+    // Decided after the barriers: a storage read is not uniform, and every invocation must reach
+    // every barrier.
+    let padded = (params.flags & 8u) != 0u && mask[params.step * params.n + row] == 0u;
     for (var i = lid.x; i < m; i = i + WG) {
         let shifted = h[base + i] - row_max;
         var v = exp(shifted) / sum;
         if (take_log) {
             v = shifted - log_sum;
         }
-        h[base + i] = v;
+        if (padded) {
+            v = 0.0;
+        } else {
+            h[base + i] = v;
+        }
         if (write_seq) {
             y[seq_base + i] = v;
         }

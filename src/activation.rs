@@ -10,7 +10,9 @@ use crate::error::{Result, RnnError};
 ///
 /// All but [`Activation::Softmax`] and [`Activation::LogSoftmax`] act on each unit alone;
 /// those two act across the *M* units of each row, as Keras applies them on the last axis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Keras's names give Keras's default arguments; the ONNX `RNN` operator's activations (with
+/// `activation_alpha` / `activation_beta`) map onto the parameterised variants.
+#[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Activation {
     /// `x` (Keras `"linear"`, also `None`).
@@ -21,10 +23,19 @@ pub enum Activation {
     Relu,
     /// `1 / (1 + exp(-x))`.
     Sigmoid,
-    /// `relu6(x + 3) / 6`.
-    HardSigmoid,
-    /// `x` if `x > 0`, else `exp(x) - 1`.
-    Elu,
+    /// `clip(alpha x + beta, 0, 1)`; Keras's `hard_sigmoid` is `relu6(x + 3) / 6`, alpha 1/6 and
+    /// beta 0.5 (ONNX's default is alpha 0.2, beta 0.5).
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `x` if `x > 0`, else `alpha (exp(x) - 1)` (Keras and ONNX default alpha 1).
+    Elu {
+        /// Scale of the negative side.
+        alpha: f32,
+    },
     /// `scale * elu(x, alpha)` with Keras's constants.
     Selu,
     /// `log(1 + exp(x))`.
@@ -39,8 +50,11 @@ pub enum Activation {
     Exponential,
     /// `min(max(x, 0), 6)`.
     Relu6,
-    /// `x` if `x >= 0`, else `0.2 x` (Keras's default negative slope).
-    LeakyRelu,
+    /// `x` if `x >= 0`, else `negative_slope x` (Keras's default 0.2, ONNX's 0.01).
+    LeakyRelu {
+        /// Slope of the negative side.
+        negative_slope: f32,
+    },
     /// `x * tanh(softplus(x))`.
     Mish,
     /// `x * relu6(x + 3) / 6` (also `"hard_swish"`).
@@ -67,15 +81,45 @@ pub enum Activation {
     Softmax,
     /// `x - log Σ exp(x)` across the units of a row.
     LogSoftmax,
+    /// `alpha x + beta` (ONNX `Affine`).
+    Affine {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `alpha tanh(beta x)` (ONNX `ScaledTanh`).
+    ScaledTanh {
+        /// Output scale.
+        alpha: f32,
+        /// Input scale.
+        beta: f32,
+    },
+    /// `x` if `x > alpha`, else 0 (ONNX `ThresholdedRelu`, default alpha 1).
+    ThresholdedRelu {
+        /// Threshold.
+        alpha: f32,
+    },
 }
 
 const SELU_ALPHA: f32 = 1.673_263_2;
 const SELU_SCALE: f32 = 1.050_701;
-const LEAKY_RELU_SLOPE: f32 = 0.2;
 const SHRINK_THRESHOLD: f32 = 0.5;
 const SQUAREPLUS_B: f32 = 4.0;
 
 impl Activation {
+    /// Keras's `hard_sigmoid`: `relu6(x + 3) / 6`.
+    pub const KERAS_HARD_SIGMOID: Activation = Activation::HardSigmoid {
+        alpha: 1.0 / 6.0,
+        beta: 0.5,
+    };
+    /// Keras's `elu` (alpha 1).
+    pub const KERAS_ELU: Activation = Activation::Elu { alpha: 1.0 };
+    /// Keras's `leaky_relu` (negative slope 0.2).
+    pub const KERAS_LEAKY_RELU: Activation = Activation::LeakyRelu {
+        negative_slope: 0.2,
+    };
+
     /// Every name [`Activation::from_keras_name`] accepts.
     pub const KERAS_NAMES: &'static [&'static str] = &[
         "linear",
@@ -109,14 +153,15 @@ impl Activation {
         "log_softmax",
     ];
 
-    /// Every activation, once each.
+    /// Every kind of activation, once each (parameterised ones with Keras's defaults, or example
+    /// parameters for the ONNX-only ones).
     pub const ALL: &'static [Activation] = &[
         Activation::Linear,
         Activation::Tanh,
         Activation::Relu,
         Activation::Sigmoid,
-        Activation::HardSigmoid,
-        Activation::Elu,
+        Activation::KERAS_HARD_SIGMOID,
+        Activation::KERAS_ELU,
         Activation::Selu,
         Activation::Softplus,
         Activation::Softsign,
@@ -124,7 +169,7 @@ impl Activation {
         Activation::Silu,
         Activation::Exponential,
         Activation::Relu6,
-        Activation::LeakyRelu,
+        Activation::KERAS_LEAKY_RELU,
         Activation::Mish,
         Activation::HardSilu,
         Activation::LogSigmoid,
@@ -138,6 +183,15 @@ impl Activation {
         Activation::SparseSigmoid,
         Activation::Softmax,
         Activation::LogSoftmax,
+        Activation::Affine {
+            alpha: 1.5,
+            beta: -0.5,
+        },
+        Activation::ScaledTanh {
+            alpha: 1.5,
+            beta: 0.5,
+        },
+        Activation::ThresholdedRelu { alpha: 1.0 },
     ];
 
     /// Parses a Keras activation name (as in `SimpleRNN(activation="tanh")`); `"None"` and `""`
@@ -153,8 +207,8 @@ impl Activation {
             "tanh" => Tanh,
             "relu" => Relu,
             "sigmoid" => Sigmoid,
-            "hard_sigmoid" => HardSigmoid,
-            "elu" => Elu,
+            "hard_sigmoid" => Activation::KERAS_HARD_SIGMOID,
+            "elu" => Activation::KERAS_ELU,
             "selu" => Selu,
             "softplus" => Softplus,
             "softsign" => Softsign,
@@ -162,7 +216,7 @@ impl Activation {
             "silu" | "swish" => Silu,
             "exponential" => Exponential,
             "relu6" => Relu6,
-            "leaky_relu" => LeakyRelu,
+            "leaky_relu" => Activation::KERAS_LEAKY_RELU,
             "mish" => Mish,
             "hard_silu" | "hard_swish" => HardSilu,
             "log_sigmoid" => LogSigmoid,
@@ -188,8 +242,8 @@ impl Activation {
             Tanh => "tanh",
             Relu => "relu",
             Sigmoid => "sigmoid",
-            HardSigmoid => "hard_sigmoid",
-            Elu => "elu",
+            HardSigmoid { .. } => "hard_sigmoid",
+            Elu { .. } => "elu",
             Selu => "selu",
             Softplus => "softplus",
             Softsign => "softsign",
@@ -197,7 +251,7 @@ impl Activation {
             Silu => "silu",
             Exponential => "exponential",
             Relu6 => "relu6",
-            LeakyRelu => "leaky_relu",
+            LeakyRelu { .. } => "leaky_relu",
             Mish => "mish",
             HardSilu => "hard_silu",
             LogSigmoid => "log_sigmoid",
@@ -211,6 +265,64 @@ impl Activation {
             SparseSigmoid => "sparse_sigmoid",
             Softmax => "softmax",
             LogSoftmax => "log_softmax",
+            Affine { .. } => "affine",
+            ScaledTanh { .. } => "scaled_tanh",
+            ThresholdedRelu { .. } => "thresholded_relu",
+        }
+    }
+
+    /// Parses an ONNX `RNN` activation name with its `activation_alpha` / `activation_beta`
+    /// (`None` takes ONNX's default, where it has one).
+    ///
+    /// # Errors
+    /// [`RnnError::UnknownActivation`] for a name the ONNX `RNN` operator does not list, or for
+    /// `Affine` / `ScaledTanh` without both parameters.
+    pub fn from_onnx(name: &str, alpha: Option<f32>, beta: Option<f32>) -> Result<Self> {
+        use Activation::*;
+        let need = |v: Option<f32>, what: &str| {
+            v.ok_or_else(|| RnnError::UnknownActivation(format!("{name} needs activation_{what}")))
+        };
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "relu" => Relu,
+            "tanh" => Tanh,
+            "sigmoid" => Sigmoid,
+            "softsign" => Softsign,
+            "softplus" => Softplus,
+            "affine" => Affine {
+                alpha: need(alpha, "alpha")?,
+                beta: need(beta, "beta")?,
+            },
+            "scaledtanh" => ScaledTanh {
+                alpha: need(alpha, "alpha")?,
+                beta: need(beta, "beta")?,
+            },
+            "leakyrelu" => LeakyRelu {
+                negative_slope: alpha.unwrap_or(0.01),
+            },
+            "thresholdedrelu" => ThresholdedRelu {
+                alpha: alpha.unwrap_or(1.0),
+            },
+            "hardsigmoid" => HardSigmoid {
+                alpha: alpha.unwrap_or(0.2),
+                beta: beta.unwrap_or(0.5),
+            },
+            "elu" => Elu {
+                alpha: alpha.unwrap_or(1.0),
+            },
+            _ => return Err(RnnError::UnknownActivation(name.to_string())),
+        })
+    }
+
+    /// The activation's parameters as the shader takes them (`ACT_ALPHA`, `ACT_BETA`).
+    pub(crate) fn shader_params(self) -> (f32, f32) {
+        use Activation::*;
+        match self {
+            HardSigmoid { alpha, beta } | Affine { alpha, beta } | ScaledTanh { alpha, beta } => {
+                (alpha, beta)
+            }
+            Elu { alpha } | ThresholdedRelu { alpha } => (alpha, 0.0),
+            LeakyRelu { negative_slope } => (negative_slope, 0.0),
+            _ => (0.0, 0.0),
         }
     }
 
@@ -222,13 +334,36 @@ impl Activation {
     /// The number `shaders/activations.wgsl` knows this activation by (its `ACTIVATION` override).
     /// Row-wise activations run as linear in the step kernel and then in their own kernel.
     pub(crate) fn shader_code(self) -> u32 {
-        if self.is_row_wise() {
-            0
-        } else {
-            Activation::ALL
-                .iter()
-                .position(|a| *a == self)
-                .expect("every activation is in ALL") as u32
+        use Activation::*;
+        match self {
+            Linear | Softmax | LogSoftmax => 0,
+            Tanh => 1,
+            Relu => 2,
+            Sigmoid => 3,
+            HardSigmoid { .. } => 4,
+            Elu { .. } => 5,
+            Selu => 6,
+            Softplus => 7,
+            Softsign => 8,
+            Gelu => 9,
+            Silu => 10,
+            Exponential => 11,
+            Relu6 => 12,
+            LeakyRelu { .. } => 13,
+            Mish => 14,
+            HardSilu => 15,
+            LogSigmoid => 16,
+            TanhShrink => 17,
+            Celu => 18,
+            HardTanh => 19,
+            SoftShrink => 20,
+            HardShrink => 21,
+            Squareplus => 22,
+            SparsePlus => 23,
+            SparseSigmoid => 24,
+            Affine { .. } => 25,
+            ScaledTanh { .. } => 26,
+            ThresholdedRelu { .. } => 27,
         }
     }
 
@@ -249,12 +384,12 @@ impl Activation {
                 }
             }
             Sigmoid => sigmoid(x),
-            HardSigmoid => relu6(x + 3.0) / 6.0,
-            Elu => {
+            HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Elu { alpha } => {
                 if x > 0.0 {
                     x
                 } else {
-                    x.exp_m1()
+                    alpha * x.exp_m1()
                 }
             }
             Selu => {
@@ -270,9 +405,9 @@ impl Activation {
             Silu => x * sigmoid(x),
             Exponential => x.exp(),
             Relu6 => relu6(x),
-            LeakyRelu => {
+            LeakyRelu { negative_slope } => {
                 if x < 0.0 {
-                    LEAKY_RELU_SLOPE * x
+                    negative_slope * x
                 } else {
                     x
                 }
@@ -324,6 +459,15 @@ impl Activation {
                     1.0
                 } else {
                     0.5 * (x + 1.0)
+                }
+            }
+            Affine { alpha, beta } => alpha * x + beta,
+            ScaledTanh { alpha, beta } => alpha * (beta * x).tanh(),
+            ThresholdedRelu { alpha } => {
+                if x <= alpha {
+                    0.0
+                } else {
+                    x
                 }
             }
         }
@@ -386,7 +530,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for a in Activation::ALL {
+        for a in Activation::ALL.iter().filter(|a| a.shader_code() < 25) {
             assert_eq!(Activation::from_keras_name(a.keras_name()).unwrap(), *a);
         }
         for name in Activation::KERAS_NAMES {
@@ -425,5 +569,6 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), Activation::ALL.len() - 2);
+        assert_eq!(codes.last(), Some(&27));
     }
 }

@@ -4,7 +4,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis, s};
 
 use crate::error::Result;
-use crate::layer::{RnnForward, RnnOutput, SimpleRnn};
+use crate::layer::{Padding, RnnForward, RnnOutput, SimpleRnn};
 
 /// Runs a [`SimpleRnn`] on the CPU with ndarray. It cross-checks the GPU path and is the fallback
 /// when no GPU adapter exists.
@@ -35,11 +35,25 @@ impl CpuRnn {
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
     ) -> Result<RnnOutput> {
+        self.forward_padded(input, initial_state, Padding::None)
+    }
+
+    /// [`CpuRnn::forward`] over padded sequences: a Keras mask or per-sequence lengths.
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::check_padded_input`].
+    pub fn forward_padded(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
+    ) -> Result<RnnOutput> {
         let layer = &self.layer;
-        layer.check_input(&input, initial_state.as_ref())?;
+        layer.check_padded_input(&input, initial_state.as_ref(), &padding)?;
         let (n, t, d) = input.dim();
         let m = layer.units();
         let config = layer.config();
+        let schedule = layer.schedule(t, padding);
 
         let input = input.as_standard_layout();
         let rows = input
@@ -60,25 +74,41 @@ impl CpuRnn {
         };
         let mut next = Array2::<f32>::zeros((n, m));
         let mut sequences = config.return_sequences.then(|| Array3::zeros((n, t, m)));
+        let mut real = vec![true; n];
 
         for step in 0..t {
-            next.assign(&projected.slice(s![.., layer.input_step(step, t), ..]));
+            for (b, is_real) in real.iter_mut().enumerate() {
+                let time = schedule.input_time(b, step);
+                *is_real = time.is_some();
+                match time {
+                    Some(time) => next.row_mut(b).assign(&projected.slice(s![b, time, ..])),
+                    None => next.row_mut(b).fill(0.0),
+                }
+            }
             general_mat_mul(1.0, &h, layer.recurrent_kernel(), 1.0, &mut next);
-            for mut row in next.axis_iter_mut(Axis(0)) {
-                config.activation.apply_row(
-                    row.as_slice_mut()
-                        .expect("rows of a standard array are contiguous"),
-                );
+            for (b, mut row) in next.axis_iter_mut(Axis(0)).enumerate() {
+                if !real[b] {
+                    // A padded step keeps the state.
+                    row.assign(&h.row(b));
+                    continue;
+                }
+                let row = row
+                    .as_slice_mut()
+                    .expect("rows of a standard array are contiguous");
+                if let Some(clip) = config.clip {
+                    row.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
+                }
+                config.activation.apply_row(row);
             }
             std::mem::swap(&mut h, &mut next);
             if let Some(seq) = sequences.as_mut() {
-                seq.slice_mut(s![.., step, ..]).assign(&h);
+                for b in (0..n).filter(|b| real[*b]) {
+                    seq.slice_mut(s![b, schedule.output_position(b, step), ..])
+                        .assign(&h.row(b));
+                }
             }
         }
-        Ok(RnnOutput {
-            sequences,
-            final_state: h,
-        })
+        Ok(schedule.finish(sequences, h))
     }
 }
 
@@ -87,12 +117,13 @@ impl RnnForward for CpuRnn {
         &self.layer
     }
 
-    fn forward(
+    fn forward_padded(
         &self,
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
     ) -> Result<RnnOutput> {
-        CpuRnn::forward(self, input, initial_state)
+        CpuRnn::forward_padded(self, input, initial_state, padding)
     }
 
     fn backend_name(&self) -> &'static str {

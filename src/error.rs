@@ -23,6 +23,21 @@ pub enum RnnError {
         what: String,
     },
 
+    /// A sequence length of 0 or longer than the input.
+    #[error("lengths[{index}] is {length}; every length must be between 1 and T = {steps}")]
+    BadLength {
+        /// Which sequence.
+        index: usize,
+        /// Its length.
+        length: usize,
+        /// The number of time steps of the input.
+        steps: usize,
+    },
+
+    /// An option with a value that means nothing (a negative clip, say).
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+
     /// An activation name that Keras does not know, or that this crate does not run.
     #[error("unknown activation {0:?}; known: {known}", known = crate::Activation::KERAS_NAMES.join(", "))]
     UnknownActivation(String),

@@ -1,15 +1,43 @@
 //! What a SimpleRNN layer means: its weights, its options and the shapes it takes. Both backends
 //! read this one description; loaders translate files into it and do no math.
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, Axis, s};
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
 
-/// The options of a Keras `SimpleRNN` layer that change what it computes.
+/// Where the state after each step goes in the sequence output when the input is read backwards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputOrder {
+    /// Output step `s` is the `s`-th step processed (Keras's `go_backwards`).
+    #[default]
+    Processing,
+    /// Output step `t` is the state after reading input step `t` (PyTorch's and ONNX's reverse
+    /// direction).
+    Input,
+}
+
+/// Which steps of each sequence are real, and which are padding.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Padding<'a> {
+    /// Every step of every sequence is real.
+    #[default]
+    None,
+    /// Keras masking: `mask[n, t]` (*N* × *T*) false makes step `t` of sequence `n` keep the
+    /// previous state, and its output repeat the previous output (zeros before the first real
+    /// step); without `return_sequences` the output is the last real step's.
+    Mask(ArrayView2<'a, bool>),
+    /// PyTorch's packed sequences and ONNX's `sequence_lens`: sequence `n` is the first
+    /// `lengths[n]` steps (1 ≤ length ≤ *T*). A reversed layer starts at each sequence's own last
+    /// real step; outputs at padded steps are zeros; the final state is the last real step's.
+    Lengths(&'a [usize]),
+}
+
+/// The options of a Keras `SimpleRNN` layer that change what it computes, plus the two that
+/// PyTorch and ONNX need (`output_order`, `clip`).
 ///
 /// `Default` gives Keras's defaults: `tanh`, no `return_sequences`, no `go_backwards`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SimpleRnnConfig {
     /// Applied to `x_t · kernel + bias + h_{t-1} · recurrent_kernel`.
     pub activation: Activation,
@@ -18,6 +46,10 @@ pub struct SimpleRnnConfig {
     /// Read the input from the last step to the first. With `return_sequences`, output step 0
     /// belongs to the last input step (Keras returns the sequence in processing order).
     pub go_backwards: bool,
+    /// Where outputs go under `go_backwards` (Keras: processing order).
+    pub output_order: OutputOrder,
+    /// Clip the pre-activation to `[-clip, clip]` (ONNX's `clip`); `None` for no clipping.
+    pub clip: Option<f32>,
 }
 
 impl Default for SimpleRnnConfig {
@@ -26,6 +58,8 @@ impl Default for SimpleRnnConfig {
             activation: Activation::Tanh,
             return_sequences: false,
             go_backwards: false,
+            output_order: OutputOrder::Processing,
+            clip: None,
         }
     }
 }
@@ -132,6 +166,21 @@ impl SimpleRnn {
         input: &ArrayView3<'_, f32>,
         initial_state: Option<&ArrayView2<'_, f32>>,
     ) -> Result<()> {
+        self.check_padded_input(input, initial_state, &Padding::None)
+    }
+
+    /// [`SimpleRnn::check_input`], plus the padding: a mask must be *N* × *T*, lengths must have
+    /// *N* entries between 1 and *T*.
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::check_input`]; [`RnnError::ShapeMismatch`] for a mask or lengths of the
+    /// wrong size; [`RnnError::BadLength`] for a length of 0 or past *T*.
+    pub fn check_padded_input(
+        &self,
+        input: &ArrayView3<'_, f32>,
+        initial_state: Option<&ArrayView2<'_, f32>>,
+        padding: &Padding<'_>,
+    ) -> Result<()> {
         let (n, t, d) = input.dim();
         if n == 0 {
             return Err(RnnError::EmptyDimension {
@@ -162,15 +211,141 @@ impl SimpleRnn {
                 h0.shape(),
             ));
         }
+        if let Some(clip) = self.config.clip
+            && (clip.is_nan() || clip <= 0.0)
+        {
+            return Err(RnnError::InvalidOption(format!(
+                "clip must be positive, got {clip}"
+            )));
+        }
+        match padding {
+            Padding::None => {}
+            Padding::Mask(mask) => {
+                if mask.dim() != (n, t) {
+                    return Err(RnnError::shape(
+                        "mask",
+                        format!("[{n}, {t}] (N × T)"),
+                        mask.shape(),
+                    ));
+                }
+            }
+            Padding::Lengths(lengths) => {
+                if lengths.len() != n {
+                    return Err(RnnError::shape(
+                        "lengths",
+                        format!("[{n}] (N)"),
+                        &[lengths.len()],
+                    ));
+                }
+                if let Some((i, &len)) = lengths
+                    .iter()
+                    .enumerate()
+                    .find(|(_, l)| **l == 0 || **l > t)
+                {
+                    return Err(RnnError::BadLength {
+                        index: i,
+                        length: len,
+                        steps: t,
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
-    /// The input time step read at processing step `s` of `t` (reversed under `go_backwards`).
-    pub(crate) fn input_step(&self, s: usize, t: usize) -> usize {
-        if self.config.go_backwards {
-            t - 1 - s
-        } else {
-            s
+    /// The order of the steps for this layer and padding.
+    pub(crate) fn schedule<'a>(&self, t: usize, padding: Padding<'a>) -> Schedule<'a> {
+        Schedule {
+            t,
+            reverse: self.config.go_backwards,
+            order: self.config.output_order,
+            padding,
+        }
+    }
+}
+
+/// Which input step each (sequence, processing step) reads and where its output goes. Both
+/// backends follow it, so padding and direction mean the same on both.
+pub(crate) struct Schedule<'a> {
+    t: usize,
+    reverse: bool,
+    order: OutputOrder,
+    padding: Padding<'a>,
+}
+
+impl Schedule<'_> {
+    /// The input step that sequence `b` reads at processing step `s`, or `None` at a padded step
+    /// (the state is kept).
+    pub(crate) fn input_time(&self, b: usize, s: usize) -> Option<usize> {
+        let t = self.t;
+        match self.padding {
+            Padding::None => Some(if self.reverse { t - 1 - s } else { s }),
+            Padding::Mask(mask) => {
+                let time = if self.reverse { t - 1 - s } else { s };
+                mask[[b, time]].then_some(time)
+            }
+            Padding::Lengths(lengths) => {
+                let len = lengths[b];
+                (s < len).then(|| if self.reverse { len - 1 - s } else { s })
+            }
+        }
+    }
+
+    /// Where the output of sequence `b` at processing step `s` goes in the sequence output.
+    pub(crate) fn output_position(&self, b: usize, s: usize) -> usize {
+        match self.order {
+            OutputOrder::Processing => s,
+            OutputOrder::Input => match self.padding {
+                Padding::Lengths(lengths) if s >= lengths[b] => s,
+                Padding::Lengths(lengths) if self.reverse => lengths[b] - 1 - s,
+                _ if self.reverse => self.t - 1 - s,
+                _ => s,
+            },
+        }
+    }
+
+    /// True when some step may be padding.
+    pub(crate) fn has_padding(&self) -> bool {
+        !matches!(self.padding, Padding::None)
+    }
+
+    /// Completes a backend's result: both backends leave zeros at padded steps; under a Keras
+    /// mask a padded step repeats the previous output instead, and the last output is the last
+    /// real step's (zeros when a sequence has none).
+    pub(crate) fn finish(
+        &self,
+        mut sequences: Option<Array3<f32>>,
+        final_state: Array2<f32>,
+    ) -> RnnOutput {
+        let Padding::Mask(_) = self.padding else {
+            return RnnOutput {
+                sequences,
+                last_output: final_state.clone(),
+                final_state,
+            };
+        };
+        let mut last_output = final_state.clone();
+        for b in 0..final_state.nrows() {
+            let real: Vec<bool> = (0..self.t)
+                .map(|s| self.input_time(b, s).is_some())
+                .collect();
+            if !real.contains(&true) {
+                last_output.row_mut(b).fill(0.0);
+            }
+            if let Some(seq) = sequences.as_mut() {
+                let mut row = seq.index_axis_mut(Axis(0), b);
+                for (s, is_real) in real.iter().enumerate().skip(1) {
+                    if !is_real {
+                        let (done, mut rest) = row.view_mut().split_at(Axis(0), s);
+                        rest.slice_mut(s![0, ..]).assign(&done.slice(s![s - 1, ..]));
+                    }
+                }
+            }
+        }
+        RnnOutput {
+            sequences,
+            last_output,
+            final_state,
         }
     }
 }
@@ -178,9 +353,12 @@ impl SimpleRnn {
 /// What a forward pass returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RnnOutput {
-    /// The state after every processing step, *N* × *T* × *M*; `Some` only with `return_sequences`.
+    /// The output after every step, *N* × *T* × *M*; `Some` only with `return_sequences`.
     pub sequences: Option<Array3<f32>>,
-    /// The state after the last step, *N* × *M* (Keras's `return_state`).
+    /// The output of the last step, *N* × *M*: what Keras returns without `return_sequences`.
+    /// It differs from `final_state` only under a Keras mask that hides a whole sequence.
+    pub last_output: Array2<f32>,
+    /// The state after the last step, *N* × *M* (Keras's `return_state`, PyTorch's `h_n`).
     pub final_state: Array2<f32>,
 }
 
@@ -190,7 +368,7 @@ impl RnnOutput {
     pub fn output(&self) -> ArrayViewD<'_, f32> {
         match &self.sequences {
             Some(seq) => seq.view().into_dyn(),
-            None => self.final_state.view().into_dyn(),
+            None => self.last_output.view().into_dyn(),
         }
     }
 }
@@ -210,6 +388,19 @@ pub trait RnnForward: Send + Sync {
         &self,
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
+    ) -> Result<RnnOutput> {
+        self.forward_padded(input, initial_state, Padding::None)
+    }
+
+    /// [`RnnForward::forward`] over padded sequences (a Keras mask or per-sequence lengths).
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::check_padded_input`]; backends add their own.
+    fn forward_padded(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
     ) -> Result<RnnOutput>;
 
     /// A short name of the backend, for messages (`"cpu"`, `"gpu"`).

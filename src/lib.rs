@@ -38,4 +38,4 @@ pub use cpu::CpuRnn;
 pub use error::{Result, RnnError};
 pub use gpu::{AdapterSummary, GpuContext, GpuOptions, GpuRnn};
 pub use io::{load_keras_npz, load_keras_npz_bytes, parse_npy_f32, read_npy_f32, write_npy_f32};
-pub use layer::{RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
+pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};

@@ -4,7 +4,11 @@
 mod common;
 
 use common::{assert_close, gpu, random_layer, rng, uniform2, uniform3};
-use wgpu_rnn::{Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, SimpleRnnConfig};
+use ndarray::Array2;
+use rand::RngExt;
+use wgpu_rnn::{
+    Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, OutputOrder, Padding, SimpleRnnConfig,
+};
 
 /// Runs one random layer and input through both backends: (N, T, D, M), then the options.
 fn compare(
@@ -55,6 +59,7 @@ fn many_shapes_including_awkward_ones() {
                 activation: Activation::Tanh,
                 return_sequences,
                 go_backwards,
+                ..Default::default()
             };
             compare((n, t, d, m), config, i % 3 != 0, i % 2 == 0, i as u64);
         }
@@ -77,6 +82,7 @@ fn every_activation() {
             activation,
             return_sequences: true,
             go_backwards: i % 2 == 1,
+            ..Default::default()
         };
         compare((3, 4, 5, 70), config, true, false, 1000 + i as u64);
     }
@@ -96,6 +102,7 @@ fn chunked_over_time_and_batch_gives_the_same_numbers() {
             activation: Activation::Tanh,
             return_sequences,
             go_backwards,
+            ..Default::default()
         };
         let layer = random_layer(&mut r, 6, 24, true, config);
         let x = uniform3(&mut r, (40, 23, 6), 1.5);
@@ -113,5 +120,66 @@ fn chunked_over_time_and_batch_gives_the_same_numbers() {
             cpu.final_state.view().into_dyn(),
             "chunked",
         );
+    }
+}
+
+#[test]
+fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
+    let mut r = rng(11);
+    let (n, t, d, m) = (6, 7, 3, 20);
+    let lengths = [7, 1, 4, 7, 2, 5];
+    let mask = Array2::from_shape_fn((n, t), |(b, s)| {
+        b == 3 || (b != 2 && r.random_range(0.0..1.0) < 0.6)
+    });
+    let x = uniform3(&mut r, (n, t, d), 1.5);
+    let h0 = uniform2(&mut r, (n, m), 1.0);
+    for activation in [Activation::Tanh, Activation::Softmax] {
+        for go_backwards in [false, true] {
+            for output_order in [OutputOrder::Processing, OutputOrder::Input] {
+                for return_sequences in [false, true] {
+                    let config = SimpleRnnConfig {
+                        activation,
+                        return_sequences,
+                        go_backwards,
+                        output_order,
+                        clip: None,
+                    };
+                    let layer = random_layer(&mut r, d, m, true, config);
+                    let cpu = CpuRnn::new(layer.clone());
+                    let g = GpuRnn::new(gpu(), layer).unwrap();
+                    for padding in [Padding::Lengths(&lengths), Padding::Mask(mask.view())] {
+                        let what = format!("{config:?} {padding:?}");
+                        let want = cpu
+                            .forward_padded(x.view(), Some(h0.view()), padding)
+                            .unwrap();
+                        let got = g
+                            .forward_padded(x.view(), Some(h0.view()), padding)
+                            .unwrap();
+                        assert_close(got.output(), want.output(), &what);
+                        assert_close(
+                            got.final_state.view().into_dyn(),
+                            want.final_state.view().into_dyn(),
+                            &what,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn clipped_pre_activations() {
+    for clip in [0.3, 2.0] {
+        let config = SimpleRnnConfig {
+            activation: Activation::Affine {
+                alpha: 1.0,
+                beta: 0.0,
+            },
+            return_sequences: true,
+            clip: Some(clip),
+            ..Default::default()
+        };
+        compare((3, 5, 4, 9), config, true, true, 77);
     }
 }

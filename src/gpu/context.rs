@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::activation::Activation;
 use crate::error::{Result, RnnError};
 use crate::gpu::shaders;
 
@@ -62,8 +63,8 @@ pub(crate) struct ContextInner {
     pub(crate) softmax: wgpu::ComputePipeline,
     step_pipeline_layout: wgpu::PipelineLayout,
     step_module: wgpu::ShaderModule,
-    /// Step pipelines by activation shader code; the activation is a pipeline constant.
-    step_pipelines: RwLock<HashMap<u32, wgpu::ComputePipeline>>,
+    /// Step pipelines by what their pipeline constants hold.
+    step_pipelines: RwLock<HashMap<StepKey, wgpu::ComputePipeline>>,
     /// Set by the device-lost callback and by uncaptured errors.
     pub(crate) lost: Arc<Mutex<Option<String>>>,
 }
@@ -183,6 +184,7 @@ impl GpuContext {
                 Binding::ReadWrite,
                 Binding::ReadWrite,
                 Binding::DynamicUniform,
+                Binding::Read,
             ],
         );
         let softmax_layout = bind_group_layout(
@@ -192,6 +194,7 @@ impl GpuContext {
                 Binding::ReadWrite,
                 Binding::ReadWrite,
                 Binding::DynamicUniform,
+                Binding::Read,
             ],
         );
         let projection = pipeline(
@@ -258,14 +261,26 @@ impl GpuContext {
 }
 
 impl ContextInner {
-    /// The recurrent-step pipeline for an activation's shader code, compiled on first use.
-    pub(crate) fn step_pipeline(&self, code: u32) -> Result<wgpu::ComputePipeline> {
-        if let Some(p) = self.step_pipelines.read().map_err(poisoned)?.get(&code) {
+    /// The recurrent-step pipeline for an activation and clip, compiled on first use.
+    pub(crate) fn step_pipeline(
+        &self,
+        activation: Activation,
+        clip: Option<f32>,
+    ) -> Result<wgpu::ComputePipeline> {
+        let (alpha, beta) = activation.shader_params();
+        let clip = clip.unwrap_or(0.0);
+        let key = StepKey {
+            code: activation.shader_code(),
+            alpha: alpha.to_bits(),
+            beta: beta.to_bits(),
+            clip: clip.to_bits(),
+        };
+        if let Some(p) = self.step_pipelines.read().map_err(poisoned)?.get(&key) {
             return Ok(p.clone());
         }
         let mut pipelines = self.step_pipelines.write().map_err(poisoned)?;
         // Another thread may have built it between the two locks.
-        if let Some(p) = pipelines.get(&code) {
+        if let Some(p) = pipelines.get(&key) {
             return Ok(p.clone());
         }
         let scope = ErrorScope::push(&self.device);
@@ -274,10 +289,15 @@ impl ContextInner {
             "rnn.recurrent_step",
             &self.step_pipeline_layout,
             &self.step_module,
-            &[("ACTIVATION", f64::from(code))],
+            &[
+                ("ACTIVATION", f64::from(key.code)),
+                ("ACT_ALPHA", f64::from(alpha)),
+                ("ACT_BETA", f64::from(beta)),
+                ("CLIP", f64::from(clip)),
+            ],
         );
         pollster::block_on(scope.pop())?;
-        pipelines.insert(code, built.clone());
+        pipelines.insert(key, built.clone());
         Ok(built)
     }
 
@@ -288,6 +308,15 @@ impl ContextInner {
             None => Ok(()),
         }
     }
+}
+
+/// What a step pipeline's constants hold (floats by their bits, so the key can be hashed).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct StepKey {
+    code: u32,
+    alpha: u32,
+    beta: u32,
+    clip: u32,
 }
 
 pub(crate) fn poisoned<T>(_: T) -> RnnError {

@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 use crate::error::{Result, RnnError};
 use crate::gpu::context::{ContextInner, ErrorScope, GpuContext, STEP_PARAMS_SIZE, poisoned};
 use crate::gpu::plan::{ChunkPlan, PlanLimits, TILE, check_weights, plan};
-use crate::layer::{RnnForward, RnnOutput, SimpleRnn};
+use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn};
 
 /// The projection kernel's dimensions (`shaders/projection.wgsl`, `Dims`).
 #[repr(C)]
@@ -35,6 +35,7 @@ struct StepParams {
 const STEP_WRITES_SEQUENCE: u32 = 1;
 const SOFTMAX_WRITES_SEQUENCE: u32 = 2;
 const SOFTMAX_TAKES_LOG: u32 = 4;
+const READS_MASK: u32 = 8;
 
 /// A [`SimpleRnn`] on the GPU: weights uploaded once, pipelines shared through a [`GpuContext`],
 /// working buffers kept between calls and grown when a larger shape needs them.
@@ -74,7 +75,7 @@ impl GpuRnn {
         inner.check_alive()?;
         let (d, m) = (layer.input_dim(), layer.units());
         check_weights(d, m, &plan_limits(inner))?;
-        let step_pipeline = inner.step_pipeline(layer.config().activation.shader_code())?;
+        let step_pipeline = inner.step_pipeline(layer.config().activation, layer.config().clip)?;
         let scope = ErrorScope::push(&inner.device);
         let upload = |label: &str, data: &[f32]| {
             inner
@@ -149,15 +150,31 @@ impl GpuRnn {
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
     ) -> Result<RnnOutput> {
+        self.forward_padded(input, initial_state, Padding::None)
+    }
+
+    /// [`GpuRnn::forward`] over padded sequences: a Keras mask or per-sequence lengths. Padded
+    /// steps keep the state on the GPU through a per-step mask.
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::check_padded_input`] and [`GpuRnn::forward`].
+    pub fn forward_padded(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
+    ) -> Result<RnnOutput> {
         let inner = &*self.ctx.inner;
         inner.check_alive()?;
-        self.layer.check_input(&input, initial_state.as_ref())?;
+        self.layer
+            .check_padded_input(&input, initial_state.as_ref(), &padding)?;
         let (n, t, d) = input.dim();
         let m = self.layer.units();
         let chunk = plan(n, t, d, m, &plan_limits(inner))?;
+        let schedule = self.layer.schedule(t, padding);
 
         let mut workspace = self.take_workspace(chunk)?;
-        let result = self.run_chunks(&mut workspace, chunk, input, initial_state);
+        let result = self.run_chunks(&mut workspace, chunk, input, initial_state, &schedule);
         // A workspace that saw an error may hold a mapped buffer; drop it rather than reuse it.
         if result.is_ok() {
             self.workspaces.lock().map_err(poisoned)?.push(workspace);
@@ -171,6 +188,7 @@ impl GpuRnn {
         chunk: ChunkPlan,
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
+        schedule: &Schedule<'_>,
     ) -> Result<RnnOutput> {
         let inner = &*self.ctx.inner;
         let (n, t, d) = input.dim();
@@ -197,16 +215,31 @@ impl GpuRnn {
                 let ns = chunk.steps.min(t - s0);
                 let last_chunk = s0 + ns == t;
 
-                // Time-major input: row (s, b) is batch row b0 + b at processing step s0 + s.
+                // Time-major input: row (s, b) is batch row b0 + b at processing step s0 + s;
+                // padded steps read zeros and are marked 0 in the mask.
                 let mut x: Vec<f32> = Vec::with_capacity(ns * nb * d);
+                let mut mask: Vec<u32> = Vec::with_capacity(ns * nb);
                 for step in s0..s0 + ns {
-                    let time = self.layer.input_step(step, t);
                     for b in b0..b0 + nb {
-                        x.extend(input.slice(s![b, time, ..]).iter());
+                        match schedule.input_time(b, step) {
+                            Some(time) => {
+                                x.extend(input.slice(s![b, time, ..]).iter());
+                                mask.push(1);
+                            }
+                            None => {
+                                x.extend(std::iter::repeat_n(0.0, d));
+                                mask.push(0);
+                            }
+                        }
                     }
                 }
                 inner.queue.write_buffer(&ws.x, 0, bytemuck::cast_slice(&x));
-                self.write_params(ws, nb, ns);
+                if schedule.has_padding() {
+                    inner
+                        .queue
+                        .write_buffer(&ws.mask, 0, bytemuck::cast_slice(&mask));
+                }
+                self.write_params(ws, nb, ns, schedule.has_padding());
 
                 let scope = ErrorScope::push(&inner.device);
                 let mut encoder =
@@ -249,7 +282,8 @@ impl GpuRnn {
                     for s in 0..ns {
                         for b in 0..nb {
                             let at = (s * nb + b) * m;
-                            seq.slice_mut(s![b0 + b, s0 + s, ..])
+                            let position = schedule.output_position(b0 + b, s0 + s);
+                            seq.slice_mut(s![b0 + b, position, ..])
                                 .iter_mut()
                                 .zip(&values[at..at + m])
                                 .for_each(|(o, v)| *o = *v);
@@ -266,10 +300,7 @@ impl GpuRnn {
                 }
             }
         }
-        Ok(RnnOutput {
-            sequences,
-            final_state,
-        })
+        Ok(schedule.finish(sequences, final_state))
     }
 
     /// Encodes the projection and `ns` steps; returns which state buffer holds the last state.
@@ -312,7 +343,7 @@ impl GpuRnn {
         current
     }
 
-    fn write_params(&self, ws: &Workspace, nb: usize, ns: usize) {
+    fn write_params(&self, ws: &Workspace, nb: usize, ns: usize, masked: bool) {
         let inner = &*self.ctx.inner;
         let m = self.layer.units() as u32;
         let config = self.layer.config();
@@ -333,7 +364,7 @@ impl GpuRnn {
             SOFTMAX_TAKES_LOG
         } else {
             0
-        };
+        } | if masked { READS_MASK } else { 0 };
         let stride = ws.params_stride as usize;
         let mut bytes = vec![0u8; ns * stride];
         for s in 0..ns {
@@ -407,6 +438,7 @@ impl GpuRnn {
             buffer("rnn.state.1", 4 * nb * m, storage),
         ];
         let readback = buffer("rnn.readback", bytes[3], U::MAP_READ | U::COPY_DST);
+        let mask = buffer("rnn.mask", 4 * ns * nb, U::STORAGE | U::COPY_DST);
         let params_stride =
             u64::from(inner.limits.min_uniform_buffer_offset_alignment).max(STEP_PARAMS_SIZE);
         let params = buffer(
@@ -464,6 +496,7 @@ impl GpuRnn {
                     state[1 - i].as_entire_binding(),
                     sequence.as_entire_binding(),
                     params_binding.clone(),
+                    mask.as_entire_binding(),
                 ],
             )
         });
@@ -475,6 +508,7 @@ impl GpuRnn {
                     state[i].as_entire_binding(),
                     sequence.as_entire_binding(),
                     params_binding.clone(),
+                    mask.as_entire_binding(),
                 ],
             )
         });
@@ -482,6 +516,7 @@ impl GpuRnn {
         Ok(Workspace {
             capacity,
             x,
+            mask,
             sequence,
             state,
             readback,
@@ -500,12 +535,13 @@ impl RnnForward for GpuRnn {
         &self.layer
     }
 
-    fn forward(
+    fn forward_padded(
         &self,
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
     ) -> Result<RnnOutput> {
-        GpuRnn::forward(self, input, initial_state)
+        GpuRnn::forward_padded(self, input, initial_state, padding)
     }
 
     fn backend_name(&self) -> &'static str {
@@ -517,6 +553,8 @@ impl RnnForward for GpuRnn {
 struct Workspace {
     capacity: ChunkPlan,
     x: wgpu::Buffer,
+    /// Per (step, row): 1 for a real step, 0 for padding (read only when the forward is padded).
+    mask: wgpu::Buffer,
     sequence: wgpu::Buffer,
     state: [wgpu::Buffer; 2],
     readback: wgpu::Buffer,

@@ -103,6 +103,7 @@ fn run(args: RunArgs) -> Result<(), RnnError> {
         activation: Activation::from_keras_name(&args.activation)?,
         return_sequences: args.return_sequences,
         go_backwards: args.go_backwards,
+        ..Default::default()
     };
     let layer = load_keras_npz(&args.weights, config)?;
     let input: Array3<f32> = read_npy_f32(&args.input)?;
