@@ -128,7 +128,7 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
     let mut r = rng(11);
     let (n, t, d, m) = (6, 7, 3, 20);
     let lengths = [7, 1, 4, 7, 2, 5];
-    let mask = Array2::from_shape_fn((n, t), |(b, s)| {
+    let mask = Array2::from_shape_fn((n, t), |(b, _)| {
         b == 3 || (b != 2 && r.random_range(0.0..1.0) < 0.6)
     });
     let x = uniform3(&mut r, (n, t, d), 1.5);
