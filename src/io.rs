@@ -28,6 +28,61 @@ pub fn read_npy_f32<D: Dimension>(path: impl AsRef<Path>) -> Result<Array<f32, D
     decode_npy(&bytes).map_err(|message| RnnError::bad_file(path, message))
 }
 
+/// Reads per-sequence lengths: a one-axis `.npy` of any integer type (int64, as
+/// `torch.tensor(lengths).numpy()` gives, int32, unsigned).
+///
+/// # Errors
+/// [`RnnError::Io`] when the file cannot be read; [`RnnError::BadFile`] when it is not a
+/// one-axis integer array, is truncated, or holds a negative length.
+pub fn read_npy_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| RnnError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_lengths(&bytes).map_err(|message| RnnError::bad_file(path, message))
+}
+
+fn decode_lengths(bytes: &[u8]) -> std::result::Result<Vec<usize>, String> {
+    let (descriptor, shape) = checked_header(bytes, "an integer type", |d| {
+        matches!(
+            d,
+            "<i8" | "<i4" | "<i2" | "|i1" | "<u8" | "<u4" | "<u2" | "|u1"
+        )
+        .then(|| d[2..].parse::<u64>().unwrap_or(1))
+    })?;
+    if shape.len() != 1 {
+        return Err(format!(
+            "lengths must have one axis, this has shape {shape:?}"
+        ));
+    }
+    fn read<T: ndarray_npy::ReadableElement + Copy + TryInto<i64>>(
+        bytes: &[u8],
+    ) -> std::result::Result<Vec<i64>, String> {
+        let a = ndarray::Array1::<T>::read_npy(bytes).map_err(|e| e.to_string())?;
+        a.iter()
+            .map(|v| {
+                (*v).try_into()
+                    .map_err(|_| "a length does not fit 64 bits".to_string())
+            })
+            .collect()
+    }
+    let values = match descriptor.as_str() {
+        "<i8" => read::<i64>(bytes)?,
+        "<i4" => read::<i32>(bytes)?,
+        "<i2" => read::<i16>(bytes)?,
+        "|i1" => read::<i8>(bytes)?,
+        "<u8" => read::<u64>(bytes)?,
+        "<u4" => read::<u32>(bytes)?,
+        "<u2" => read::<u16>(bytes)?,
+        _ => read::<u8>(bytes)?,
+    };
+    values
+        .into_iter()
+        .map(|v| usize::try_from(v).map_err(|_| format!("negative length {v}")))
+        .collect()
+}
+
 /// Writes an array of float32 as a `.npy` file.
 ///
 /// # Errors
@@ -162,42 +217,53 @@ fn parse_keras_npz(bytes: Vec<u8>, path: &Path, config: SimpleRnnConfig) -> Resu
     SimpleRnn::new(kernel, recurrent, bias, config)
 }
 
-/// Decodes a `.npy` image of float32 or float64 after checking that its header's shape fits the
-/// bytes present, so that a forged header cannot make us allocate more than the file holds.
-fn decode_npy<D: Dimension>(bytes: &[u8]) -> std::result::Result<Array<f32, D>, String> {
+/// Parses a `.npy` header and checks that its dtype is one `item_bytes` accepts (returning the
+/// item size) and that its shape fits the bytes present, so that a forged header cannot make us
+/// allocate more than the file holds. Returns the dtype descriptor and the shape.
+fn checked_header(
+    bytes: &[u8],
+    expected: &str,
+    item_bytes: impl Fn(&str) -> Option<u64>,
+) -> std::result::Result<(String, Vec<usize>), String> {
     let mut cursor = Cursor::new(bytes);
     let header = ndarray_npy::npy::header::Header::from_reader(&mut cursor)
         .map_err(|e| format!("not a valid .npy image: {e}"))?;
-    let descriptor = header.type_descriptor.to_string();
-    let item_bytes: u64 = match descriptor.trim_matches('\'') {
-        "<f4" | "|f4" | "=f4" => 4,
-        "<f8" | "|f8" | "=f8" => 8,
-        other => {
-            return Err(format!(
-                "dtype {other:?}; expected float32 ('<f4') or float64 ('<f8')"
-            ));
-        }
-    };
+    let descriptor = header
+        .type_descriptor
+        .to_string()
+        .trim_matches('\'')
+        .to_string();
+    let item = item_bytes(&descriptor)
+        .ok_or_else(|| format!("dtype {descriptor:?}; expected {expected}"))?;
     let elements = header
         .shape
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
         .ok_or("the header's shape overflows")?;
     let data_bytes = bytes.len() as u64 - cursor.position();
-    if elements.checked_mul(item_bytes) != Some(data_bytes) {
+    if elements.checked_mul(item) != Some(data_bytes) {
         return Err(format!(
             "header says shape {:?} of {descriptor} ({} bytes) but {data_bytes} bytes of data follow",
             header.shape,
-            elements.saturating_mul(item_bytes)
+            elements.saturating_mul(item)
         ));
     }
-    let ndim = header.shape.len();
+    Ok((descriptor, header.shape))
+}
+
+/// Decodes a `.npy` image of float32 or float64 (converted to float32).
+fn decode_npy<D: Dimension>(bytes: &[u8]) -> std::result::Result<Array<f32, D>, String> {
+    let expected = "float32 ('<f4') or float64 ('<f8')";
+    let (descriptor, shape) = checked_header(bytes, expected, |d| match d {
+        "<f4" | "|f4" | "=f4" => Some(4),
+        "<f8" | "|f8" | "=f8" => Some(8),
+        _ => None,
+    })?;
+    let item_bytes = if descriptor.ends_with('4') { 4 } else { 8 };
+    let ndim = shape.len();
     let wrong_ndim = |_| match D::NDIM {
-        Some(want) => format!(
-            "has {ndim} axes (shape {:?}), expected {want}",
-            header.shape
-        ),
-        None => format!("has shape {:?}", header.shape),
+        Some(want) => format!("has {ndim} axes (shape {shape:?}), expected {want}"),
+        None => format!("has shape {shape:?}"),
     };
     let npy_error = |e: ndarray_npy::ReadNpyError| format!("{e}");
     if item_bytes == 4 {

@@ -27,15 +27,26 @@
 #![warn(missing_docs)]
 
 mod activation;
+mod backend;
 mod cpu;
 mod error;
 pub mod gpu;
 mod io;
 mod layer;
+mod onnx;
+mod stack;
+mod torch;
 
 pub use activation::Activation;
+pub use backend::Backend;
 pub use cpu::CpuRnn;
 pub use error::{Result, RnnError};
 pub use gpu::{AdapterSummary, GpuContext, GpuOptions, GpuRnn};
-pub use io::{load_keras_npz, load_keras_npz_bytes, parse_npy_f32, read_npy_f32, write_npy_f32};
+pub use io::{
+    load_keras_npz, load_keras_npz_bytes, parse_npy_f32, read_npy_f32, read_npy_lengths,
+    write_npy_f32,
+};
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
+pub use onnx::{OnnxDirection, OnnxRnn, OnnxRnnAttributes, OnnxRnnOutput};
+pub use stack::{RnnStack, StackOutput};
+pub use torch::{Nonlinearity, TorchRnn, TorchRnnConfig, TorchRnnModel, TorchRnnOutput};

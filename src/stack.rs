@@ -1,0 +1,185 @@
+//! Stacks of one- or two-direction layers, as PyTorch's `nn.RNN` and ONNX's `RNN` run them: each
+//! layer reads the outputs of the one below, both directions side by side.
+
+use ndarray::{Array2, Array3, ArrayView3, Axis, s};
+
+use crate::backend::Backend;
+use crate::error::{Result, RnnError};
+use crate::layer::{OutputOrder, Padding, RnnForward, SimpleRnn};
+
+/// `layers[k][dir]`: layer `k`, direction 0 (forward) and optionally 1 (reverse). Outputs are in
+/// input time order in both directions; padded steps (past a sequence's length) are zeros.
+pub struct RnnStack {
+    layers: Vec<Vec<Box<dyn RnnForward>>>,
+    units: usize,
+}
+
+/// What a stack returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StackOutput {
+    /// The last layer's outputs, *N* × *T* × (dirs·*M*): the forward direction's *M* features,
+    /// then the reverse direction's.
+    pub output: Array3<f32>,
+    /// The final state of every layer and direction, (layers·dirs) × *N* × *M*, layer-major.
+    pub h_n: Array3<f32>,
+}
+
+impl RnnStack {
+    /// Builds a stack on `backend`. Each layer's config is set to what a stack needs: sequences
+    /// returned, outputs in input time order, and with two directions the second reversed (a
+    /// single direction keeps its own `go_backwards`).
+    ///
+    /// # Errors
+    /// [`RnnError::ShapeMismatch`] when the layers do not fit together (every direction must
+    /// have the same units, layer `k > 0` must take dirs·*M* features, every layer the same number
+    /// of directions); the errors of [`Backend::build`].
+    pub fn new(layers: Vec<Vec<SimpleRnn>>, backend: &Backend) -> Result<Self> {
+        let first =
+            layers
+                .first()
+                .and_then(|l| l.first())
+                .ok_or_else(|| RnnError::EmptyDimension {
+                    what: "number of layers".into(),
+                })?;
+        let units = first.units();
+        let dirs = layers[0].len();
+        if !(1..=2).contains(&dirs) {
+            return Err(RnnError::InvalidOption(format!(
+                "{dirs} directions; 1 or 2 are possible"
+            )));
+        }
+        let mut built = Vec::with_capacity(layers.len());
+        for (k, layer) in layers.into_iter().enumerate() {
+            if layer.len() != dirs {
+                return Err(RnnError::InvalidOption(format!(
+                    "layer {k} has {} directions, layer 0 has {dirs}",
+                    layer.len()
+                )));
+            }
+            let mut directions = Vec::with_capacity(dirs);
+            for (dir, rnn) in layer.into_iter().enumerate() {
+                if rnn.units() != units {
+                    return Err(RnnError::shape(
+                        format!("layer {k} direction {dir} weights"),
+                        format!("{units} units"),
+                        &[rnn.input_dim(), rnn.units()],
+                    ));
+                }
+                if k > 0 && rnn.input_dim() != dirs * units {
+                    return Err(RnnError::shape(
+                        format!("layer {k} direction {dir} input weights"),
+                        format!("{} input features (dirs × M)", dirs * units),
+                        &[rnn.input_dim(), rnn.units()],
+                    ));
+                }
+                let mut config = *rnn.config();
+                config.return_sequences = true;
+                // Two directions: forward then reverse. One: the layer's own direction.
+                if dirs == 2 {
+                    config.go_backwards = dir == 1;
+                }
+                config.output_order = OutputOrder::Input;
+                directions.push(backend.build(rnn.with_config(config))?);
+            }
+            built.push(directions);
+        }
+        Ok(RnnStack {
+            layers: built,
+            units,
+        })
+    }
+
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// 1, or 2 for a bidirectional stack.
+    pub fn directions(&self) -> usize {
+        self.layers[0].len()
+    }
+
+    /// *M*, the units of every layer.
+    pub fn units(&self) -> usize {
+        self.units
+    }
+
+    /// *D*, the features the first layer takes.
+    pub fn input_dim(&self) -> usize {
+        self.layers[0][0].layer().input_dim()
+    }
+
+    /// Runs the stack on `input` (*N* × *T* × *D*, batch-major) from `h0`
+    /// ((layers·dirs) × *N* × *M*, zeros when `None`), over sequences of the given lengths.
+    ///
+    /// # Errors
+    /// [`RnnError::ShapeMismatch`] for an `h0` of the wrong shape; the errors of
+    /// [`RnnForward::forward_padded`] (input shape, lengths).
+    pub fn forward(
+        &self,
+        input: ArrayView3<'_, f32>,
+        h0: Option<ArrayView3<'_, f32>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<StackOutput> {
+        let (n, t, _) = input.dim();
+        let (layers, dirs, m) = (self.num_layers(), self.directions(), self.units);
+        if let Some(h0) = &h0
+            && h0.dim() != (layers * dirs, n, m)
+        {
+            return Err(RnnError::shape(
+                "initial state h_0",
+                format!("[{}, {n}, {m}] (layers·dirs × N × M)", layers * dirs),
+                h0.shape(),
+            ));
+        }
+        let padding = lengths.map_or(Padding::None, Padding::Lengths);
+        let mut h_n = Array3::<f32>::zeros((layers * dirs, n, m));
+        let mut current: Option<Array3<f32>> = None;
+        for (k, layer) in self.layers.iter().enumerate() {
+            let layer_input = current.as_ref().map_or(input, |c| c.view());
+            let mut output = Array3::<f32>::zeros((n, t, dirs * m));
+            for (dir, rnn) in layer.iter().enumerate() {
+                let index = k * dirs + dir;
+                let state = h0.as_ref().map(|h| h.index_axis(Axis(0), index));
+                let out = rnn.forward_padded(layer_input, state, padding)?;
+                let seq = out.sequences.expect("stack layers return sequences");
+                output
+                    .slice_mut(s![.., .., dir * m..(dir + 1) * m])
+                    .assign(&seq);
+                h_n.index_axis_mut(Axis(0), index).assign(&out.final_state);
+            }
+            current = Some(output);
+        }
+        Ok(StackOutput {
+            output: current.expect("a stack has at least one layer"),
+            h_n,
+        })
+    }
+}
+
+/// Builds the weights of one direction from PyTorch/ONNX-layout matrices: `w_ih` *M* × *D*,
+/// `w_hh` *M* × *M* (transposed here into Keras's layout), and the two biases added.
+pub(crate) fn layer_from_transposed(
+    w_ih: Array2<f32>,
+    w_hh: Array2<f32>,
+    biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
+    config: crate::SimpleRnnConfig,
+) -> Result<SimpleRnn> {
+    let bias = biases.map(|(b_ih, b_hh)| {
+        if b_ih.len() == b_hh.len() {
+            Ok(b_ih + b_hh)
+        } else {
+            Err(RnnError::shape(
+                "bias_hh",
+                format!("[{}]", b_ih.len()),
+                b_hh.shape(),
+            ))
+        }
+    });
+    SimpleRnn::new(
+        w_ih.reversed_axes(),
+        w_hh.reversed_axes(),
+        bias.transpose()?,
+        config,
+    )
+}
