@@ -185,7 +185,8 @@ impl TorchRnn {
                 };
                 let w_ih = get("weight_ih_l")?;
                 let w_hh = get("weight_hh_l")?;
-                let m = *hidden.get_or_insert(w_hh.shape().first().copied().unwrap_or(0));
+                // weight_hh is (gates·M) × M: its columns give M even for LSTM or GRU weights.
+                let m = *hidden.get_or_insert(w_hh.shape().last().copied().unwrap_or(0));
                 let matrix = |a: ArrayD<f32>,
                               name: &str,
                               cols: Option<usize>|

@@ -7,7 +7,7 @@ use wgpu_rnn::{
     parse_npy_f32,
 };
 
-use crate::Backend;
+use crate::BackendChoice as Backend;
 
 const WEIGHTS: &[u8] = include_bytes!("../../../tests/fixtures/keras/sum_of_three/weights.npz");
 const INPUT: &[u8] = include_bytes!("../../../tests/fixtures/keras/sum_of_three/input.npy");

@@ -1,5 +1,6 @@
-//! The `wgpu-rnn` command: run a Keras SimpleRNN layer from `.npz` weights on a `.npy` input, list
-//! GPU adapters, or (with no arguments) run the embedded demo model.
+//! The `wgpu-rnn` command: run a Keras SimpleRNN layer (`.npz`) or a PyTorch `nn.RNN`
+//! (`.safetensors`) on a `.npy` input, list GPU adapters, or (with no arguments) run the embedded
+//! demo model.
 
 mod demo;
 
@@ -9,8 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::{Array2, Array3};
 use wgpu_rnn::{
-    Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, RnnError, RnnForward, SimpleRnn,
-    SimpleRnnConfig, load_keras_npz, read_npy_f32, write_npy_f32,
+    Activation, Backend, GpuContext, Nonlinearity, RnnError, SimpleRnnConfig, TorchRnn,
+    TorchRnnConfig, load_keras_npz, read_npy_f32, read_npy_lengths, write_npy_f32,
 };
 
 #[derive(Parser)]
@@ -25,51 +26,71 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a SimpleRNN layer saved as `np.savez(path, *layer.get_weights())` on an N×T×D input.
+    /// Run a Keras SimpleRNN layer (.npz) or a PyTorch nn.RNN (.safetensors) on a .npy input.
     Run(RunArgs),
     /// List the GPU adapters wgpu finds, with the limits that matter here.
     Info,
     /// Run the embedded demo model (what running with no arguments does).
     Demo {
         /// Which backend(s) to run it on.
-        #[arg(long, value_enum, default_value_t = Backend::Auto)]
-        backend: Backend,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
     },
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Weights: arr_0 = kernel (D×M), arr_1 = recurrent_kernel (M×M), arr_2 = bias (M), or the
-    /// keys kernel, recurrent_kernel, bias.
+    /// Weights: a Keras SimpleRNN layer as .npz (arr_0 = kernel D×M, arr_1 = recurrent_kernel M×M,
+    /// arr_2 = bias M, or those keys), or a PyTorch nn.RNN state_dict as .safetensors.
     weights: PathBuf,
-    /// Input .npy, float32 or float64, shape N×T×D.
+    /// Input .npy, float32 or float64: N×T×D for Keras; T×N×D for PyTorch (N×T×D with
+    /// --batch-first).
     input: PathBuf,
-    /// Where to write the layer's output (.npy, float32): N×T×M with --return-sequences, else N×M.
+    /// Where to write the output (.npy, float32).
     #[arg(short, long)]
     output: PathBuf,
-    /// Keras activation name (tanh, relu, linear, gelu, softmax, ...).
-    #[arg(long, default_value = "tanh")]
-    activation: String,
-    /// Output the state after every step instead of only the last.
+    /// Keras: activation name (tanh, relu, linear, gelu, softmax, ...).
+    #[arg(long)]
+    activation: Option<String>,
+    /// Keras: output the state after every step instead of only the last.
     #[arg(long)]
     return_sequences: bool,
-    /// Read the input from the last step to the first (Keras's go_backwards).
+    /// Keras: read the input from the last step to the first.
     #[arg(long)]
     go_backwards: bool,
-    /// Initial state .npy, shape N×M (zeros when absent).
+    /// PyTorch: the module's nonlinearity (the file does not record it).
+    #[arg(long, value_enum)]
+    nonlinearity: Option<NonlinearityArg>,
+    /// PyTorch: input and output are N×T×… (h_0 and h_n stay layers·dirs × N × M).
+    #[arg(long)]
+    batch_first: bool,
+    /// PyTorch: per-sequence lengths .npy (integers, N of them, 1..=T), as pack_padded_sequence.
+    #[arg(long)]
+    lengths: Option<PathBuf>,
+    /// PyTorch: the key prefix of the RNN when the file holds several (e.g. `encoder.rnn.`).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Initial state .npy: N×M for Keras, layers·dirs × N × M for PyTorch (zeros when absent).
     #[arg(long)]
     initial_state: Option<PathBuf>,
-    /// Also write the final state (N×M) to this .npy file.
+    /// Also write the final state to this .npy file (N×M; PyTorch's h_n).
     #[arg(long)]
     final_state: Option<PathBuf>,
     /// gpu, cpu, or auto (a GPU when one is found, else the CPU with a note).
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    backend: Backend,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+}
+
+/// `--nonlinearity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum NonlinearityArg {
+    Tanh,
+    Relu,
 }
 
 /// Where to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
+pub enum BackendChoice {
     /// A GPU adapter; an error when there is none.
     Gpu,
     /// The CPU reference path.
@@ -81,7 +102,7 @@ pub enum Backend {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => demo::run(Backend::Auto),
+        None => demo::run(BackendChoice::Auto),
         Some(Command::Demo { backend }) => demo::run(backend),
         Some(Command::Info) => {
             info();
@@ -99,8 +120,41 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<(), RnnError> {
+    let extension = args
+        .weights
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    match extension {
+        "npz" => run_keras(args),
+        "safetensors" => run_torch(args),
+        _ => Err(RnnError::InvalidOption(format!(
+            "{}: weights must be a Keras layer (.npz) or a PyTorch nn.RNN (.safetensors)",
+            args.weights.display()
+        ))),
+    }
+}
+
+fn refuse(flag: &str, given: bool, kind: &str) -> Result<(), RnnError> {
+    if given {
+        return Err(RnnError::InvalidOption(format!(
+            "{flag} does not apply to {kind} weights"
+        )));
+    }
+    Ok(())
+}
+
+fn run_keras(args: RunArgs) -> Result<(), RnnError> {
+    refuse(
+        "--nonlinearity",
+        args.nonlinearity.is_some(),
+        "Keras (.npz)",
+    )?;
+    refuse("--batch-first", args.batch_first, "Keras (.npz)")?;
+    refuse("--lengths", args.lengths.is_some(), "Keras (.npz)")?;
+    refuse("--prefix", args.prefix.is_some(), "Keras (.npz)")?;
     let config = SimpleRnnConfig {
-        activation: Activation::from_keras_name(&args.activation)?,
+        activation: Activation::from_keras_name(args.activation.as_deref().unwrap_or("tanh"))?,
         return_sequences: args.return_sequences,
         go_backwards: args.go_backwards,
         ..Default::default()
@@ -115,7 +169,7 @@ fn run(args: RunArgs) -> Result<(), RnnError> {
         initial_state.as_ref().map(|h| h.view()).as_ref(),
     )?;
 
-    let model = backend_for(args.backend, layer)?;
+    let model = backend_for(args.backend)?.build(layer)?;
     let out = model.forward(input.view(), initial_state.as_ref().map(|h| h.view()))?;
     write_npy_f32(&args.output, &out.output())?;
     if let Some(path) = &args.final_state {
@@ -124,21 +178,64 @@ fn run(args: RunArgs) -> Result<(), RnnError> {
     Ok(())
 }
 
-/// Builds the model on the chosen backend; `auto` falls back to the CPU with a note.
-pub fn backend_for(backend: Backend, layer: SimpleRnn) -> Result<Box<dyn RnnForward>, RnnError> {
-    match backend {
-        Backend::Cpu => Ok(Box::new(CpuRnn::new(layer))),
-        Backend::Gpu => Ok(Box::new(GpuRnn::new(
-            &GpuContext::new_blocking(GpuOptions::default())?,
-            layer,
-        )?)),
-        Backend::Auto => match GpuContext::new_blocking(GpuOptions::default()) {
-            Ok(ctx) => Ok(Box::new(GpuRnn::new(&ctx, layer)?)),
-            Err(e) => {
+fn run_torch(args: RunArgs) -> Result<(), RnnError> {
+    refuse(
+        "--activation",
+        args.activation.is_some(),
+        "PyTorch (.safetensors)",
+    )?;
+    refuse(
+        "--return-sequences",
+        args.return_sequences,
+        "PyTorch (.safetensors)",
+    )?;
+    refuse(
+        "--go-backwards",
+        args.go_backwards,
+        "PyTorch (.safetensors)",
+    )?;
+    let nonlinearity = match args.nonlinearity {
+        Some(NonlinearityArg::Tanh) => Nonlinearity::Tanh,
+        Some(NonlinearityArg::Relu) => Nonlinearity::Relu,
+        None => {
+            return Err(RnnError::InvalidOption(
+                "a .safetensors state_dict does not record the nonlinearity: pass --nonlinearity tanh|relu".into(),
+            ));
+        }
+    };
+    let config = TorchRnnConfig {
+        nonlinearity,
+        batch_first: args.batch_first,
+    };
+    let rnn = TorchRnn::load(&args.weights, args.prefix.as_deref(), config)?;
+    let input: Array3<f32> = read_npy_f32(&args.input)?;
+    let h0: Option<Array3<f32>> = args.initial_state.as_ref().map(read_npy_f32).transpose()?;
+    let lengths = args.lengths.as_ref().map(read_npy_lengths).transpose()?;
+    let model = rnn.build(&backend_for(args.backend)?)?;
+    let out = model.forward(
+        input.view(),
+        h0.as_ref().map(|h| h.view()),
+        lengths.as_deref(),
+    )?;
+    write_npy_f32(&args.output, &out.output)?;
+    if let Some(path) = &args.final_state {
+        write_npy_f32(path, &out.h_n)?;
+    }
+    Ok(())
+}
+
+/// The backend the user chose; `auto` falls back to the CPU with a note.
+pub fn backend_for(choice: BackendChoice) -> Result<Backend, RnnError> {
+    match choice {
+        BackendChoice::Cpu => Ok(Backend::Cpu),
+        BackendChoice::Gpu => Backend::gpu(),
+        BackendChoice::Auto => {
+            let (backend, why) = Backend::auto();
+            if let Some(e) = why {
                 eprintln!("note: running on the CPU: {e}");
-                Ok(Box::new(CpuRnn::new(layer)))
             }
-        },
+            Ok(backend)
+        }
     }
 }
 
