@@ -43,6 +43,14 @@ pub fn read_npy_lengths(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     decode_lengths(&bytes).map_err(|message| RnnError::bad_file(path, message))
 }
 
+/// [`read_npy_lengths`] on a `.npy` image in memory.
+///
+/// # Errors
+/// As [`read_npy_lengths`], with `<memory>` in place of the file name.
+pub fn parse_npy_lengths(bytes: &[u8]) -> Result<Vec<usize>> {
+    decode_lengths(bytes).map_err(|message| RnnError::bad_file("<memory>", message))
+}
+
 fn decode_lengths(bytes: &[u8]) -> std::result::Result<Vec<usize>, String> {
     let (descriptor, shape) = checked_header(bytes, "an integer type", |d| {
         matches!(

@@ -43,8 +43,8 @@ pub use cpu::CpuRnn;
 pub use error::{Result, RnnError};
 pub use gpu::{AdapterSummary, GpuContext, GpuOptions, GpuRnn};
 pub use io::{
-    load_keras_npz, load_keras_npz_bytes, parse_npy_f32, read_npy_f32, read_npy_lengths,
-    write_npy_f32,
+    load_keras_npz, load_keras_npz_bytes, parse_npy_f32, parse_npy_lengths, read_npy_f32,
+    read_npy_lengths, write_npy_f32,
 };
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
 pub use onnx::{OnnxDirection, OnnxRnn, OnnxRnnAttributes, OnnxRnnOutput};
