@@ -8,7 +8,8 @@ struct Step {
     m: u32,
     step: u32,
     // bit 0: store into the sequence output (bits 1 and 2 belong to softmax_rows.wgsl);
-    // bit 3: read `mask` (0 marks a padded step: the state is kept and the output is zero).
+    // bit 3: read `mask` (0 marks a padded step: the state is kept and the output is zero, or
+    // with bit 4 the kept state, as Keras outputs it).
     flags: u32,
 }
 
@@ -61,9 +62,10 @@ fn main(
     if (row < n && col < m) {
         let at = (params.step * n + row) * m + col;
         if ((params.flags & 8u) != 0u && mask[params.step * n + row] == 0u) {
-            h_out[row * m + col] = h_in[row * m + col];
+            let kept = h_in[row * m + col];
+            h_out[row * m + col] = kept;
             if ((params.flags & 1u) != 0u) {
-                y[at] = 0.0;
+                y[at] = select(0.0, kept, (params.flags & 16u) != 0u);
             }
             return;
         }

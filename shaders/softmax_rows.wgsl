@@ -8,7 +8,8 @@ struct Rows {
     m: u32,
     step: u32,
     // bit 1: store into the sequence output; bit 2: log-softmax; bit 3: read `mask` (0 marks a
-    // padded step: the state is left alone and the output is zero). Bit 0 is the step kernel's.
+    // padded step: the state is left alone and the output is zero, or with bit 4 the kept
+    // state). Bit 0 is the step kernel's.
     flags: u32,
 }
 
@@ -85,7 +86,7 @@ fn main(
             v = shifted - log_sum;
         }
         if (padded) {
-            v = 0.0;
+            v = select(0.0, h[base + i], (params.flags & 16u) != 0u);
         } else {
             h[base + i] = v;
         }

@@ -102,7 +102,8 @@ impl CpuRnn {
             }
             std::mem::swap(&mut h, &mut next);
             if let Some(seq) = sequences.as_mut() {
-                for b in (0..n).filter(|b| real[*b]) {
+                let carried = schedule.padded_output_is_state();
+                for b in (0..n).filter(|b| real[*b] || carried) {
                     seq.slice_mut(s![b, schedule.output_position(b, step), ..])
                         .assign(&h.row(b));
                 }

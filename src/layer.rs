@@ -1,7 +1,7 @@
 //! What a SimpleRNN layer means: its weights, its options and the shapes it takes. Both backends
 //! read this one description; loaders translate files into it and do no math.
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD, Axis, s};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD};
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
@@ -24,8 +24,8 @@ pub enum Padding<'a> {
     #[default]
     None,
     /// Keras masking: `mask[n, t]` (*N* × *T*) false makes step `t` of sequence `n` keep the
-    /// previous state, and its output repeat the previous output (zeros before the first real
-    /// step); without `return_sequences` the output is the last real step's.
+    /// previous state, and its output be that state (zeros instead with
+    /// [`SimpleRnnConfig::zero_output_for_mask`]), as Keras 3 computes it.
     Mask(ArrayView2<'a, bool>),
     /// PyTorch's packed sequences and ONNX's `sequence_lens`: sequence `n` is the first
     /// `lengths[n]` steps (1 ≤ length ≤ *T*). A reversed layer starts at each sequence's own last
@@ -50,6 +50,9 @@ pub struct SimpleRnnConfig {
     pub output_order: OutputOrder,
     /// Clip the pre-activation to `[-clip, clip]` (ONNX's `clip`); `None` for no clipping.
     pub clip: Option<f32>,
+    /// Under a Keras mask, output zeros at masked steps instead of the carried state (Keras's
+    /// `zero_output_for_mask`, which `Bidirectional` turns on for its layers).
+    pub zero_output_for_mask: bool,
 }
 
 impl Default for SimpleRnnConfig {
@@ -60,6 +63,7 @@ impl Default for SimpleRnnConfig {
             go_backwards: false,
             output_order: OutputOrder::Processing,
             clip: None,
+            zero_output_for_mask: false,
         }
     }
 }
@@ -259,6 +263,7 @@ impl SimpleRnn {
             t,
             reverse: self.config.go_backwards,
             order: self.config.output_order,
+            zero_output: self.config.zero_output_for_mask,
             padding,
         }
     }
@@ -270,6 +275,7 @@ pub(crate) struct Schedule<'a> {
     t: usize,
     reverse: bool,
     order: OutputOrder,
+    zero_output: bool,
     padding: Padding<'a>,
 }
 
@@ -309,36 +315,25 @@ impl Schedule<'_> {
         !matches!(self.padding, Padding::None)
     }
 
-    /// Completes a backend's result: both backends leave zeros at padded steps; under a Keras
-    /// mask a padded step repeats the previous output instead, and the last output is the last
-    /// real step's (zeros when a sequence has none).
+    /// True when a padded step outputs the carried state (a Keras mask), false when it outputs
+    /// zeros (lengths, or `zero_output_for_mask`).
+    pub(crate) fn padded_output_is_state(&self) -> bool {
+        matches!(self.padding, Padding::Mask(_)) && !self.zero_output
+    }
+
+    /// Completes a backend's result with the last output: Keras's `outputs[-1]`, which under
+    /// `zero_output_for_mask` is zeros for a sequence whose last processed step is masked, and
+    /// the final state otherwise.
     pub(crate) fn finish(
         &self,
-        mut sequences: Option<Array3<f32>>,
+        sequences: Option<Array3<f32>>,
         final_state: Array2<f32>,
     ) -> RnnOutput {
-        let Padding::Mask(_) = self.padding else {
-            return RnnOutput {
-                sequences,
-                last_output: final_state.clone(),
-                final_state,
-            };
-        };
         let mut last_output = final_state.clone();
-        for b in 0..final_state.nrows() {
-            let real: Vec<bool> = (0..self.t)
-                .map(|s| self.input_time(b, s).is_some())
-                .collect();
-            if !real.contains(&true) {
-                last_output.row_mut(b).fill(0.0);
-            }
-            if let Some(seq) = sequences.as_mut() {
-                let mut row = seq.index_axis_mut(Axis(0), b);
-                for (s, is_real) in real.iter().enumerate().skip(1) {
-                    if !is_real {
-                        let (done, mut rest) = row.view_mut().split_at(Axis(0), s);
-                        rest.slice_mut(s![0, ..]).assign(&done.slice(s![s - 1, ..]));
-                    }
+        if matches!(self.padding, Padding::Mask(_)) && self.zero_output {
+            for b in 0..final_state.nrows() {
+                if self.input_time(b, self.t - 1).is_none() {
+                    last_output.row_mut(b).fill(0.0);
                 }
             }
         }
@@ -356,7 +351,8 @@ pub struct RnnOutput {
     /// The output after every step, *N* × *T* × *M*; `Some` only with `return_sequences`.
     pub sequences: Option<Array3<f32>>,
     /// The output of the last step, *N* × *M*: what Keras returns without `return_sequences`.
-    /// It differs from `final_state` only under a Keras mask that hides a whole sequence.
+    /// It differs from `final_state` only under `zero_output_for_mask` when a sequence's last
+    /// processed step is masked.
     pub last_output: Array2<f32>,
     /// The state after the last step, *N* × *M* (Keras's `return_state`, PyTorch's `h_n`).
     pub final_state: Array2<f32>,

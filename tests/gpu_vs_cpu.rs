@@ -136,13 +136,16 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
     for activation in [Activation::Tanh, Activation::Softmax] {
         for go_backwards in [false, true] {
             for output_order in [OutputOrder::Processing, OutputOrder::Input] {
-                for return_sequences in [false, true] {
+                for (return_sequences, zero_output_for_mask) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
                     let config = SimpleRnnConfig {
                         activation,
                         return_sequences,
                         go_backwards,
                         output_order,
                         clip: None,
+                        zero_output_for_mask,
                     };
                     let layer = random_layer(&mut r, d, m, true, config);
                     let cpu = CpuRnn::new(layer.clone());

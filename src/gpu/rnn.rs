@@ -36,6 +36,7 @@ const STEP_WRITES_SEQUENCE: u32 = 1;
 const SOFTMAX_WRITES_SEQUENCE: u32 = 2;
 const SOFTMAX_TAKES_LOG: u32 = 4;
 const READS_MASK: u32 = 8;
+const PADDED_OUTPUT_IS_STATE: u32 = 16;
 
 /// A [`SimpleRnn`] on the GPU: weights uploaded once, pipelines shared through a [`GpuContext`],
 /// working buffers kept between calls and grown when a larger shape needs them.
@@ -239,7 +240,7 @@ impl GpuRnn {
                         .queue
                         .write_buffer(&ws.mask, 0, bytemuck::cast_slice(&mask));
                 }
-                self.write_params(ws, nb, ns, schedule.has_padding());
+                self.write_params(ws, nb, ns, schedule);
 
                 let scope = ErrorScope::push(&inner.device);
                 let mut encoder =
@@ -343,7 +344,7 @@ impl GpuRnn {
         current
     }
 
-    fn write_params(&self, ws: &Workspace, nb: usize, ns: usize, masked: bool) {
+    fn write_params(&self, ws: &Workspace, nb: usize, ns: usize, schedule: &Schedule<'_>) {
         let inner = &*self.ctx.inner;
         let m = self.layer.units() as u32;
         let config = self.layer.config();
@@ -364,7 +365,15 @@ impl GpuRnn {
             SOFTMAX_TAKES_LOG
         } else {
             0
-        } | if masked { READS_MASK } else { 0 };
+        } | if schedule.has_padding() {
+            READS_MASK
+        } else {
+            0
+        } | if schedule.padded_output_is_state() {
+            PADDED_OUTPUT_IS_STATE
+        } else {
+            0
+        };
         let stride = ws.params_stride as usize;
         let mut bytes = vec![0u8; ns * stride];
         for s in 0..ns {
