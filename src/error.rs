@@ -38,6 +38,11 @@ pub enum RnnError {
     #[error("invalid option: {0}")]
     InvalidOption(String),
 
+    /// Input values a model cannot take (a token id outside its Embedding's vocabulary, a
+    /// batch size that differs from the one a stateful model holds state for).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
     /// An activation name that Keras does not know, or that this crate does not run.
     #[error("unknown activation {0:?}; known: {known}", known = crate::Activation::KERAS_NAMES.join(", "))]
     UnknownActivation(String),

@@ -91,6 +91,85 @@ fn decode_lengths(bytes: &[u8]) -> std::result::Result<Vec<usize>, String> {
         .collect()
 }
 
+/// A model input read from a `.npy` file: float arrays (float64 converted to float32, as Keras
+/// casts them) or integer arrays (token ids for a model that starts with an `Embedding`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum NpyInput {
+    /// float32 or float64 data.
+    Float(ndarray::ArrayD<f32>),
+    /// Any integer type, widened to 64 bits.
+    Int(ndarray::ArrayD<i64>),
+}
+
+impl NpyInput {
+    /// The array's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            NpyInput::Float(a) => a.shape(),
+            NpyInput::Int(a) => a.shape(),
+        }
+    }
+}
+
+/// Reads a `.npy` of any float or integer type, as a model input.
+///
+/// # Errors
+/// [`RnnError::Io`] when the file cannot be read; [`RnnError::BadFile`] when it is not a `.npy`
+/// image of a float or integer type, or is shorter than its header says.
+pub fn read_npy_input(path: impl AsRef<Path>) -> Result<NpyInput> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| RnnError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_input(&bytes).map_err(|message| RnnError::bad_file(path, message))
+}
+
+/// [`read_npy_input`] on a `.npy` image in memory.
+///
+/// # Errors
+/// As [`read_npy_input`], with `<memory>` in place of the file name.
+pub fn parse_npy_input(bytes: &[u8]) -> Result<NpyInput> {
+    decode_input(bytes).map_err(|message| RnnError::bad_file("<memory>", message))
+}
+
+fn decode_input(bytes: &[u8]) -> std::result::Result<NpyInput, String> {
+    let (descriptor, _) = checked_header(bytes, "a float or integer type", |d| {
+        let d = d.trim_start_matches(['<', '|', '=']);
+        matches!(
+            d,
+            "f4" | "f8" | "i8" | "i4" | "i2" | "i1" | "u8" | "u4" | "u2" | "u1"
+        )
+        .then(|| d[1..].parse::<u64>().unwrap_or(1))
+    })?;
+    fn ints<T: ndarray_npy::ReadableElement + Copy + TryInto<i64>>(
+        bytes: &[u8],
+    ) -> std::result::Result<NpyInput, String> {
+        let a = ndarray::ArrayD::<T>::read_npy(bytes).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(a.len());
+        for v in a.iter() {
+            out.push(
+                (*v).try_into()
+                    .map_err(|_| "an integer does not fit 64 bits".to_string())?,
+            );
+        }
+        ndarray::ArrayD::from_shape_vec(a.raw_dim(), out)
+            .map(NpyInput::Int)
+            .map_err(|e| e.to_string())
+    }
+    match descriptor.trim_start_matches(['<', '|', '=']) {
+        "f4" | "f8" => decode_npy::<IxDyn>(bytes).map(NpyInput::Float),
+        "i8" => ints::<i64>(bytes),
+        "i4" => ints::<i32>(bytes),
+        "i2" => ints::<i16>(bytes),
+        "i1" => ints::<i8>(bytes),
+        "u8" => ints::<u64>(bytes),
+        "u4" => ints::<u32>(bytes),
+        "u2" => ints::<u16>(bytes),
+        _ => ints::<u8>(bytes),
+    }
+}
+
 /// Writes an array of float32 as a `.npy` file.
 ///
 /// # Errors

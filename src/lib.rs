@@ -32,6 +32,7 @@ mod cpu;
 mod error;
 pub mod gpu;
 mod io;
+pub mod keras;
 mod layer;
 mod onnx;
 mod stack;
@@ -43,9 +44,10 @@ pub use cpu::CpuRnn;
 pub use error::{Result, RnnError};
 pub use gpu::{AdapterSummary, GpuContext, GpuOptions, GpuRnn};
 pub use io::{
-    load_keras_npz, load_keras_npz_bytes, parse_npy_f32, parse_npy_lengths, read_npy_f32,
-    read_npy_lengths, write_npy_f32,
+    NpyInput, load_keras_npz, load_keras_npz_bytes, parse_npy_f32, parse_npy_input,
+    parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths, write_npy_f32,
 };
+pub use keras::{KerasLayer, KerasModel, KerasRunner, MergeMode, ModelOutput};
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
 pub use onnx::{OnnxDirection, OnnxRnn, OnnxRnnAttributes, OnnxRnnOutput};
 pub use stack::{RnnStack, StackOutput};

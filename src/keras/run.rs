@@ -1,0 +1,408 @@
+//! Running a loaded Keras model on a backend, with Keras's masks and stateful streaming.
+
+use ndarray::{Array2, Array3, ArrayD, ArrayViewD, Axis, Ix3, Zip, concatenate};
+
+use crate::activation::Activation;
+use crate::backend::Backend;
+use crate::error::{Result, RnnError};
+use crate::keras::config::MergeMode;
+use crate::keras::model::{KerasLayer, KerasModel};
+use crate::layer::{Padding, RnnForward};
+
+/// What a model returns: one array, or two for a model that ends in a `Bidirectional` with
+/// `merge_mode=None` (forward output, then backward output).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelOutput {
+    /// The model's outputs, in Keras's order.
+    pub outputs: Vec<ArrayD<f32>>,
+}
+
+/// A [`KerasModel`] built on a [`Backend`]: its recurrent layers' weights uploaded once, ready
+/// for any number of calls (as `model.predict`), or for streaming a long sequence in chunks.
+///
+/// **Stateful streaming.** Layers saved with `stateful=True` carry their final state into the
+/// next call, as Keras does; [`KerasRunner::set_stateful`] turns this on for every recurrent
+/// layer of any model, and [`KerasRunner::reset_state`] starts over from zeros. Feeding a
+/// sequence in consecutive chunks then gives the same result as feeding it whole.
+pub struct KerasRunner {
+    model: KerasModel,
+    backend_name: &'static str,
+    /// The built recurrent layers of each model layer (one, two for Bidirectional, none).
+    rnns: Vec<Vec<Box<dyn RnnForward>>>,
+    stateful_all: bool,
+    /// The carried state of each recurrent layer, when stateful.
+    states: Vec<Vec<Option<Array2<f32>>>>,
+}
+
+impl std::fmt::Debug for KerasRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KerasRunner")
+            .field("model", &self.model.name())
+            .field("backend", &self.backend_name)
+            .field("stateful", &self.stateful_all)
+            .finish()
+    }
+}
+
+/// A value flowing between layers: the data, and the Keras mask over (batch, time) if any.
+struct Flow {
+    data: Vec<ArrayD<f32>>,
+    mask: Option<Array2<bool>>,
+}
+
+impl KerasRunner {
+    /// Builds the model's recurrent layers on `backend`.
+    ///
+    /// # Errors
+    /// As [`Backend::build`] (a GPU that cannot hold the weights).
+    pub fn new(model: KerasModel, backend: &Backend) -> Result<Self> {
+        let mut rnns = Vec::new();
+        let mut states = Vec::new();
+        for layer in model.layers() {
+            let built = match layer {
+                KerasLayer::SimpleRnn { layer, .. } => vec![backend.build(layer.clone())?],
+                KerasLayer::Bidirectional {
+                    forward, backward, ..
+                } => vec![
+                    backend.build(forward.clone())?,
+                    backend.build(backward.clone())?,
+                ],
+                _ => Vec::new(),
+            };
+            states.push(vec![None; built.len()]);
+            rnns.push(built);
+        }
+        Ok(KerasRunner {
+            model,
+            backend_name: backend.name(),
+            rnns,
+            stateful_all: false,
+            states,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &KerasModel {
+        &self.model
+    }
+
+    /// `"cpu"` or `"gpu"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend_name
+    }
+
+    /// Makes every recurrent layer stateful (`true`), or only those saved with `stateful=True`
+    /// (`false`, the default). Clears the carried state.
+    pub fn set_stateful(&mut self, stateful: bool) {
+        self.stateful_all = stateful;
+        self.reset_state();
+    }
+
+    /// Forgets the carried state: the next call starts from zeros (Keras's `reset_state`).
+    pub fn reset_state(&mut self) {
+        for layer in &mut self.states {
+            layer.iter_mut().for_each(|s| *s = None);
+        }
+    }
+
+    /// Runs the model on float input: *N* × *T* × *D* for a sequence model (or the shape the
+    /// model's input declares). A model that starts with an `Embedding` takes token ids here
+    /// too, truncated to integers as Keras casts them.
+    ///
+    /// # Errors
+    /// [`RnnError::ShapeMismatch`] when the input does not fit the model's input;
+    /// [`RnnError::InvalidInput`] for a token id outside the vocabulary, or a batch size other
+    /// than the one a stateful model holds state for; the recurrent layers' errors.
+    pub fn predict(&mut self, input: ArrayViewD<'_, f32>) -> Result<ModelOutput> {
+        if self.model.takes_token_ids() {
+            let mut ids = Vec::with_capacity(input.len());
+            for &v in input.iter() {
+                // Keras casts float ids to int32, truncating toward zero.
+                if !v.is_finite() || v.abs() >= 2_147_483_648.0 {
+                    return Err(RnnError::InvalidInput(format!(
+                        "token id {v} is not an integer in range"
+                    )));
+                }
+                ids.push(v.trunc() as i64);
+            }
+            let ids = ArrayD::from_shape_vec(input.raw_dim(), ids)
+                .expect("same number of elements as the input");
+            return self.predict_ids(ids.view());
+        }
+        self.check_feature_input(input.shape())?;
+        self.run(Flow {
+            data: vec![input.as_standard_layout().into_owned()],
+            mask: None,
+        })
+    }
+
+    /// Runs the model on integer input: token ids (*N* × *T*) for a model that starts with an
+    /// `Embedding`; other models take them as numbers.
+    ///
+    /// # Errors
+    /// As [`KerasRunner::predict`].
+    pub fn predict_ids(&mut self, ids: ArrayViewD<'_, i64>) -> Result<ModelOutput> {
+        let first = &self.model.layers()[0];
+        let KerasLayer::Embedding {
+            table, mask_zero, ..
+        } = first
+        else {
+            let as_float = ids.mapv(|v| v as f32);
+            return self.predict(as_float.view());
+        };
+        let want = self.model.input_shape();
+        if ids.ndim() != want.len() || ids.shape().contains(&0) {
+            return Err(RnnError::shape(
+                "token ids",
+                format!("{} axes, none empty (input shape {want:?})", want.len()),
+                ids.shape(),
+            ));
+        }
+        let (vocab, width) = table.dim();
+        let mut data = Vec::with_capacity(ids.len() * width);
+        for &id in ids.iter() {
+            let row = usize::try_from(id)
+                .ok()
+                .filter(|&i| i < vocab)
+                .ok_or_else(|| {
+                    RnnError::InvalidInput(format!(
+                        "token id {id} is outside the Embedding's vocabulary 0..{vocab}"
+                    ))
+                })?;
+            data.extend_from_slice(table.row(row).as_slice().expect("standard layout"));
+        }
+        let mut shape = ids.shape().to_vec();
+        shape.push(width);
+        let embedded = ArrayD::from_shape_vec(shape, data).expect("one row per id");
+        let mask = (*mask_zero && ids.ndim() == 2).then(|| {
+            ids.view()
+                .into_dimensionality::<ndarray::Ix2>()
+                .expect("two axes")
+                .mapv(|id| id != 0)
+        });
+        self.run_from(
+            1,
+            Flow {
+                data: vec![embedded],
+                mask,
+            },
+        )
+    }
+
+    fn check_feature_input(&self, shape: &[usize]) -> Result<()> {
+        let want = self.model.input_shape();
+        let fits = shape.len() == want.len()
+            && !shape.contains(&0)
+            && want
+                .iter()
+                .zip(shape)
+                .skip(want.len() - 1)
+                .all(|(w, g)| w.is_none_or(|w| w == *g));
+        if fits {
+            Ok(())
+        } else {
+            Err(RnnError::shape(
+                "input",
+                format!(
+                    "{want:?} (batch first; None is any size, none empty)",
+                    want = want
+                ),
+                shape,
+            ))
+        }
+    }
+
+    fn run(&mut self, flow: Flow) -> Result<ModelOutput> {
+        self.run_from(0, flow)
+    }
+
+    fn run_from(&mut self, first: usize, mut flow: Flow) -> Result<ModelOutput> {
+        for index in first..self.model.layers().len() {
+            flow = self.layer(index, flow)?;
+        }
+        Ok(ModelOutput { outputs: flow.data })
+    }
+
+    /// The initial state of recurrent layer `which` of model layer `index`, checked against
+    /// the batch size.
+    fn initial_state(&self, index: usize, which: usize, n: usize) -> Result<Option<Array2<f32>>> {
+        match &self.states[index][which] {
+            Some(state) if state.nrows() != n => Err(RnnError::InvalidInput(format!(
+                "layer {:?} holds state for a batch of {}, this input has {n}; call reset_state first",
+                self.model.layers()[index].name(),
+                state.nrows()
+            ))),
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn is_stateful(&self, index: usize) -> bool {
+        self.stateful_all
+            || matches!(
+                self.model.layers()[index],
+                KerasLayer::SimpleRnn { stateful: true, .. }
+                    | KerasLayer::Bidirectional { stateful: true, .. }
+            )
+    }
+
+    fn layer(&mut self, index: usize, flow: Flow) -> Result<Flow> {
+        let Flow { mut data, mask } = flow;
+        let x = data.swap_remove(0);
+        Ok(match &self.model.layers()[index] {
+            KerasLayer::Embedding { .. } => {
+                return Err(RnnError::InvalidInput(
+                    "an Embedding that is not the model's first layer".into(),
+                ));
+            }
+            KerasLayer::Masking { mask_value, .. } => {
+                let value = *mask_value;
+                let x = x
+                    .into_dimensionality::<Ix3>()
+                    .map_err(|_| RnnError::InvalidInput("Masking needs N × T × D".into()))?;
+                let mask = x.map_axis(Axis(2), |row| row.iter().any(|v| *v != value));
+                let mut x = x;
+                Zip::from(x.lanes_mut(Axis(2)))
+                    .and(&mask)
+                    .for_each(|mut row, &keep| {
+                        if !keep {
+                            // Keras multiplies by the mask: NaN and infinities stay NaN.
+                            row.mapv_inplace(|v| v * 0.0);
+                        }
+                    });
+                Flow {
+                    data: vec![x.into_dyn()],
+                    mask: Some(mask),
+                }
+            }
+            KerasLayer::SimpleRnn { layer, .. } => {
+                let x = into3(x)?;
+                let h0 = self.initial_state(index, 0, x.dim().0)?;
+                let padding = mask
+                    .as_ref()
+                    .map_or(Padding::None, |m| Padding::Mask(m.view()));
+                let out = self.rnns[index][0].forward_padded(
+                    x.view(),
+                    h0.as_ref().map(|h| h.view()),
+                    padding,
+                )?;
+                let keep_mask = layer.config().return_sequences;
+                if self.is_stateful(index) {
+                    self.states[index][0] = Some(out.final_state.clone());
+                }
+                Flow {
+                    data: vec![out.output().to_owned()],
+                    mask: if keep_mask { mask } else { None },
+                }
+            }
+            KerasLayer::Bidirectional { forward, merge, .. } => {
+                let x = into3(x)?;
+                let n = x.dim().0;
+                let padding = mask
+                    .as_ref()
+                    .map_or(Padding::None, |m| Padding::Mask(m.view()));
+                let return_sequences = forward.config().return_sequences;
+                let mut outs = Vec::with_capacity(2);
+                for which in 0..2 {
+                    let h0 = self.initial_state(index, which, n)?;
+                    let out = self.rnns[index][which].forward_padded(
+                        x.view(),
+                        h0.as_ref().map(|h| h.view()),
+                        padding,
+                    )?;
+                    if self.is_stateful(index) {
+                        self.states[index][which] = Some(out.final_state.clone());
+                    }
+                    let mut y = out.output().to_owned();
+                    if which == 1 && return_sequences {
+                        // Bidirectional turns the backward sequence to input order.
+                        y.invert_axis(Axis(1));
+                        y = y.as_standard_layout().into_owned();
+                    }
+                    outs.push(y);
+                }
+                let backward = outs.pop().expect("two outputs");
+                let forward = outs.pop().expect("two outputs");
+                let last = forward.ndim() - 1;
+                let data = match merge {
+                    MergeMode::Concat => vec![
+                        concatenate(Axis(last), &[forward.view(), backward.view()])
+                            .expect("same shapes but the last axis"),
+                    ],
+                    MergeMode::Sum => vec![forward + backward],
+                    MergeMode::Mul => vec![forward * backward],
+                    MergeMode::Ave => vec![(forward + backward) * 0.5],
+                    MergeMode::Separate => vec![forward, backward],
+                };
+                Flow {
+                    data,
+                    mask: if return_sequences { mask } else { None },
+                }
+            }
+            KerasLayer::Dense {
+                kernel,
+                bias,
+                activation,
+                ..
+            } => {
+                let shape = x.shape().to_vec();
+                let mut y = rows(x).dot(kernel);
+                if let Some(b) = bias {
+                    y += b;
+                }
+                apply_rows(&mut y, *activation);
+                let mut out_shape = shape;
+                *out_shape.last_mut().expect("at least one axis") = kernel.ncols();
+                Flow {
+                    data: vec![
+                        y.into_shape_with_order(out_shape)
+                            .expect("same size")
+                            .into_dyn(),
+                    ],
+                    mask,
+                }
+            }
+            KerasLayer::Activation { activation, .. } => {
+                let shape = x.shape().to_vec();
+                let mut y = rows(x);
+                apply_rows(&mut y, *activation);
+                Flow {
+                    data: vec![
+                        y.into_shape_with_order(shape)
+                            .expect("same size")
+                            .into_dyn(),
+                    ],
+                    mask,
+                }
+            }
+            KerasLayer::Dropout { .. } => Flow {
+                data: vec![x],
+                mask,
+            },
+        })
+    }
+}
+
+fn into3(x: ArrayD<f32>) -> Result<Array3<f32>> {
+    let shape = x.shape().to_vec();
+    x.into_dimensionality::<Ix3>()
+        .map_err(|_| RnnError::shape("recurrent layer input", "N × T × D", &shape))
+}
+
+/// The array as rows of its last axis, in standard layout.
+fn rows(x: ArrayD<f32>) -> Array2<f32> {
+    let width = x.shape().last().copied().unwrap_or(1).max(1);
+    let count = x.len() / width;
+    let x = if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    };
+    x.into_shape_with_order((count, width))
+        .expect("standard layout reshapes")
+}
+
+fn apply_rows(rows: &mut Array2<f32>, activation: Activation) {
+    for mut row in rows.rows_mut() {
+        activation.apply_row(row.as_slice_mut().expect("standard layout rows"));
+    }
+}

@@ -1,0 +1,206 @@
+//! Weights of a saved Keras model: `model.weights.h5` inside a `.keras` archive (Keras 3), or the
+//! `model_weights` group of a legacy single-file `.h5`. Read with hdf5-pure (no C library).
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::error::{Result, RnnError};
+use crate::keras::config::LayerSpec;
+
+/// Where a model's weights live.
+pub enum WeightStore {
+    /// Keras 3: `layers/<snake_case class>[_k]/...`.
+    Keras3(hdf5_pure::File),
+    /// Legacy HDF5: `model_weights/<layer name>/` with a `weight_names` attribute.
+    Legacy(hdf5_pure::File),
+}
+
+fn bad(message: impl Into<String>) -> RnnError {
+    RnnError::bad_file("<model weights>", message)
+}
+
+/// Keras's `to_snake_case` of a class name: `SimpleRNN` → `simple_rnn`.
+fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|p| chars[p]);
+        let next = chars.get(i + 1);
+        let starts_word = c.is_uppercase()
+            && prev.is_some()
+            && (prev.is_some_and(|p| p.is_lowercase()) || next.is_some_and(|n| n.is_lowercase()));
+        if starts_word {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The strings of a string attribute (h5py writes lists of names as fixed-width or
+/// variable-length strings depending on its version).
+pub(crate) fn attr_strings(value: &hdf5_pure::AttrValue) -> Option<Vec<String>> {
+    use hdf5_pure::AttrValue as A;
+    Some(match value {
+        A::String(s) | A::AsciiString(s) | A::VarLenString(s) | A::VarLenAsciiString(s) => {
+            vec![s.clone()]
+        }
+        A::StringSized { value, .. } | A::AsciiStringSized { value, .. } => vec![value.clone()],
+        A::StringArray(v)
+        | A::AsciiStringArray(v)
+        | A::VarLenAsciiCharArray(v)
+        | A::VarLenStringArray(v)
+        | A::VarLenAsciiStringArray(v) => v.clone(),
+        A::StringArraySized { values, .. } | A::AsciiStringArraySized { values, .. } => {
+            values.clone()
+        }
+        _ => return None,
+    })
+}
+
+impl WeightStore {
+    /// The HDF5 file behind the store.
+    fn file(&self) -> &hdf5_pure::File {
+        match self {
+            WeightStore::Keras3(f) | WeightStore::Legacy(f) => f,
+        }
+    }
+
+    /// Reads one weight after checking that its stored shape is `expected`, so that a forged
+    /// shape can never make us allocate more than the config promised.
+    pub fn read(&self, path: &str, expected: &[usize]) -> Result<ArrayD<f32>> {
+        let dataset = self
+            .file()
+            .dataset(path)
+            .map_err(|e| bad(format!("missing weight {path}: {e}")))?;
+        let shape: Vec<usize> = dataset
+            .shape()
+            .map_err(|e| bad(format!("{path}: {e}")))?
+            .into_iter()
+            .map(|d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
+        if shape != expected {
+            return Err(bad(format!(
+                "weight {path} has shape {shape:?}; the model config needs {expected:?}"
+            )));
+        }
+        match dataset.dtype().map_err(|e| bad(format!("{path}: {e}")))? {
+            hdf5_pure::DType::F32 | hdf5_pure::DType::F64 => {}
+            other => {
+                return Err(bad(format!(
+                    "weight {path} is stored as {other:?}; only float32 models are supported"
+                )));
+            }
+        }
+        let values = dataset
+            .read_f32()
+            .map_err(|e| bad(format!("{path}: not readable as float32: {e}")))?;
+        ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| bad(format!("{path}: {e}")))
+    }
+
+    /// Where the weights of each layer of the chain are, in Keras's order
+    /// (`layer.get_weights()`): one list per layer, empty for layers without weights;
+    /// Bidirectional gives forward then backward.
+    ///
+    /// # Errors
+    /// A legacy file whose layer groups or `weight_names` are missing or of the wrong count.
+    pub fn locate(&self, specs: &[LayerSpec]) -> Result<Vec<Vec<String>>> {
+        let count = |spec: &LayerSpec| match spec {
+            LayerSpec::Embedding { .. } => 1,
+            LayerSpec::SimpleRnn(r) => 2 + usize::from(r.use_bias),
+            LayerSpec::Bidirectional {
+                forward, backward, ..
+            } => 4 + usize::from(forward.use_bias) + usize::from(backward.use_bias),
+            LayerSpec::Dense { use_bias, .. } => 1 + usize::from(*use_bias),
+            _ => 0,
+        };
+        match self {
+            WeightStore::Keras3(_) => {
+                let mut seen: HashMap<String, usize> = HashMap::new();
+                Ok(specs
+                    .iter()
+                    .map(|spec| {
+                        if matches!(spec, LayerSpec::Input { .. }) {
+                            return Vec::new();
+                        }
+                        // Keras 3 names each layer's group after its class, numbered from the
+                        // second of a class on, in model order.
+                        let base = snake_case(spec.class_name());
+                        let k = seen.entry(base.clone()).or_insert(0);
+                        let group = if *k == 0 {
+                            format!("layers/{base}")
+                        } else {
+                            format!("layers/{base}_{k}")
+                        };
+                        *k += 1;
+                        let vars = |sub: &str, n: usize| -> Vec<String> {
+                            (0..n).map(|i| format!("{group}/{sub}vars/{i}")).collect()
+                        };
+                        match spec {
+                            LayerSpec::SimpleRnn(r) => vars("cell/", 2 + usize::from(r.use_bias)),
+                            LayerSpec::Bidirectional {
+                                forward, backward, ..
+                            } => {
+                                let mut paths =
+                                    vars("forward_layer/cell/", 2 + usize::from(forward.use_bias));
+                                paths.extend(vars(
+                                    "backward_layer/cell/",
+                                    2 + usize::from(backward.use_bias),
+                                ));
+                                paths
+                            }
+                            LayerSpec::Dense {
+                                time_distributed: true,
+                                ..
+                            } => vars("layer/", count(spec)),
+                            _ => vars("", count(spec)),
+                        }
+                    })
+                    .collect())
+            }
+            WeightStore::Legacy(file) => specs
+                .iter()
+                .map(|spec| {
+                    let expected = count(spec);
+                    if expected == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let group_path = format!("model_weights/{}", spec.name());
+                    let group = file.group(&group_path).map_err(|e| {
+                        bad(format!("missing weights of layer {:?}: {e}", spec.name()))
+                    })?;
+                    let attrs = group
+                        .attrs()
+                        .map_err(|e| bad(format!("{group_path}: {e}")))?;
+                    let names = attrs
+                        .get("weight_names")
+                        .and_then(attr_strings)
+                        .unwrap_or_default();
+                    if names.len() != expected {
+                        return Err(bad(format!(
+                            "layer {:?} stores {} weights; the model config needs {expected}",
+                            spec.name(),
+                            names.len()
+                        )));
+                    }
+                    Ok(names.iter().map(|n| format!("{group_path}/{n}")).collect())
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn snake_case_matches_keras() {
+        assert_eq!(snake_case("SimpleRNN"), "simple_rnn");
+        assert_eq!(snake_case("TimeDistributed"), "time_distributed");
+        assert_eq!(snake_case("Dense"), "dense");
+        assert_eq!(snake_case("Bidirectional"), "bidirectional");
+        assert_eq!(snake_case("InputLayer"), "input_layer");
+    }
+}
