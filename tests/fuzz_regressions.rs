@@ -53,3 +53,17 @@ fn torch_safetensors_inputs_do_not_panic() {
         eprintln!("ok: {name}");
     }
 }
+
+#[test]
+fn keras_model_inputs_do_not_panic() {
+    for (name, data) in inputs("keras_model") {
+        if let Ok(model) = wgpu_rnn::KerasModel::from_bytes(data) {
+            let _ = model.to_string();
+            if let Ok(mut runner) = wgpu_rnn::KerasRunner::new(model, &Backend::Cpu) {
+                let ids = ndarray::Array2::<i64>::ones((2, 3)).into_dyn();
+                let _ = runner.predict_ids(ids.view());
+            }
+        }
+        eprintln!("ok: {name}");
+    }
+}

@@ -71,17 +71,29 @@ fn open_keras_archive(bytes: Vec<u8>) -> std::result::Result<OpenedModel, String
     let config: Value = serde_json::from_slice(&config_bytes)
         .map_err(|e| format!("config.json is not valid JSON: {e}"))?;
     let weights = read_member(&mut archive, "model.weights.h5", MAX_WEIGHTS_BYTES)?;
-    let file = hdf5_pure::File::from_bytes(weights)
-        .map_err(|e| format!("model.weights.h5 is not a readable HDF5 file: {e}"))?;
+    let file = open_h5(weights).map_err(|e| format!("model.weights.h5: {e}"))?;
     Ok(OpenedModel {
         config,
         weights: WeightStore::Keras3(file),
     })
 }
 
-fn open_legacy_h5(bytes: Vec<u8>) -> std::result::Result<OpenedModel, String> {
+/// Opens an HDF5 image, refusing one shorter than its superblock says (as libhdf5 does).
+fn open_h5(bytes: Vec<u8>) -> std::result::Result<hdf5_pure::File, String> {
+    let len = bytes.len() as u64;
     let file =
         hdf5_pure::File::from_bytes(bytes).map_err(|e| format!("not a readable HDF5 file: {e}"))?;
+    let eof = file.superblock().eof_address;
+    if eof > len {
+        return Err(format!(
+            "truncated HDF5 file: {len} bytes where its superblock says {eof}"
+        ));
+    }
+    Ok(file)
+}
+
+fn open_legacy_h5(bytes: Vec<u8>) -> std::result::Result<OpenedModel, String> {
+    let file = open_h5(bytes)?;
     let attrs = file
         .root()
         .attrs()

@@ -1,6 +1,6 @@
-//! The `wgpu-rnn` command: run a Keras SimpleRNN layer (`.npz`) or a PyTorch `nn.RNN`
-//! (`.safetensors`) on a `.npy` input, list GPU adapters, or (with no arguments) run the embedded
-//! demo model.
+//! The `wgpu-rnn` command: run a whole Keras model (`.keras`, `.h5`), a Keras SimpleRNN layer
+//! (`.npz`) or a PyTorch `nn.RNN` (`.safetensors`) on a `.npy` input, describe a model or list GPU
+//! adapters, or (with no arguments) run the embedded demo model.
 
 mod demo;
 
@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::{Array2, Array3};
 use wgpu_rnn::{
-    Activation, Backend, GpuContext, Nonlinearity, RnnError, SimpleRnnConfig, TorchRnn,
-    TorchRnnConfig, load_keras_npz, read_npy_f32, read_npy_lengths, write_npy_f32,
+    Activation, Backend, GpuContext, KerasModel, KerasRunner, Nonlinearity, NpyInput, RnnError,
+    SimpleRnnConfig, TorchRnn, TorchRnnConfig, load_keras_npz, read_npy_f32, read_npy_input,
+    read_npy_lengths, write_npy_f32,
 };
 
 #[derive(Parser)]
@@ -26,10 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a Keras SimpleRNN layer (.npz) or a PyTorch nn.RNN (.safetensors) on a .npy input.
+    /// Run a Keras model (.keras, .h5), a Keras SimpleRNN layer (.npz) or a PyTorch nn.RNN
+    /// (.safetensors) on a .npy input.
     Run(RunArgs),
-    /// List the GPU adapters wgpu finds, with the limits that matter here.
-    Info,
+    /// Describe a Keras model as model.summary() does; without a model, list the GPU adapters
+    /// wgpu finds, with the limits that matter here.
+    Info {
+        /// A Keras model (.keras or .h5).
+        model: Option<PathBuf>,
+    },
     /// Run the embedded demo model (what running with no arguments does).
     Demo {
         /// Which backend(s) to run it on.
@@ -40,13 +46,15 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Weights: a Keras SimpleRNN layer as .npz (arr_0 = kernel D×M, arr_1 = recurrent_kernel M×M,
-    /// arr_2 = bias M, or those keys), or a PyTorch nn.RNN state_dict as .safetensors.
+    /// A whole Keras model (.keras, or legacy .h5 from model.save), a Keras SimpleRNN layer as .npz
+    /// (arr_0 = kernel D×M, arr_1 = recurrent_kernel M×M, arr_2 = bias M, or those keys), or a
+    /// PyTorch nn.RNN state_dict as .safetensors.
     weights: PathBuf,
-    /// Input .npy, float32 or float64: N×T×D for Keras; T×N×D for PyTorch (N×T×D with
-    /// --batch-first).
+    /// Input .npy: N×T×D float32 or float64 for Keras (integer token ids N×T for a model that
+    /// starts with an Embedding); T×N×D for PyTorch (N×T×D with --batch-first).
     input: PathBuf,
-    /// Where to write the output (.npy, float32).
+    /// Where to write the output (.npy, float32). A model with two outputs (Bidirectional with
+    /// merge_mode=None) writes NAME_0.npy and NAME_1.npy.
     #[arg(short, long)]
     output: PathBuf,
     /// Keras: activation name (tanh, relu, linear, gelu, softmax, ...).
@@ -104,9 +112,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => demo::run(BackendChoice::Auto),
         Some(Command::Demo { backend }) => demo::run(backend),
-        Some(Command::Info) => {
+        Some(Command::Info { model: None }) => {
             info();
             Ok(())
+        }
+        Some(Command::Info { model: Some(path) }) => {
+            KerasModel::load(path).map(|model| print!("{model}"))
         }
         Some(Command::Run(args)) => run(args),
     };
@@ -128,8 +139,10 @@ fn run(args: RunArgs) -> Result<(), RnnError> {
     match extension {
         "npz" => run_keras(args),
         "safetensors" => run_torch(args),
+        "keras" | "h5" | "hdf5" => run_model(args),
         _ => Err(RnnError::InvalidOption(format!(
-            "{}: weights must be a Keras layer (.npz) or a PyTorch nn.RNN (.safetensors)",
+            "{}: weights must be a Keras model (.keras, .h5), a Keras layer (.npz) or a PyTorch \
+             nn.RNN (.safetensors)",
             args.weights.display()
         ))),
     }
@@ -174,6 +187,37 @@ fn run_keras(args: RunArgs) -> Result<(), RnnError> {
     write_npy_f32(&args.output, &out.output())?;
     if let Some(path) = &args.final_state {
         write_npy_f32(path, &out.final_state)?;
+    }
+    Ok(())
+}
+
+fn run_model(args: RunArgs) -> Result<(), RnnError> {
+    let kind = "a whole Keras model (its file holds them)";
+    refuse("--activation", args.activation.is_some(), kind)?;
+    refuse("--return-sequences", args.return_sequences, kind)?;
+    refuse("--go-backwards", args.go_backwards, kind)?;
+    refuse("--nonlinearity", args.nonlinearity.is_some(), kind)?;
+    refuse("--batch-first", args.batch_first, kind)?;
+    refuse("--lengths", args.lengths.is_some(), kind)?;
+    refuse("--prefix", args.prefix.is_some(), kind)?;
+    refuse("--initial-state", args.initial_state.is_some(), kind)?;
+    refuse("--final-state", args.final_state.is_some(), kind)?;
+    let model = KerasModel::load(&args.weights)?;
+    let input = read_npy_input(&args.input)?;
+    let mut runner = KerasRunner::new(model, &backend_for(args.backend)?)?;
+    let outputs = match &input {
+        NpyInput::Float(x) => runner.predict(x.view())?,
+        NpyInput::Int(ids) => runner.predict_ids(ids.view())?,
+    }
+    .outputs;
+    if let [only] = outputs.as_slice() {
+        return write_npy_f32(&args.output, only);
+    }
+    let stem = args.output.with_extension("");
+    for (i, out) in outputs.iter().enumerate() {
+        let path = PathBuf::from(format!("{}_{i}.npy", stem.display()));
+        write_npy_f32(&path, out)?;
+        eprintln!("output {i}: {}", path.display());
     }
     Ok(())
 }
