@@ -431,12 +431,12 @@ fn check_single_chain(config: &Value, layers: &[Value]) -> Result<()> {
         .get("output_layers")
         .map(Value::to_string)
         .unwrap_or_default();
-    if let Some(last) = names.last() {
-        if !output.contains(&format!("\"{last}\"")) {
-            return Err(bad(format!(
-                "the model's output is {output}, not its last layer {last:?}; only single chains load"
-            )));
-        }
+    if let Some(last) = names.last()
+        && !output.contains(&format!("\"{last}\""))
+    {
+        return Err(bad(format!(
+            "the model's output is {output}, not its last layer {last:?}; only single chains load"
+        )));
     }
     for (i, layer) in layers.iter().enumerate().skip(1) {
         let text = layer
