@@ -2,6 +2,7 @@
 //! (`.npz`) or a PyTorch `nn.RNN` (`.safetensors`) on a `.npy` input, describe a model or list GPU
 //! adapters, or (with no arguments) run the embedded demo model.
 
+mod bench;
 mod demo;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ enum Command {
         /// A Keras model (.keras or .h5).
         model: Option<PathBuf>,
     },
+    /// Time forwards of a random SimpleRNN layer on the GPU and the CPU: one `key=value` line per
+    /// backend (median_ms, min_ms, gflops counting 2·N·T·M·(D+M) flops, us_per_step).
+    Bench(bench::BenchArgs),
     /// Run the embedded demo model (what running with no arguments does).
     Demo {
         /// Which backend(s) to run it on.
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
             KerasModel::load(path).map(|model| print!("{model}"))
         }
         Some(Command::Run(args)) => run(args),
+        Some(Command::Bench(args)) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,126 @@
+//! `wgpu-rnn bench`: times forwards of a random SimpleRNN layer on the GPU and/or the CPU, so that
+//! users can measure their own hardware. One `key=value` line per backend.
+
+use std::time::{Duration, Instant};
+
+use ndarray::{Array1, Array2, Array3};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use wgpu_rnn::{
+    Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, RnnError, SimpleRnn, SimpleRnnConfig,
+};
+
+/// `wgpu-rnn bench`'s options.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// N: sequences per forward.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// T: time steps.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// D: input features.
+    #[arg(long, default_value_t = 64)]
+    input_dim: usize,
+    /// M: units.
+    #[arg(long, default_value_t = 256)]
+    units: usize,
+    /// gpu, cpu, or both.
+    #[arg(long, value_enum, default_value_t = BenchBackend::Both)]
+    backend: BenchBackend,
+    /// Timed forwards per backend (after one warm-up forward).
+    #[arg(long, default_value_t = 10)]
+    repeats: usize,
+    /// Output (and read back) every step's state, not only the last.
+    #[arg(long)]
+    return_sequences: bool,
+    /// Activation, by its Keras name.
+    #[arg(long, default_value = "tanh")]
+    activation: String,
+}
+
+/// Which backends `bench` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBackend {
+    Gpu,
+    Cpu,
+    Both,
+}
+
+/// Runs the benchmark and prints one line per backend.
+pub fn run(args: BenchArgs) -> Result<(), RnnError> {
+    let (n, t, d, m) = (args.batch, args.steps, args.input_dim, args.units);
+    if args.repeats == 0 {
+        return Err(RnnError::InvalidInput(
+            "--repeats must be at least 1".into(),
+        ));
+    }
+    let config = SimpleRnnConfig {
+        activation: args.activation.parse::<Activation>()?,
+        return_sequences: args.return_sequences,
+        ..Default::default()
+    };
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut uniform = |shape: (usize, usize), scale: f32| {
+        Array2::from_shape_simple_fn(shape, || rng.random_range(-scale..=scale))
+    };
+    let kernel = uniform((d, m), 1.0 / (d.max(1) as f32).sqrt());
+    let recurrent_kernel = uniform((m, m), 1.0 / (m.max(1) as f32).sqrt());
+    let bias = uniform((1, m), 0.1)
+        .into_shape_with_order(m)
+        .map_err(|e| RnnError::InvalidInput(format!("bias of {m} units: {e}")))?;
+    let layer = SimpleRnn::new(kernel, recurrent_kernel, Some(Array1::from(bias)), config)?;
+    let input = Array3::from_shape_simple_fn((n, t, d), || rng.random_range(-1.0f32..=1.0));
+    let flops = 2.0 * (n * t * m * (d + m)) as f64;
+    let shape = format!("n={n} t={t} d={d} m={m} repeats={}", args.repeats);
+
+    if args.backend != BenchBackend::Cpu {
+        let ctx = GpuContext::new_blocking(GpuOptions::default())?;
+        let info = ctx.adapter_info();
+        println!(
+            "# gpu: {} ({:?}, {:?}, driver {} {})",
+            info.name, info.backend, info.device_type, info.driver, info.driver_info
+        );
+        let gpu = GpuRnn::new(&ctx, layer.clone())?;
+        let times = time(args.repeats, || gpu.forward(input.view(), None).map(drop))?;
+        report("gpu", &shape, &times, flops, t);
+    }
+    if args.backend != BenchBackend::Gpu {
+        println!("# cpu: {} threads", rayon::current_num_threads());
+        let cpu = CpuRnn::new(layer);
+        let times = time(args.repeats, || cpu.forward(input.view(), None).map(drop))?;
+        report("cpu", &shape, &times, flops, t);
+    }
+    Ok(())
+}
+
+/// One warm-up call, then `repeats` timed calls. `forward` returns after the readback, so the GPU
+/// has finished when the clock stops.
+fn time(
+    repeats: usize,
+    mut forward: impl FnMut() -> Result<(), RnnError>,
+) -> Result<Vec<Duration>, RnnError> {
+    forward()?;
+    (0..repeats)
+        .map(|_| {
+            let start = Instant::now();
+            forward().map(|()| start.elapsed())
+        })
+        .collect()
+}
+
+fn report(backend: &str, shape: &str, times: &[Duration], flops: f64, steps: usize) {
+    let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    let median = if ms.len() % 2 == 1 {
+        ms[ms.len() / 2]
+    } else {
+        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+    };
+    println!(
+        "backend={backend} {shape} median_ms={median:.3} min_ms={:.3} gflops={:.2} us_per_step={:.2}",
+        ms[0],
+        flops / (median * 1e6),
+        median * 1e3 / steps as f64
+    );
+}

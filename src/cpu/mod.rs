@@ -1,0 +1,331 @@
+//! The CPU path: the same semantics as the GPU path, on ndarray arrays with `gemm`'s SIMD
+//! kernels, one core per slice of the batch.
+
+mod kernels;
+
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
+use rayon::prelude::*;
+
+use crate::activation::Activation;
+use crate::error::Result;
+use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn};
+use kernels::{matmul_acc, tanh_in_place};
+
+/// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
+/// when no GPU adapter exists.
+#[derive(Clone, Debug)]
+pub struct CpuRnn {
+    layer: SimpleRnn,
+}
+
+impl CpuRnn {
+    /// Wraps a layer for the CPU.
+    pub fn new(layer: SimpleRnn) -> Self {
+        CpuRnn { layer }
+    }
+
+    /// The layer this runs.
+    pub fn layer(&self) -> &SimpleRnn {
+        &self.layer
+    }
+
+    /// Runs the layer on `input` (*N* × *T* × *D*) from `initial_state` (*N* × *M*, zeros when
+    /// `None`). Each core takes a slice of the batch and runs all its steps: per chunk of time one
+    /// GEMM projects the slice's rows, then one GEMM per step adds `h · recurrent_kernel` in place.
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::check_input`]: zero *N* or *T*, an input whose last axis is not *D*, an
+    /// initial state that is not *N* × *M*.
+    pub fn forward(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+    ) -> Result<RnnOutput> {
+        self.forward_padded(input, initial_state, Padding::None)
+    }
+
+    /// [`CpuRnn::forward`] over padded sequences: a Keras mask or per-sequence lengths.
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::check_padded_input`].
+    pub fn forward_padded(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
+    ) -> Result<RnnOutput> {
+        self.forward_in_chunks(input, initial_state, padding, CHUNK_FLOATS)
+    }
+
+    /// [`CpuRnn::forward_padded`] with each slice keeping at most about `chunk_floats` floats of
+    /// input and projection at a time.
+    fn forward_in_chunks(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
+        chunk_floats: usize,
+    ) -> Result<RnnOutput> {
+        let layer = &self.layer;
+        layer.check_padded_input(&input, initial_state.as_ref(), &padding)?;
+        let (n, t, _) = input.dim();
+        let m = layer.units();
+        let schedule = layer.schedule(t, padding);
+        let input = input.as_standard_layout();
+        let initial_state = initial_state.map(|h| h.as_standard_layout().into_owned());
+
+        let mut sequences = layer
+            .config()
+            .return_sequences
+            .then(|| Array3::<f32>::zeros((n, t, m)));
+        let mut final_state = Array2::<f32>::zeros((n, m));
+
+        // Sequences are independent: each core runs all the steps of its own slice of the batch,
+        // so no thread waits for another between steps.
+        let slices = rayon::current_num_threads().clamp(1, n);
+        let rows = n.div_ceil(slices);
+        let finals: Vec<ArrayViewMut2<'_, f32>> =
+            final_state.axis_chunks_iter_mut(Axis(0), rows).collect();
+        let seqs: Vec<Option<ArrayViewMut3<'_, f32>>> = match sequences.as_mut() {
+            Some(seq) => seq.axis_chunks_iter_mut(Axis(0), rows).map(Some).collect(),
+            None => finals.iter().map(|_| None).collect(),
+        };
+        let one_slice = finals.len() == 1;
+        let run = |(i, (final_state, sequences)): (
+            usize,
+            (ArrayViewMut2<'_, f32>, Option<ArrayViewMut3<'_, f32>>),
+        )| {
+            let slice = Slice {
+                b0: i * rows,
+                input: input.view(),
+                initial_state: initial_state.as_ref().map(|h| h.view()),
+                schedule: &schedule,
+                parallel_gemm: one_slice,
+                chunk_floats,
+            };
+            self.run_slice(slice, final_state, sequences);
+        };
+        if one_slice {
+            finals.into_iter().zip(seqs).enumerate().for_each(run);
+        } else {
+            finals.into_par_iter().zip(seqs).enumerate().for_each(run);
+        }
+        Ok(schedule.finish(sequences, final_state))
+    }
+
+    /// Runs every step for the batch rows `b0..b0 + final_state.nrows()`, writing their final
+    /// state and (when given) their sequence output.
+    fn run_slice(
+        &self,
+        slice: Slice<'_, '_>,
+        mut final_state: ArrayViewMut2<'_, f32>,
+        mut sequences: Option<ArrayViewMut3<'_, f32>>,
+    ) {
+        let layer = &self.layer;
+        let config = layer.config();
+        let (d, m) = (layer.input_dim(), layer.units());
+        let (_, t, _) = slice.input.dim();
+        let (b0, nb) = (slice.b0, final_state.nrows());
+        let schedule = slice.schedule;
+        let kernel = standard_slice(layer.kernel());
+        let recurrent_kernel = standard_slice(layer.recurrent_kernel());
+        let carried = schedule.padded_output_is_state();
+
+        // Time is processed in chunks so that memory stays bounded for any length; within a
+        // chunk, P is time-major, so step s of the slice is one contiguous nb × m block that the
+        // step's GEMM updates in place and that then serves as the state.
+        let chunk = (slice.chunk_floats / (nb * (d + m)).max(1)).clamp(1, t);
+        let mut x = vec![0.0f32; chunk * nb * d];
+        let mut p = vec![0.0f32; chunk * nb * m];
+        let mut real = vec![true; chunk * nb];
+        let mut h: Vec<f32> = match slice.initial_state {
+            Some(h0) => h0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
+            None => vec![0.0; nb * m],
+        };
+
+        for s0 in (0..t).step_by(chunk) {
+            let ns = chunk.min(t - s0);
+            for s in 0..ns {
+                for b in 0..nb {
+                    let row = &mut x[(s * nb + b) * d..][..d];
+                    match schedule.input_time(b0 + b, s0 + s) {
+                        Some(time) => {
+                            real[s * nb + b] = true;
+                            row.iter_mut()
+                                .zip(slice.input.slice(s![b0 + b, time, ..]))
+                                .for_each(|(o, v)| *o = *v);
+                        }
+                        None => {
+                            real[s * nb + b] = false;
+                            row.fill(0.0);
+                        }
+                    }
+                }
+            }
+            let p = &mut p[..ns * nb * m];
+            match layer.bias() {
+                Some(bias) => p
+                    .chunks_exact_mut(m)
+                    .for_each(|row| row.iter_mut().zip(bias).for_each(|(o, b)| *o = *b)),
+                None => p.fill(0.0),
+            }
+            matmul_acc(
+                (ns * nb, d, m),
+                p,
+                &x[..ns * nb * d],
+                kernel,
+                slice.parallel_gemm,
+            );
+
+            for s in 0..ns {
+                let (done, rest) = p.split_at_mut(s * nb * m);
+                let previous: &[f32] = if s == 0 {
+                    &h
+                } else {
+                    &done[(s - 1) * nb * m..]
+                };
+                let current = &mut rest[..nb * m];
+                matmul_acc(
+                    (nb, m, m),
+                    current,
+                    previous,
+                    recurrent_kernel,
+                    slice.parallel_gemm && nb * m * m >= PARALLEL_STEP_FLOPS,
+                );
+                for (b, row) in current.chunks_exact_mut(m).enumerate() {
+                    if !real[s * nb + b] {
+                        // A padded step keeps the state.
+                        row.copy_from_slice(&previous[b * m..(b + 1) * m]);
+                        continue;
+                    }
+                    if let Some(clip) = config.clip {
+                        row.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
+                    }
+                    if config.activation == Activation::Tanh {
+                        tanh_in_place(row);
+                    } else {
+                        config.activation.apply_row(row);
+                    }
+                }
+                if let Some(seq) = sequences.as_mut() {
+                    for (b, row) in current.chunks_exact(m).enumerate() {
+                        if real[s * nb + b] || carried {
+                            let at = schedule.output_position(b0 + b, s0 + s);
+                            seq.slice_mut(s![b, at, ..])
+                                .iter_mut()
+                                .zip(row)
+                                .for_each(|(o, v)| *o = *v);
+                        }
+                    }
+                }
+            }
+            h.copy_from_slice(&p[(ns - 1) * nb * m..]);
+        }
+        final_state.iter_mut().zip(&h).for_each(|(o, v)| *o = *v);
+    }
+}
+
+/// Floats of input and projection one slice keeps per chunk of time (4 MiB each way at most).
+const CHUNK_FLOATS: usize = 1 << 20;
+
+/// Multiply-adds per step above which a lone slice lets `gemm` use every core for the step.
+const PARALLEL_STEP_FLOPS: usize = 1 << 18;
+
+/// What [`CpuRnn::run_slice`] reads: the whole input and where its rows start.
+struct Slice<'a, 's> {
+    b0: usize,
+    input: ArrayView3<'a, f32>,
+    initial_state: Option<ArrayView2<'a, f32>>,
+    schedule: &'a Schedule<'s>,
+    parallel_gemm: bool,
+    chunk_floats: usize,
+}
+
+fn standard_slice(a: &Array2<f32>) -> &[f32] {
+    a.as_slice()
+        .expect("SimpleRnn keeps its weights in standard layout")
+}
+
+impl RnnForward for CpuRnn {
+    fn layer(&self) -> &SimpleRnn {
+        &self.layer
+    }
+
+    fn forward_padded(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
+    ) -> Result<RnnOutput> {
+        CpuRnn::forward_padded(self, input, initial_state, padding)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "cpu"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2, Array3};
+
+    use super::*;
+    use crate::layer::SimpleRnnConfig;
+
+    fn ramp(shape: (usize, usize), scale: f32) -> Array2<f32> {
+        Array2::from_shape_fn(shape, |(i, j)| {
+            ((i * 7 + j * 3) % 11) as f32 * scale - 5.0 * scale
+        })
+    }
+
+    #[test]
+    fn chunks_and_slices_do_not_change_the_result() {
+        let (n, t, d, m) = (5, 23, 3, 6);
+        let input = Array3::from_shape_fn((n, t, d), |(b, s, k)| {
+            ((b + 2 * s + 3 * k) % 7) as f32 * 0.3 - 1.0
+        });
+        let mask = Array2::from_shape_fn((n, t), |(b, s)| (s + b) % 4 != 1);
+        let lengths = [23, 1, 7, 12, 20];
+        for go_backwards in [false, true] {
+            let config = SimpleRnnConfig {
+                return_sequences: true,
+                go_backwards,
+                ..Default::default()
+            };
+            let layer = SimpleRnn::new(
+                ramp((d, m), 0.1),
+                ramp((m, m), 0.05),
+                Some(Array1::from_elem(m, 0.1)),
+                config,
+            )
+            .unwrap();
+            let cpu = CpuRnn::new(layer);
+            let h0 = ramp((n, m), 0.2);
+            for padding in [
+                Padding::None,
+                Padding::Mask(mask.view()),
+                Padding::Lengths(&lengths),
+            ] {
+                let whole = cpu
+                    .forward_in_chunks(input.view(), Some(h0.view()), padding, usize::MAX)
+                    .unwrap();
+                for chunk_floats in [1, 20, 100] {
+                    let chunked = cpu
+                        .forward_in_chunks(input.view(), Some(h0.view()), padding, chunk_floats)
+                        .unwrap();
+                    for (a, b) in chunked
+                        .sequences
+                        .iter()
+                        .flatten()
+                        .zip(whole.sequences.iter().flatten())
+                    {
+                        assert!((a - b).abs() < 1e-5, "{chunk_floats}: {a} vs {b}");
+                    }
+                    for (a, b) in chunked.final_state.iter().zip(&whole.final_state) {
+                        assert!((a - b).abs() < 1e-5, "{chunk_floats}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+}
