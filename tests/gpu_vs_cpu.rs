@@ -1,16 +1,22 @@
 //! The GPU path against the CPU reference on random inputs over many shapes, including awkward
-//! ones, every activation, chunked runs, and one model shared by several threads.
+//! ones, every activation, chunked runs, and one model shared by several threads. Every
+//! comparison runs under both step strategies (one kernel per step, one persistent kernel per
+//! chunk), each on its own context.
 
 mod common;
 
-use common::{assert_close, gpu, random_layer, rng, uniform2, uniform3};
+use common::{assert_close, context, gpu, gpu_with, random_layer, rng, uniform2, uniform3};
 use ndarray::Array2;
 use rand::RngExt;
 use wgpu_rnn::{
     Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, OutputOrder, Padding, SimpleRnnConfig,
+    StepStrategy,
 };
 
-/// Runs one random layer and input through both backends: (N, T, D, M), then the options.
+const STRATEGIES: [StepStrategy; 2] = [StepStrategy::PerStep, StepStrategy::Persistent];
+
+/// Runs one random layer and input through the CPU and through the GPU under each strategy:
+/// (N, T, D, M), then the options.
 fn compare(
     (n, t, d, m): (usize, usize, usize, usize),
     config: SimpleRnnConfig,
@@ -25,17 +31,20 @@ fn compare(
     let cpu = CpuRnn::new(layer.clone())
         .forward(x.view(), h0.as_ref().map(|h| h.view()))
         .unwrap();
-    let g = GpuRnn::new(gpu(), layer)
-        .unwrap()
-        .forward(x.view(), h0.as_ref().map(|h| h.view()))
-        .unwrap();
-    let what = format!("N={n} T={t} D={d} M={m} {config:?} bias={bias} h0={with_h0}");
-    assert_close(g.output(), cpu.output(), &what);
-    assert_close(
-        g.final_state.view().into_dyn(),
-        cpu.final_state.view().into_dyn(),
-        &what,
-    );
+    for strategy in STRATEGIES {
+        let g = GpuRnn::new(gpu_with(strategy), layer.clone())
+            .unwrap()
+            .forward(x.view(), h0.as_ref().map(|h| h.view()))
+            .unwrap();
+        let what =
+            format!("{strategy:?} N={n} T={t} D={d} M={m} {config:?} bias={bias} h0={with_h0}");
+        assert_close(g.output(), cpu.output(), &what);
+        assert_close(
+            g.final_state.view().into_dyn(),
+            cpu.final_state.view().into_dyn(),
+            &what,
+        );
+    }
 }
 
 #[test]
@@ -50,6 +59,14 @@ fn many_shapes_including_awkward_ones() {
         (2, 5, 16, 16),
         (4, 6, 20, 31),
         (33, 2, 3, 65),
+        // Batches past 32 rows: the per-step kernel's four rows per thread, several persistent
+        // workgroups with a partial last one.
+        (70, 3, 8, 20),
+        (37, 2, 7, 1),
+        // vec4 projection loads (D and M multiples of 4) over several 64-row tiles.
+        (9, 17, 12, 68),
+        // More units than threads in a workgroup.
+        (3, 3, 6, 300),
     ];
     for (i, &(n, t, d, m)) in shapes.iter().enumerate() {
         for (return_sequences, go_backwards) in
@@ -73,6 +90,7 @@ fn a_thousand_units() {
         ..Default::default()
     };
     compare((2, 3, 7, 1000), config, true, true, 99);
+    compare((1, 2, 8, 1000), config, false, false, 98);
 }
 
 #[test]
@@ -89,37 +107,80 @@ fn every_activation() {
 }
 
 #[test]
-fn chunked_over_time_and_batch_gives_the_same_numbers() {
-    // A budget of 2 KiB per chunk buffer forces several batch chunks and many time chunks.
-    let small = GpuContext::new_blocking(GpuOptions {
-        max_chunk_bytes: Some(2048),
+fn row_wise_activations_on_wide_and_narrow_rows() {
+    for (i, activation) in [Activation::Softmax, Activation::LogSoftmax]
+        .into_iter()
+        .enumerate()
+    {
+        for (j, shape) in [(1, 5, 3, 1), (40, 3, 4, 6), (2, 3, 5, 300)]
+            .into_iter()
+            .enumerate()
+        {
+            let config = SimpleRnnConfig {
+                activation,
+                return_sequences: j != 1,
+                ..Default::default()
+            };
+            compare(shape, config, true, true, 2000 + (i * 10 + j) as u64);
+        }
+    }
+}
+
+#[test]
+fn auto_gives_the_same_numbers_on_small_and_large_batches() {
+    let mut r = rng(5);
+    let config = SimpleRnnConfig {
+        return_sequences: true,
         ..Default::default()
-    })
-    .expect("GPU tests need a GPU adapter");
-    let mut r = rng(7);
-    for (return_sequences, go_backwards) in [(true, false), (false, true), (true, true)] {
-        let config = SimpleRnnConfig {
-            activation: Activation::Tanh,
-            return_sequences,
-            go_backwards,
-            ..Default::default()
-        };
-        let layer = random_layer(&mut r, 6, 24, true, config);
-        let x = uniform3(&mut r, (40, 23, 6), 1.5);
-        let h0 = uniform2(&mut r, (40, 24), 1.0);
-        let cpu = CpuRnn::new(layer.clone())
-            .forward(x.view(), Some(h0.view()))
-            .unwrap();
-        let g = GpuRnn::new(&small, layer)
+    };
+    // Auto picks the persistent kernel for the first and the per-step kernel for the second.
+    for (n, t, d, m) in [(2, 6, 4, 24), (40, 3, 4, 300)] {
+        let layer = random_layer(&mut r, d, m, true, config);
+        let x = uniform3(&mut r, (n, t, d), 1.0);
+        let cpu = CpuRnn::new(layer.clone()).forward(x.view(), None).unwrap();
+        let g = GpuRnn::new(gpu(), layer)
             .unwrap()
-            .forward(x.view(), Some(h0.view()))
+            .forward(x.view(), None)
             .unwrap();
-        assert_close(g.output(), cpu.output(), "chunked");
-        assert_close(
-            g.final_state.view().into_dyn(),
-            cpu.final_state.view().into_dyn(),
-            "chunked",
-        );
+        assert_close(g.output(), cpu.output(), "auto");
+    }
+}
+
+#[test]
+fn chunked_over_time_and_batch_gives_the_same_numbers() {
+    let mut r = rng(7);
+    for strategy in STRATEGIES {
+        // A budget of 2 KiB per chunk buffer forces several batch chunks and many time chunks.
+        let small = context(GpuOptions {
+            max_chunk_bytes: Some(2048),
+            strategy,
+            ..Default::default()
+        });
+        for (return_sequences, go_backwards) in [(true, false), (false, true), (true, true)] {
+            let config = SimpleRnnConfig {
+                activation: Activation::Tanh,
+                return_sequences,
+                go_backwards,
+                ..Default::default()
+            };
+            let layer = random_layer(&mut r, 6, 24, true, config);
+            let x = uniform3(&mut r, (40, 23, 6), 1.5);
+            let h0 = uniform2(&mut r, (40, 24), 1.0);
+            let cpu = CpuRnn::new(layer.clone())
+                .forward(x.view(), Some(h0.view()))
+                .unwrap();
+            let g = GpuRnn::new(&small, layer)
+                .unwrap()
+                .forward(x.view(), Some(h0.view()))
+                .unwrap();
+            let what = format!("chunked {strategy:?} {config:?}");
+            assert_close(g.output(), cpu.output(), &what);
+            assert_close(
+                g.final_state.view().into_dyn(),
+                cpu.final_state.view().into_dyn(),
+                &what,
+            );
+        }
     }
 }
 
@@ -133,6 +194,7 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
     });
     let x = uniform3(&mut r, (n, t, d), 1.5);
     let h0 = uniform2(&mut r, (n, m), 1.0);
+    let contexts: Vec<&GpuContext> = STRATEGIES.iter().map(|s| gpu_with(*s)).collect();
     for activation in [Activation::Tanh, Activation::Softmax] {
         for go_backwards in [false, true] {
             for output_order in [OutputOrder::Processing, OutputOrder::Input] {
@@ -149,21 +211,23 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
                     };
                     let layer = random_layer(&mut r, d, m, true, config);
                     let cpu = CpuRnn::new(layer.clone());
-                    let g = GpuRnn::new(gpu(), layer).unwrap();
-                    for padding in [Padding::Lengths(&lengths), Padding::Mask(mask.view())] {
-                        let what = format!("{config:?} {padding:?}");
-                        let want = cpu
-                            .forward_padded(x.view(), Some(h0.view()), padding)
-                            .unwrap();
-                        let got = g
-                            .forward_padded(x.view(), Some(h0.view()), padding)
-                            .unwrap();
-                        assert_close(got.output(), want.output(), &what);
-                        assert_close(
-                            got.final_state.view().into_dyn(),
-                            want.final_state.view().into_dyn(),
-                            &what,
-                        );
+                    for (ctx, strategy) in contexts.iter().zip(STRATEGIES) {
+                        let g = GpuRnn::new(ctx, layer.clone()).unwrap();
+                        for padding in [Padding::Lengths(&lengths), Padding::Mask(mask.view())] {
+                            let what = format!("{strategy:?} {config:?} {padding:?}");
+                            let want = cpu
+                                .forward_padded(x.view(), Some(h0.view()), padding)
+                                .unwrap();
+                            let got = g
+                                .forward_padded(x.view(), Some(h0.view()), padding)
+                                .unwrap();
+                            assert_close(got.output(), want.output(), &what);
+                            assert_close(
+                                got.final_state.view().into_dyn(),
+                                want.final_state.view().into_dyn(),
+                                &what,
+                            );
+                        }
                     }
                 }
             }
@@ -174,15 +238,20 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
 #[test]
 fn clipped_pre_activations() {
     for clip in [0.3, 2.0] {
-        let config = SimpleRnnConfig {
-            activation: Activation::Affine {
+        for activation in [
+            Activation::Affine {
                 alpha: 1.0,
                 beta: 0.0,
             },
-            return_sequences: true,
-            clip: Some(clip),
-            ..Default::default()
-        };
-        compare((3, 5, 4, 9), config, true, true, 77);
+            Activation::Softmax,
+        ] {
+            let config = SimpleRnnConfig {
+                activation,
+                return_sequences: true,
+                clip: Some(clip),
+                ..Default::default()
+            };
+            compare((3, 5, 4, 9), config, true, true, 77);
+        }
     }
 }

@@ -6,11 +6,42 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
+use crate::gpu::plan::PersistentShape;
 use crate::gpu::shaders;
 
 /// Bytes of one step's parameters in the uniform buffer; dynamic offsets are multiples of the
 /// device's uniform alignment, at least this.
 pub(crate) const STEP_PARAMS_SIZE: u64 = 16;
+
+/// How the recurrent steps are scheduled on the GPU.
+///
+/// Both strategies first project every step of a chunk with one GEMM; they differ in how the
+/// recurrence `h_t = act(P_t + h_{t-1} · U)` then runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StepStrategy {
+    /// [`StepStrategy::Persistent`] when the per-step kernel would launch at most
+    /// [`StepStrategy::AUTO_MAX_STEP_WORKGROUPS`] workgroups per step (a batch of at most 32 rows
+    /// and at most 256 units, or 64 rows and 128 units, ...) and the state of one row fits the
+    /// device's workgroup memory; [`StepStrategy::PerStep`] otherwise. A dispatch that small
+    /// leaves most of the GPU idle, so its launch and the pass barrier after it, paid once per
+    /// step, cost more than the work; one persistent dispatch per chunk pays them once.
+    #[default]
+    Auto,
+    /// One dispatch per time step, each a register-tiled `h · U` spread over the whole GPU, the
+    /// state in storage buffers between steps. Best for large batches.
+    PerStep,
+    /// One dispatch per chunk: each workgroup owns a few batch rows and loops over every step
+    /// itself, the state (and U, when it fits) in workgroup memory. Best for small batches, where
+    /// per-step launches dominate. Falls back to [`StepStrategy::PerStep`] for a layer whose
+    /// one-row state does not fit the device's workgroup memory.
+    Persistent,
+}
+
+impl StepStrategy {
+    /// Under [`StepStrategy::Auto`], the most workgroups per step for which the persistent kernel
+    /// is chosen.
+    pub const AUTO_MAX_STEP_WORKGROUPS: u64 = 4;
+}
 
 /// How to choose and use a GPU.
 #[derive(Clone, Debug)]
@@ -20,8 +51,19 @@ pub struct GpuOptions {
     /// Ask for a software adapter (lavapipe, WARP) even when a hardware one exists.
     pub force_fallback_adapter: bool,
     /// The most bytes one chunk buffer (input, projection, sequence output) may take. Work that
-    /// needs more is split over time and batch. `None`: the device's storage-binding limit.
+    /// needs more is split over time and batch, so the GPU memory of a forward is bounded by about
+    /// four times this whatever the sequence length. Default:
+    /// [`GpuOptions::DEFAULT_MAX_CHUNK_BYTES`]. `None`: the device's storage-binding limit.
     pub max_chunk_bytes: Option<u64>,
+    /// How the recurrent steps are scheduled. Default: [`StepStrategy::Auto`].
+    pub strategy: StepStrategy,
+}
+
+impl GpuOptions {
+    /// The default [`GpuOptions::max_chunk_bytes`]: 64 MiB, large enough that chunks of any
+    /// practical batch span hundreds of steps (a submission per chunk costs little), small enough
+    /// for any GPU.
+    pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 64 << 20;
 }
 
 impl Default for GpuOptions {
@@ -29,7 +71,8 @@ impl Default for GpuOptions {
         GpuOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,
-            max_chunk_bytes: None,
+            max_chunk_bytes: Some(Self::DEFAULT_MAX_CHUNK_BYTES),
+            strategy: StepStrategy::Auto,
         }
     }
 }
@@ -59,11 +102,13 @@ pub(crate) struct ContextInner {
     pub(crate) projection_layout: wgpu::BindGroupLayout,
     pub(crate) step_layout: wgpu::BindGroupLayout,
     pub(crate) softmax_layout: wgpu::BindGroupLayout,
-    pub(crate) projection: wgpu::ComputePipeline,
+    /// The projection GEMM: `[element-wise loads, vec4 loads]`.
+    pub(crate) projection: [wgpu::ComputePipeline; 2],
     pub(crate) softmax: wgpu::ComputePipeline,
     step_pipeline_layout: wgpu::PipelineLayout,
     step_module: wgpu::ShaderModule,
-    /// Step pipelines by what their pipeline constants hold.
+    persistent_module: wgpu::ShaderModule,
+    /// Step and persistent pipelines by what their pipeline constants hold.
     step_pipelines: RwLock<HashMap<StepKey, wgpu::ComputePipeline>>,
     /// Set by the device-lost callback and by uncaptured errors.
     pub(crate) lost: Arc<Mutex<Option<String>>>,
@@ -197,12 +242,18 @@ impl GpuContext {
                 Binding::Read,
             ],
         );
-        let projection = pipeline(
-            &device,
-            "rnn.projection",
-            &pipeline_layout(&device, "rnn.projection", &projection_layout),
-            &module(&device, "rnn.projection", shaders::PROJECTION),
-            &[],
+        let projection_pipeline_layout =
+            pipeline_layout(&device, "rnn.projection", &projection_layout);
+        let projection = [("rnn.projection", false), ("rnn.projection.vec4", true)].map(
+            |(label, vectorized)| {
+                pipeline(
+                    &device,
+                    label,
+                    &projection_pipeline_layout,
+                    &module(&device, label, &shaders::projection_module(vectorized)),
+                    &[],
+                )
+            },
         );
         let softmax = pipeline(
             &device,
@@ -216,6 +267,11 @@ impl GpuContext {
             &device,
             "rnn.recurrent_step",
             &shaders::recurrent_step_module(),
+        );
+        let persistent_module = module(
+            &device,
+            "rnn.recurrent_persistent",
+            &shaders::recurrent_persistent_module(),
         );
         scope.pop().await?;
 
@@ -233,6 +289,7 @@ impl GpuContext {
                 softmax,
                 step_pipeline_layout,
                 step_module,
+                persistent_module,
                 step_pipelines: RwLock::new(HashMap::new()),
                 lost,
             }),
@@ -261,20 +318,44 @@ impl GpuContext {
 }
 
 impl ContextInner {
-    /// The recurrent-step pipeline for an activation and clip, compiled on first use.
+    /// The recurrent-step pipeline for an activation, clip and rows per thread, compiled on first
+    /// use.
     pub(crate) fn step_pipeline(
         &self,
         activation: Activation,
         clip: Option<f32>,
+        rows_per_thread: u32,
     ) -> Result<wgpu::ComputePipeline> {
-        let (alpha, beta) = activation.shader_params();
-        let clip = clip.unwrap_or(0.0);
-        let key = StepKey {
-            code: activation.shader_code(),
-            alpha: alpha.to_bits(),
-            beta: beta.to_bits(),
-            clip: clip.to_bits(),
-        };
+        let key = StepKey::new(activation, clip, Kernel::PerStep { rows_per_thread });
+        self.cached_pipeline(key)
+    }
+
+    /// The persistent recurrent pipeline for an activation, clip, layer width and layout,
+    /// compiled on first use.
+    pub(crate) fn persistent_pipeline(
+        &self,
+        activation: Activation,
+        clip: Option<f32>,
+        m: usize,
+        shape: PersistentShape,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = StepKey::new(
+            activation,
+            clip,
+            Kernel::Persistent {
+                row_wise: match activation {
+                    Activation::Softmax => 1,
+                    Activation::LogSoftmax => 2,
+                    _ => 0,
+                },
+                m: m as u32,
+                shape,
+            },
+        );
+        self.cached_pipeline(key)
+    }
+
+    fn cached_pipeline(&self, key: StepKey) -> Result<wgpu::ComputePipeline> {
         if let Some(p) = self.step_pipelines.read().map_err(poisoned)?.get(&key) {
             return Ok(p.clone());
         }
@@ -283,18 +364,37 @@ impl ContextInner {
         if let Some(p) = pipelines.get(&key) {
             return Ok(p.clone());
         }
+        let mut constants = vec![
+            ("ACTIVATION", f64::from(key.code)),
+            ("ACT_ALPHA", f64::from(f32::from_bits(key.alpha))),
+            ("ACT_BETA", f64::from(f32::from_bits(key.beta))),
+            ("CLIP", f64::from(f32::from_bits(key.clip))),
+        ];
+        let (label, module) = match key.kernel {
+            Kernel::PerStep { rows_per_thread } => {
+                constants.push(("ROWS_PER_THREAD", f64::from(rows_per_thread)));
+                ("rnn.recurrent_step", &self.step_module)
+            }
+            Kernel::Persistent { row_wise, m, shape } => {
+                let m = u64::from(m);
+                let u_floats = if shape.u_shared { m * m } else { 1 };
+                constants.extend([
+                    ("ROW_WISE", f64::from(row_wise)),
+                    ("ROWS", f64::from(shape.rows)),
+                    ("STATE_FLOATS", shape.state_floats(m as usize) as f64),
+                    ("U_SHARED", f64::from(u8::from(shape.u_shared))),
+                    ("U_FLOATS", u_floats as f64),
+                ]);
+                ("rnn.recurrent_persistent", &self.persistent_module)
+            }
+        };
         let scope = ErrorScope::push(&self.device);
         let built = pipeline(
             &self.device,
-            "rnn.recurrent_step",
+            label,
             &self.step_pipeline_layout,
-            &self.step_module,
-            &[
-                ("ACTIVATION", f64::from(key.code)),
-                ("ACT_ALPHA", f64::from(alpha)),
-                ("ACT_BETA", f64::from(beta)),
-                ("CLIP", f64::from(clip)),
-            ],
+            module,
+            &constants,
         );
         pollster::block_on(scope.pop())?;
         pipelines.insert(key, built.clone());
@@ -317,6 +417,33 @@ struct StepKey {
     alpha: u32,
     beta: u32,
     clip: u32,
+    kernel: Kernel,
+}
+
+/// Which recurrent kernel, with the constants only it has.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Kernel {
+    PerStep {
+        rows_per_thread: u32,
+    },
+    Persistent {
+        row_wise: u32,
+        m: u32,
+        shape: PersistentShape,
+    },
+}
+
+impl StepKey {
+    fn new(activation: Activation, clip: Option<f32>, kernel: Kernel) -> Self {
+        let (alpha, beta) = activation.shader_params();
+        StepKey {
+            code: activation.shader_code(),
+            alpha: alpha.to_bits(),
+            beta: beta.to_bits(),
+            clip: clip.unwrap_or(0.0).to_bits(),
+            kernel,
+        }
+    }
 }
 
 pub(crate) fn poisoned<T>(_: T) -> RnnError {

@@ -5,5 +5,5 @@ mod plan;
 mod rnn;
 pub mod shaders;
 
-pub use context::{AdapterSummary, GpuContext, GpuOptions};
+pub use context::{AdapterSummary, GpuContext, GpuOptions, StepStrategy};
 pub use rnn::GpuRnn;

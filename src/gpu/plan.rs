@@ -5,8 +5,93 @@
 
 use crate::error::{Result, RnnError};
 
-/// Rows and columns one workgroup of the GEMM kernels covers.
-pub(crate) const TILE: u64 = 16;
+/// Rows and columns of the output one workgroup of the projection GEMM covers
+/// (`shaders/projection.wgsl`: 16 × 16 threads, 4 × 4 each).
+pub(crate) const PROJECTION_TILE: u64 = 64;
+
+/// Columns of the state one workgroup of the per-step kernel covers.
+pub(crate) const STEP_TILE_COLS: u64 = 64;
+
+/// Rows of the state one workgroup of the per-step kernel covers with one row per thread; with
+/// [`STEP_ROWS_PER_THREAD_LARGE`] rows per thread it covers that many times more.
+pub(crate) const STEP_TILE_ROWS: u64 = 16;
+
+/// Rows per thread of the per-step kernel for batches past [`STEP_SMALL_BATCH`] rows.
+pub(crate) const STEP_ROWS_PER_THREAD_LARGE: u32 = 4;
+
+/// Batches up to this many rows run the per-step kernel with one row per thread, so that its
+/// 64-row tile is not mostly padding.
+pub(crate) const STEP_SMALL_BATCH: usize = 32;
+
+/// Threads in one workgroup of the persistent kernel (`shaders/recurrent_persistent.wgsl`).
+pub(crate) const PERSISTENT_THREADS: u64 = 256;
+
+/// The per-step kernel's rows per thread for a chunk of `nb` rows.
+pub(crate) fn step_rows_per_thread(nb: usize) -> u32 {
+    if nb <= STEP_SMALL_BATCH {
+        1
+    } else {
+        STEP_ROWS_PER_THREAD_LARGE
+    }
+}
+
+/// Workgroups one per-step dispatch launches for `nb` rows of `m` units.
+pub(crate) fn step_workgroups(nb: usize, m: usize) -> (u64, u64) {
+    let rows = STEP_TILE_ROWS * u64::from(step_rows_per_thread(nb));
+    (
+        (m as u64).div_ceil(STEP_TILE_COLS),
+        (nb as u64).div_ceil(rows),
+    )
+}
+
+/// How the persistent kernel is laid out for a layer of `m` units: batch rows per workgroup and
+/// whether U is staged in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PersistentShape {
+    pub rows: u32,
+    pub u_shared: bool,
+}
+
+impl PersistentShape {
+    /// Floats of workgroup memory the state takes: two buffers of `rows` × `m`.
+    pub(crate) fn state_floats(self, m: usize) -> u64 {
+        2 * u64::from(self.rows) * m as u64
+    }
+}
+
+/// The persistent layout for `m` units in `storage_bytes` of workgroup memory, or `None` when not
+/// even one row's state (twice, read and written in alternate steps) fits.
+///
+/// Rows per workgroup aim at one (row, unit) item per thread, so a workgroup's 256 threads are busy
+/// without taking batch rows that other workgroups could run in parallel; U is staged in workgroup
+/// memory when it fits beside one row's state, and the rows are then cut to what is left.
+pub(crate) fn persistent_shape(m: usize, storage_bytes: u64) -> Option<PersistentShape> {
+    let m = m as u64;
+    // Room for the alignment of the four workgroup arrays.
+    let storage_bytes = storage_bytes.saturating_sub(64);
+    // Per row: two state rows and the row's softmax max and sum.
+    let row_bytes = 4 * (2 * m + 2);
+    if row_bytes + 4 > storage_bytes {
+        return None;
+    }
+    let u_bytes = 4 * m * m;
+    let u_shared = u_bytes + row_bytes <= storage_bytes;
+    let left = storage_bytes - if u_shared { u_bytes } else { 4 };
+    let wanted = (PERSISTENT_THREADS / m).max(1);
+    let rows = wanted.min(left / row_bytes).max(1);
+    Some(PersistentShape {
+        rows: rows as u32,
+        u_shared,
+    })
+}
+
+/// Workgroups the persistent kernel launches for `nb` rows, `rows` per workgroup, as a 2-D grid
+/// within `max_per_dimension`.
+pub(crate) fn persistent_workgroups(nb: usize, rows: u32, max_per_dimension: u64) -> (u32, u32) {
+    let groups = (nb as u64).div_ceil(u64::from(rows)).max(1);
+    let x = groups.min(max_per_dimension);
+    (x as u32, groups.div_ceil(x) as u32)
+}
 
 /// Time steps one submission encodes at most: bounds the per-step parameter buffer.
 pub(crate) const MAX_STEPS_PER_CHUNK: u64 = 4096;
@@ -55,10 +140,10 @@ pub(crate) fn check_weights(d: usize, m: usize, limits: &PlanLimits) -> Result<(
             bytes(m * m)
         )));
     }
-    if m.div_ceil(TILE) > limits.max_workgroups {
+    if m.div_ceil(STEP_TILE_COLS) > limits.max_workgroups {
         return Err(RnnError::DeviceLimit(format!(
             "{m} units need {} workgroups in one dimension; the device allows {}",
-            m.div_ceil(TILE),
+            m.div_ceil(STEP_TILE_COLS),
             limits.max_workgroups
         )));
     }
@@ -80,8 +165,11 @@ pub(crate) fn plan(
         .min(limits.max_buffer_bytes)
         .min(limits.max_chunk_bytes);
     let row_bytes = 4 * (d.max(m) as u64);
-    let most_rows = limits.max_workgroups.saturating_mul(TILE);
-    let batch = (n as u64).min(budget / row_bytes).min(most_rows);
+    // The per-step grid covers the batch in tiles of at least STEP_TILE_ROWS rows; the
+    // projection covers steps × batch rows in tiles of PROJECTION_TILE.
+    let most_batch = limits.max_workgroups.saturating_mul(STEP_TILE_ROWS);
+    let most_rows = limits.max_workgroups.saturating_mul(PROJECTION_TILE);
+    let batch = (n as u64).min(budget / row_bytes).min(most_batch);
     if batch == 0 {
         return Err(RnnError::DeviceLimit(format!(
             "one row of {} floats ({row_bytes} bytes) does not fit a buffer of {budget} bytes",
@@ -155,6 +243,58 @@ mod tests {
             plan(1, 1, 1 << 20, 1, &l),
             Err(RnnError::DeviceLimit(_))
         ));
+    }
+
+    #[test]
+    fn the_default_chunk_budget_bounds_memory_whatever_the_length() {
+        let l = limits(1 << 31, Some(crate::GpuOptions::DEFAULT_MAX_CHUNK_BYTES));
+        for (n, t, d, m) in [(1, 10_000_000, 64, 64), (4096, 100_000, 256, 1024)] {
+            let p = plan(n, t, d, m, &l).unwrap();
+            let per_step = p.batch as u64 * 4 * d.max(m) as u64;
+            // Input, projection and sequence chunks, plus the state in the readback buffer.
+            assert!((p.steps as u64 + 1) * per_step <= crate::GpuOptions::DEFAULT_MAX_CHUNK_BYTES);
+            assert!(p.steps < t);
+        }
+    }
+
+    #[test]
+    fn persistent_shape_fills_the_threads_within_workgroup_memory() {
+        // lavapipe's 32 KiB: U of 32 units fits (4 KiB), rows aim at 256 items per workgroup.
+        let s = persistent_shape(32, 32 << 10).unwrap();
+        assert_eq!(
+            s,
+            PersistentShape {
+                rows: 8,
+                u_shared: true
+            }
+        );
+        // U of 128 units (64 KiB) does not: it is read from the storage buffer.
+        let s = persistent_shape(128, 32 << 10).unwrap();
+        assert_eq!(
+            s,
+            PersistentShape {
+                rows: 2,
+                u_shared: false
+            }
+        );
+        // U of 64 units takes 16 KiB of 16 KiB plus the state: not shared.
+        assert!(!persistent_shape(64, 16 << 10).unwrap().u_shared);
+        // The state of one row of 4096 units (32 KiB twice) does not fit.
+        assert_eq!(persistent_shape(4096, 32 << 10), None);
+        for m in [1, 3, 8, 100, 1000, 2000] {
+            let s = persistent_shape(m, 16 << 10).unwrap();
+            let u = if s.u_shared { m * m } else { 1 } as u64;
+            assert!(4 * (s.state_floats(m) + 2 * u64::from(s.rows) + u) + 64 <= 16 << 10);
+            assert!(s.rows >= 1);
+        }
+    }
+
+    #[test]
+    fn persistent_grid_stays_within_the_dimension_limit() {
+        assert_eq!(persistent_workgroups(1, 8, 65535), (1, 1));
+        assert_eq!(persistent_workgroups(17, 8, 65535), (3, 1));
+        let (x, y) = persistent_workgroups(200_000, 1, 65535);
+        assert!(x as u64 <= 65535 && u64::from(x) * u64::from(y) >= 200_000);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `GpuRnn`: a SimpleRNN layer whose weights live on the GPU, run with one projection GEMM and
-//! one recurrent-step kernel per time step, all encoded into one submission per chunk.
+//! either one recurrent-step kernel per time step or one persistent kernel looping over the
+//! steps, all encoded into one submission per chunk.
 
 use std::sync::Mutex;
 
@@ -8,8 +9,14 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, s};
 use wgpu::util::DeviceExt;
 
 use crate::error::{Result, RnnError};
-use crate::gpu::context::{ContextInner, ErrorScope, GpuContext, STEP_PARAMS_SIZE, poisoned};
-use crate::gpu::plan::{ChunkPlan, PlanLimits, TILE, check_weights, plan};
+use crate::gpu::context::{
+    ContextInner, ErrorScope, GpuContext, STEP_PARAMS_SIZE, StepStrategy, poisoned,
+};
+use crate::gpu::plan::{
+    ChunkPlan, PROJECTION_TILE, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE,
+    check_weights, persistent_shape, persistent_workgroups, plan, step_rows_per_thread,
+    step_workgroups,
+};
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn};
 
 /// The projection kernel's dimensions (`shaders/projection.wgsl`, `Dims`).
@@ -22,7 +29,8 @@ struct Dims {
     _pad: u32,
 }
 
-/// One step's parameters (`Step` in recurrent_step.wgsl, `Rows` in softmax_rows.wgsl).
+/// One step's parameters (`Step` in recurrent_step.wgsl, `Rows` in softmax_rows.wgsl), or a
+/// chunk's (`Step` in recurrent_persistent.wgsl, `step` then counting the steps).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct StepParams {
@@ -49,7 +57,11 @@ pub struct GpuRnn {
     kernel: wgpu::Buffer,
     recurrent_kernel: wgpu::Buffer,
     bias: wgpu::Buffer,
-    step_pipeline: wgpu::ComputePipeline,
+    /// The per-step kernel with one row per thread, and with [`STEP_ROWS_PER_THREAD_LARGE`].
+    step_pipelines: [wgpu::ComputePipeline; 2],
+    /// The persistent kernel and its layout, unless the strategy never picks it or the layer's
+    /// state does not fit workgroup memory.
+    persistent: Option<(PersistentShape, wgpu::ComputePipeline)>,
     /// Idle working buffers; a forward takes one (or makes one) and gives it back.
     workspaces: Mutex<Vec<Workspace>>,
 }
@@ -76,7 +88,26 @@ impl GpuRnn {
         inner.check_alive()?;
         let (d, m) = (layer.input_dim(), layer.units());
         check_weights(d, m, &plan_limits(inner))?;
-        let step_pipeline = inner.step_pipeline(layer.config().activation, layer.config().clip)?;
+        let (activation, clip) = (layer.config().activation, layer.config().clip);
+        let step_pipelines = [
+            inner.step_pipeline(activation, clip, 1)?,
+            inner.step_pipeline(activation, clip, STEP_ROWS_PER_THREAD_LARGE)?,
+        ];
+        let persistent = match inner.options.strategy {
+            StepStrategy::PerStep => None,
+            StepStrategy::Auto | StepStrategy::Persistent => {
+                match persistent_shape(
+                    m,
+                    u64::from(inner.limits.max_compute_workgroup_storage_size),
+                ) {
+                    Some(shape) => Some((
+                        shape,
+                        inner.persistent_pipeline(activation, clip, m, shape)?,
+                    )),
+                    None => None,
+                }
+            }
+        };
         let scope = ErrorScope::push(&inner.device);
         let upload = |label: &str, data: &[f32]| {
             inner
@@ -108,7 +139,8 @@ impl GpuRnn {
             kernel,
             recurrent_kernel,
             bias,
-            step_pipeline,
+            step_pipelines,
+            persistent,
             workspaces: Mutex::new(Vec::new()),
         })
     }
@@ -137,8 +169,9 @@ impl GpuRnn {
     /// `None`).
     ///
     /// The input is uploaded time-major (reversed under `go_backwards`), projected by one GEMM,
-    /// then each step runs one kernel with the state kept on the GPU; all of it goes in one
-    /// submission with one readback, unless the shape passes the device's buffer limits (or
+    /// then the steps run with the state kept on the GPU, one kernel per step or one persistent
+    /// kernel for all (see [`crate::StepStrategy`]); all of it goes in one submission with one
+    /// readback, unless the shape passes the device's buffer limits (or
     /// [`crate::GpuOptions::max_chunk_bytes`]), in which case it is split into chunks over
     /// batch and time, one submission each.
     ///
@@ -314,26 +347,42 @@ impl GpuRnn {
         mut current: usize,
     ) -> usize {
         let inner = &*self.ctx.inner;
-        let m = self.layer.units() as u64;
+        let (d, m) = (self.layer.input_dim(), self.layer.units());
         let row_softmax = self.layer.config().activation.is_row_wise();
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("rnn.chunk"),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&inner.projection);
+        let vectorized = d.is_multiple_of(4) && m.is_multiple_of(4);
+        pass.set_pipeline(&inner.projection[usize::from(vectorized)]);
         pass.set_bind_group(0, &ws.projection, &[]);
         let rows = (ns * nb) as u64;
-        pass.dispatch_workgroups(m.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32, 1);
+        pass.dispatch_workgroups(
+            (m as u64).div_ceil(PROJECTION_TILE) as u32,
+            rows.div_ceil(PROJECTION_TILE) as u32,
+            1,
+        );
 
-        let step_groups = (m.div_ceil(TILE) as u32, (nb as u64).div_ceil(TILE) as u32);
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
+        if let Some((shape, pipeline)) = self.persistent_for(nb) {
+            // The chunk's parameters follow the `ns` per-step ones.
+            let offset = (ns as u64 * ws.params_stride) as u32;
+            let (x, y) = persistent_workgroups(nb, shape.rows, most);
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &ws.step[current], &[offset]);
+            pass.dispatch_workgroups(x, y, 1);
+            return 1 - current;
+        }
+
+        let step_pipeline = &self.step_pipelines[usize::from(step_rows_per_thread(nb) != 1)];
+        let step_groups = step_workgroups(nb, m);
         let softmax_x = (nb as u64).min(most);
         let softmax_groups = (softmax_x as u32, (nb as u64).div_ceil(softmax_x) as u32);
         for s in 0..ns {
             let offset = (s as u64 * ws.params_stride) as u32;
-            pass.set_pipeline(&self.step_pipeline);
+            pass.set_pipeline(step_pipeline);
             pass.set_bind_group(0, &ws.step[current], &[offset]);
-            pass.dispatch_workgroups(step_groups.0, step_groups.1, 1);
+            pass.dispatch_workgroups(step_groups.0 as u32, step_groups.1 as u32, 1);
             current = 1 - current;
             if row_softmax {
                 pass.set_pipeline(&inner.softmax);
@@ -342,6 +391,19 @@ impl GpuRnn {
             }
         }
         current
+    }
+
+    /// The persistent kernel when the strategy picks it for a chunk of `nb` rows.
+    fn persistent_for(&self, nb: usize) -> Option<&(PersistentShape, wgpu::ComputePipeline)> {
+        let chosen = match self.ctx.inner.options.strategy {
+            StepStrategy::PerStep => false,
+            StepStrategy::Persistent => true,
+            StepStrategy::Auto => {
+                let (x, y) = step_workgroups(nb, self.layer.units());
+                x * y <= StepStrategy::AUTO_MAX_STEP_WORKGROUPS
+            }
+        };
+        self.persistent.as_ref().filter(|_| chosen)
     }
 
     fn write_params(&self, ws: &Workspace, nb: usize, ns: usize, schedule: &Schedule<'_>) {
@@ -374,14 +436,21 @@ impl GpuRnn {
         } else {
             0
         };
+        // The persistent kernel stores the sequence itself, whatever the activation.
+        let persistent_flags = (flags & (READS_MASK | PADDED_OUTPUT_IS_STATE))
+            | if config.return_sequences {
+                STEP_WRITES_SEQUENCE
+            } else {
+                0
+            };
         let stride = ws.params_stride as usize;
-        let mut bytes = vec![0u8; ns * stride];
-        for s in 0..ns {
+        let mut bytes = vec![0u8; (ns + 1) * stride];
+        for s in 0..=ns {
             let params = StepParams {
                 n: nb as u32,
                 m,
                 step: s as u32,
-                flags,
+                flags: if s < ns { flags } else { persistent_flags },
             };
             bytes[s * stride..s * stride + STEP_PARAMS_SIZE as usize]
                 .copy_from_slice(bytemuck::bytes_of(&params));
@@ -452,7 +521,7 @@ impl GpuRnn {
             u64::from(inner.limits.min_uniform_buffer_offset_alignment).max(STEP_PARAMS_SIZE);
         let params = buffer(
             "rnn.step_params",
-            ns * params_stride,
+            (ns + 1) * params_stride,
             U::UNIFORM | U::COPY_DST,
         );
         let dims = buffer(

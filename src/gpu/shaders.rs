@@ -4,25 +4,54 @@
 /// apply an activation.
 pub const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
 
-/// Input projection of all time steps at once: `P = X · kernel + bias`.
+/// Input projection of all time steps at once: `P = X · kernel + bias`, a register-tiled GEMM
+/// (needs [`PROJECTION_SCALAR`] or [`PROJECTION_VEC4`] for its buffers and loads).
 pub const PROJECTION: &str = include_str!("../../shaders/projection.wgsl");
+
+/// The projection's buffers as `f32` arrays, every element bounds-checked: any shape.
+pub const PROJECTION_SCALAR: &str = include_str!("../../shaders/projection_scalar.wgsl");
+
+/// The projection's buffers as `vec4<f32>` arrays: only when *D* and *M* are multiples of 4.
+pub const PROJECTION_VEC4: &str = include_str!("../../shaders/projection_vec4.wgsl");
 
 /// One recurrent step: `h_t = activate(P_t + h_{t-1} · recurrent_kernel)` (needs [`ACTIVATIONS`]).
 pub const RECURRENT_STEP: &str = include_str!("../../shaders/recurrent_step.wgsl");
 
+/// Every step of a chunk in one dispatch, each workgroup looping over time for its own batch rows
+/// with the state in workgroup memory (needs [`ACTIVATIONS`]).
+pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
+
 /// Softmax or log-softmax across the units of each row of the state.
 pub const SOFTMAX_ROWS: &str = include_str!("../../shaders/softmax_rows.wgsl");
+
+/// The projection module as compiled: vec4 loads and stores when `vectorized` (both *D* and *M*
+/// multiples of 4), element-wise ones otherwise.
+pub fn projection_module(vectorized: bool) -> String {
+    let loads = if vectorized {
+        PROJECTION_VEC4
+    } else {
+        PROJECTION_SCALAR
+    };
+    format!("{loads}\n{PROJECTION}")
+}
 
 /// The recurrent-step module as compiled: the activations followed by the step kernel.
 pub fn recurrent_step_module() -> String {
     format!("{ACTIVATIONS}\n{RECURRENT_STEP}")
 }
 
+/// The persistent recurrent module as compiled: the activations followed by the kernel.
+pub fn recurrent_persistent_module() -> String {
+    format!("{ACTIVATIONS}\n{RECURRENT_PERSISTENT}")
+}
+
 /// Every module the crate compiles, by label, as compiled (for validation tests).
 pub fn all_modules() -> Vec<(&'static str, String)> {
     vec![
-        ("rnn.projection", PROJECTION.to_string()),
+        ("rnn.projection", projection_module(false)),
+        ("rnn.projection.vec4", projection_module(true)),
         ("rnn.recurrent_step", recurrent_step_module()),
+        ("rnn.recurrent_persistent", recurrent_persistent_module()),
         ("rnn.softmax_rows", SOFTMAX_ROWS.to_string()),
     ]
 }

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use ndarray::{Array1, Array2, Array3, ArrayViewD};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use wgpu_rnn::{GpuContext, GpuOptions, SimpleRnn, SimpleRnnConfig};
+use wgpu_rnn::{GpuContext, GpuOptions, SimpleRnn, SimpleRnnConfig, StepStrategy};
 
 /// The tolerance the issue sets: |got - reference| ≤ TOLERANCE · max(1, |reference|).
 pub const TOLERANCE: f32 = 1e-4;
@@ -16,13 +16,36 @@ pub const TOLERANCE: f32 = 1e-4;
 /// GPU test must never pass without a GPU.
 pub fn gpu() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
-    CTX.get_or_init(|| match GpuContext::new_blocking(GpuOptions::default()) {
+    CTX.get_or_init(|| context(GpuOptions::default()))
+}
+
+/// A context per step strategy, shared by a test binary, with default options otherwise.
+/// Panics like [`gpu`].
+pub fn gpu_with(strategy: StepStrategy) -> &'static GpuContext {
+    static PER_STEP: OnceLock<GpuContext> = OnceLock::new();
+    static PERSISTENT: OnceLock<GpuContext> = OnceLock::new();
+    let cell = match strategy {
+        StepStrategy::Auto => return gpu(),
+        StepStrategy::PerStep => &PER_STEP,
+        StepStrategy::Persistent => &PERSISTENT,
+    };
+    cell.get_or_init(|| {
+        context(GpuOptions {
+            strategy,
+            ..Default::default()
+        })
+    })
+}
+
+/// A new context with `options`. Panics like [`gpu`].
+pub fn context(options: GpuOptions) -> GpuContext {
+    match GpuContext::new_blocking(options) {
         Ok(ctx) => ctx,
         Err(e) => panic!(
             "GPU tests need a GPU adapter and found none: {e}\n\
              On a headless Linux machine: apt-get install mesa-vulkan-drivers (lavapipe)."
         ),
-    })
+    }
 }
 
 /// Asserts two arrays have the same shape and agree within [`TOLERANCE`], NaN matching NaN.

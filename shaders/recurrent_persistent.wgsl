@@ -1,0 +1,169 @@
+// Every step of a chunk in one dispatch: each workgroup owns ROWS batch rows and runs
+// h_s = activate(clip(P[s] + h_{s-1} · U)) for s = 0 .. params.step itself, the state in workgroup
+// memory and a barrier between steps. Sequences are independent, so workgroups never wait on
+// each other. U is staged in workgroup memory too when it fits (U_SHARED). Same bindings as
+// recurrent_step.wgsl; P, Y and the mask are time-major (step s of row n at (s · n_rows + n) · m).
+// `activate` comes from activations.wgsl, prepended when the module is built.
+//
+// Softmax and log-softmax (ROW_WISE 1 and 2) run as linear, then each row is reduced in
+// workgroup memory, all in the same step.
+
+struct Step {
+    n: u32,
+    m: u32,
+    // Steps in this chunk (the per-step kernel's step index).
+    step: u32,
+    // bit 0: store into the sequence output; bit 3: read `mask` (0 marks a padded step: the state
+    // is kept and the output is zero, or with bit 4 the kept state, as Keras outputs it).
+    flags: u32,
+}
+
+@group(0) @binding(0) var<storage, read> u: array<f32>;
+@group(0) @binding(1) var<storage, read> p: array<f32>;
+@group(0) @binding(2) var<storage, read> h_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> h_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<uniform> params: Step;
+@group(0) @binding(6) var<storage, read> mask: array<u32>;
+
+// ONNX's clip on the pre-activation; 0 means none.
+override CLIP: f32 = 0.0;
+// 0: ACTIVATION elementwise; 1: softmax across each row; 2: log-softmax.
+override ROW_WISE: u32 = 0u;
+// Batch rows one workgroup owns.
+override ROWS: u32 = 1u;
+// Floats of state in workgroup memory: two buffers (read and written in alternate steps) of
+// ROWS × m.
+override STATE_FLOATS: u32 = 2u;
+// Whether U is staged in workgroup memory; U_FLOATS is m × m then, else 1.
+override U_SHARED: bool = false;
+override U_FLOATS: u32 = 1u;
+
+const WG: u32 = 256u;
+
+var<workgroup> h: array<f32, STATE_FLOATS>;
+var<workgroup> u_shared: array<f32, U_FLOATS>;
+var<workgroup> row_max: array<f32, ROWS>;
+var<workgroup> row_sum: array<f32, ROWS>;
+
+fn u_at(i: u32) -> f32 {
+    if (U_SHARED) {
+        return u_shared[i];
+    }
+    return u[i];
+}
+
+fn max_nan(a: f32, b: f32) -> f32 {
+    return select(a, b, b > a || is_nan(b));
+}
+
+fn is_padded(step: u32, row: u32) -> bool {
+    return (params.flags & 8u) != 0u && mask[step * params.n + row] == 0u;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let n = params.n;
+    let m = params.m;
+    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    // Uniform across the workgroup, so returning here leaves no barrier half-reached.
+    if (row0 >= n) {
+        return;
+    }
+    let rows = min(ROWS, n - row0);
+    let items = rows * m;
+    let half = ROWS * m;
+    let write_seq = (params.flags & 1u) != 0u;
+    let padded_is_state = (params.flags & 16u) != 0u;
+
+    if (U_SHARED) {
+        for (var i = lid.x; i < m * m; i = i + WG) {
+            u_shared[i] = u[i];
+        }
+    }
+    for (var i = lid.x; i < items; i = i + WG) {
+        h[i] = h_in[row0 * m + i];
+    }
+    workgroupBarrier();
+
+    var src = 0u;
+    for (var s = 0u; s < params.step; s = s + 1u) {
+        let dst = half - src;
+        for (var i = lid.x; i < items; i = i + WG) {
+            let r = i / m;
+            let c = i % m;
+            let row = row0 + r;
+            let at = (s * n + row) * m + c;
+            if (is_padded(s, row)) {
+                let kept = h[src + i];
+                h[dst + i] = kept;
+                if (write_seq) {
+                    y[at] = select(0.0, kept, padded_is_state);
+                }
+                continue;
+            }
+            var acc = 0.0;
+            let h_row = src + r * m;
+            for (var k = 0u; k < m; k = k + 1u) {
+                acc = acc + h[h_row + k] * u_at(k * m + c);
+            }
+            // Summed before P is added, as the CPU reference's GEMM does: the same rounding.
+            acc = p[at] + acc;
+            if (CLIP > 0.0) {
+                acc = clamp(acc, -CLIP, CLIP);
+            }
+            if (ROW_WISE == 0u) {
+                let v = activate(acc);
+                h[dst + i] = v;
+                if (write_seq) {
+                    y[at] = v;
+                }
+            } else {
+                h[dst + i] = acc;
+            }
+        }
+        if (ROW_WISE != 0u) {
+            workgroupBarrier();
+            // One thread per row: rows are few and short where this kernel is chosen.
+            for (var r = lid.x; r < rows; r = r + WG) {
+                let base = dst + r * m;
+                var mx = bitcast<f32>(0xff800000u);
+                for (var c = 0u; c < m; c = c + 1u) {
+                    mx = max_nan(mx, h[base + c]);
+                }
+                var sum = 0.0;
+                for (var c = 0u; c < m; c = c + 1u) {
+                    sum = sum + exp(h[base + c] - mx);
+                }
+                row_max[r] = mx;
+                row_sum[r] = sum;
+            }
+            workgroupBarrier();
+            for (var i = lid.x; i < items; i = i + WG) {
+                let r = i / m;
+                let row = row0 + r;
+                if (is_padded(s, row)) {
+                    continue;
+                }
+                let shifted = h[dst + i] - row_max[r];
+                var v = exp(shifted) / row_sum[r];
+                if (ROW_WISE == 2u) {
+                    v = shifted - log(row_sum[r]);
+                }
+                h[dst + i] = v;
+                if (write_seq) {
+                    y[(s * n + row) * m + i % m] = v;
+                }
+            }
+        }
+        workgroupBarrier();
+        src = dst;
+    }
+    for (var i = lid.x; i < items; i = i + WG) {
+        h_out[row0 * m + i] = h[src + i];
+    }
+}
