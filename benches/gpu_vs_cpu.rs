@@ -11,7 +11,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ndarray::{Array1, Array2, Array3};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use wgpu_rnn::{CpuRnn, GpuContext, GpuOptions, GpuRnn, SimpleRnn, SimpleRnnConfig};
+use wgpu_rnn::{CpuRnn, GpuContext, GpuOptions, GpuRnn, SimpleRnn, SimpleRnnConfig, StepStrategy};
 
 /// (N, T, D, M)
 const LARGE: &[(usize, usize, usize, usize)] = &[
@@ -36,13 +36,22 @@ fn random(rng: &mut StdRng, shape: (usize, usize), scale: f32) -> Array2<f32> {
 }
 
 fn bench(c: &mut Criterion) {
-    let ctx = GpuContext::new_blocking(GpuOptions::default())
-        .expect("the GPU benchmark needs a GPU adapter");
+    let strategies = [
+        ("gpu-per-step", StepStrategy::PerStep),
+        ("gpu-persistent", StepStrategy::Persistent),
+    ];
+    let contexts = strategies.map(|(name, strategy)| {
+        let options = GpuOptions {
+            strategy,
+            ..Default::default()
+        };
+        let ctx = GpuContext::new_blocking(options).expect("the GPU benchmark needs a GPU adapter");
+        (name, ctx)
+    });
+    let info = contexts[0].1.adapter_info();
     eprintln!(
         "GPU: {} ({:?}, {:?})",
-        ctx.adapter_info().name,
-        ctx.adapter_info().backend,
-        ctx.adapter_info().device_type
+        info.name, info.backend, info.device_type
     );
     let mut rng = StdRng::seed_from_u64(1);
     for &(n, t, d, m) in shapes() {
@@ -54,8 +63,7 @@ fn bench(c: &mut Criterion) {
         )
         .expect("consistent shapes");
         let x = Array3::from_shape_simple_fn((n, t, d), || rng.random_range(-1.0f32..1.0));
-        let gpu = GpuRnn::new(&ctx, layer.clone()).expect("GPU model");
-        let cpu = CpuRnn::new(layer);
+        let cpu = CpuRnn::new(layer.clone());
 
         let shape = format!("N{n}_T{t}_D{d}_M{m}");
         let mut group = c.benchmark_group(format!("simple_rnn/{shape}"));
@@ -63,9 +71,12 @@ fn bench(c: &mut Criterion) {
         group.sample_size(10);
         group.warm_up_time(Duration::from_millis(500));
         // forward returns only after the readback, so the GPU has finished when the clock stops.
-        group.bench_with_input(BenchmarkId::new("gpu", &shape), &x, |b, x| {
-            b.iter(|| black_box(gpu.forward(x.view(), None).expect("GPU forward")))
-        });
+        for (name, ctx) in &contexts {
+            let gpu = GpuRnn::new(ctx, layer.clone()).expect("GPU model");
+            group.bench_with_input(BenchmarkId::new(*name, &shape), &x, |b, x| {
+                b.iter(|| black_box(gpu.forward(x.view(), None).expect("GPU forward")))
+            });
+        }
         group.bench_with_input(BenchmarkId::new("cpu", &shape), &x, |b, x| {
             b.iter(|| black_box(cpu.forward(x.view(), None).expect("CPU forward")))
         });

@@ -8,6 +8,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use wgpu_rnn::{
     Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, RnnError, SimpleRnn, SimpleRnnConfig,
+    StepStrategy,
 };
 
 /// `wgpu-rnn bench`'s options.
@@ -37,6 +38,27 @@ pub struct BenchArgs {
     /// Activation, by its Keras name.
     #[arg(long, default_value = "tanh")]
     activation: String,
+    /// GPU: how the recurrent steps are scheduled (auto picks by shape and device limits).
+    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+    strategy: StrategyArg,
+}
+
+/// `--strategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrategyArg {
+    Auto,
+    PerStep,
+    Persistent,
+}
+
+impl From<StrategyArg> for StepStrategy {
+    fn from(s: StrategyArg) -> Self {
+        match s {
+            StrategyArg::Auto => StepStrategy::Auto,
+            StrategyArg::PerStep => StepStrategy::PerStep,
+            StrategyArg::Persistent => StepStrategy::Persistent,
+        }
+    }
 }
 
 /// Which backends `bench` times.
@@ -75,7 +97,10 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
     let shape = format!("n={n} t={t} d={d} m={m} repeats={}", args.repeats);
 
     if args.backend != BenchBackend::Cpu {
-        let ctx = GpuContext::new_blocking(GpuOptions::default())?;
+        let ctx = GpuContext::new_blocking(GpuOptions {
+            strategy: args.strategy.into(),
+            ..Default::default()
+        })?;
         let info = ctx.adapter_info();
         println!(
             "# gpu: {} ({:?}, {:?}, driver {} {})",
@@ -83,7 +108,13 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
         );
         let gpu = GpuRnn::new(&ctx, layer.clone())?;
         let times = time(args.repeats, || gpu.forward(input.view(), None).map(drop))?;
-        report("gpu", &shape, &times, flops, t);
+        let name = match args.strategy {
+            StrategyArg::Auto => "auto",
+            StrategyArg::PerStep => "per-step",
+            StrategyArg::Persistent => "persistent",
+        };
+        let strategy = format!("{shape} strategy={name}");
+        report("gpu", &strategy, &times, flops, t);
     }
     if args.backend != BenchBackend::Gpu {
         println!("# cpu: {} threads", rayon::current_num_threads());
