@@ -399,8 +399,7 @@ impl GpuRnn {
             StepStrategy::PerStep => false,
             StepStrategy::Persistent => true,
             StepStrategy::Auto => {
-                let (x, y) = step_workgroups(nb, self.layer.units());
-                x * y <= StepStrategy::AUTO_MAX_STEP_WORKGROUPS
+                nb * self.layer.units() <= StepStrategy::AUTO_MAX_PERSISTENT_STATE
             }
         };
         self.persistent.as_ref().filter(|_| chosen)
