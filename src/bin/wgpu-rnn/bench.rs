@@ -149,9 +149,20 @@ fn report(backend: &str, shape: &str, times: &[Duration], flops: f64, steps: usi
         (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
     };
     println!(
-        "backend={backend} {shape} median_ms={median:.3} min_ms={:.3} gflops={:.2} us_per_step={:.2}",
-        ms[0],
-        flops / (median * 1e6),
-        median * 1e3 / steps as f64
+        "backend={backend} {shape} median_ms={} min_ms={} gflops={} us_per_step={}",
+        significant(median),
+        significant(ms[0]),
+        significant(flops / (median * 1e6)),
+        significant(median * 1e3 / steps as f64)
     );
+}
+
+/// Four significant digits, so that small values of tiny runs do not print as 0.
+fn significant(v: f64) -> String {
+    let digits = if v > 0.0 && v.is_finite() {
+        (3 - v.log10().floor() as i32).clamp(0, 12) as usize
+    } else {
+        2
+    };
+    format!("{v:.digits$}")
 }
