@@ -8,10 +8,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_close, context, gpu};
+use common::{assert_close, context, gpu, gpu_with};
 use ndarray::{ArrayD, Axis, Slice, concatenate, stack};
 use wgpu_rnn::{
-    Backend, GpuOptions, KerasModel, KerasRunner, NpyInput, read_npy_f32, read_npy_input,
+    Backend, GpuOptions, KerasModel, KerasRunner, NpyInput, StepStrategy, read_npy_f32,
+    read_npy_input,
 };
 
 fn fixtures() -> PathBuf {
@@ -134,6 +135,14 @@ fn cpu_matches_keras_models() {
 #[test]
 fn gpu_matches_keras_models() {
     check_backend(&Backend::Gpu(gpu().clone()));
+}
+
+#[test]
+fn gpu_matches_keras_models_with_each_step_strategy() {
+    // The resident path drives both recurrent kernels, reversed and flipped steps included.
+    for strategy in [StepStrategy::PerStep, StepStrategy::Persistent] {
+        check_backend(&Backend::Gpu(gpu_with(strategy).clone()));
+    }
 }
 
 #[test]
