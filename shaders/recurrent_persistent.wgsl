@@ -14,8 +14,14 @@ struct Step {
     // Steps in this chunk (the per-step kernel's step index).
     step: u32,
     // bit 0: store into the sequence output; bit 3: read `mask` (0 marks a padded step: the state
-    // is kept and the output is zero, or with bit 4 the kept state, as Keras outputs it).
+    // is kept and the output is zero, or with bit 4 the kept state, as Keras outputs it); bit 5:
+    // step s reads P and the mask at input time t_len - 1 - s; bit 6: step s stores its output at
+    // t_len - 1 - s (see recurrent_step.wgsl).
     flags: u32,
+    t_len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> u: array<f32>;
@@ -57,8 +63,18 @@ fn max_nan(a: f32, b: f32) -> f32 {
     return select(a, b, b > a || is_nan(b));
 }
 
-fn is_padded(step: u32, row: u32) -> bool {
-    return (params.flags & 8u) != 0u && mask[step * params.n + row] == 0u;
+fn is_padded(time: u32, row: u32) -> bool {
+    return (params.flags & 8u) != 0u && mask[time * params.n + row] == 0u;
+}
+
+// The input time step s reads.
+fn time_of(s: u32) -> u32 {
+    return select(s, params.t_len - 1u - s, (params.flags & 32u) != 0u);
+}
+
+// Where step s stores its output.
+fn out_of(s: u32) -> u32 {
+    return select(s, params.t_len - 1u - s, (params.flags & 64u) != 0u);
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -93,12 +109,14 @@ fn main(
     var src = 0u;
     for (var s = 0u; s < params.step; s = s + 1u) {
         let dst = half - src;
+        let time = time_of(s);
+        let out = out_of(s);
         for (var i = lid.x; i < items; i = i + WG) {
             let r = i / m;
             let c = i % m;
             let row = row0 + r;
-            let at = (s * n + row) * m + c;
-            if (is_padded(s, row)) {
+            let at = (out * n + row) * m + c;
+            if (is_padded(time, row)) {
                 let kept = h[src + i];
                 h[dst + i] = kept;
                 if (write_seq) {
@@ -112,7 +130,7 @@ fn main(
                 acc = acc + h[h_row + k] * u_at(k * m + c);
             }
             // Summed before P is added, as the CPU reference's GEMM does: the same rounding.
-            acc = p[at] + acc;
+            acc = p[(time * n + row) * m + c] + acc;
             if (CLIP > 0.0) {
                 acc = clamp(acc, -CLIP, CLIP);
             }
@@ -146,7 +164,7 @@ fn main(
             for (var i = lid.x; i < items; i = i + WG) {
                 let r = i / m;
                 let row = row0 + r;
-                if (is_padded(s, row)) {
+                if (is_padded(time, row)) {
                     continue;
                 }
                 let shifted = h[dst + i] - row_max[r];
@@ -156,7 +174,7 @@ fn main(
                 }
                 h[dst + i] = v;
                 if (write_seq) {
-                    y[(s * n + row) * m + i % m] = v;
+                    y[(out * n + row) * m + i % m] = v;
                 }
             }
         }

@@ -13,8 +13,15 @@ struct Step {
     step: u32,
     // bit 0: store into the sequence output (bits 1 and 2 belong to softmax_rows.wgsl);
     // bit 3: read `mask` (0 marks a padded step: the state is kept and the output is zero, or
-    // with bit 4 the kept state, as Keras outputs it).
+    // with bit 4 the kept state, as Keras outputs it); bit 5: read P and the mask at input time
+    // t_len - 1 - step (the input is in input order, the layer reads it backwards); bit 6: store
+    // the output at t_len - 1 - step (Bidirectional's backward output, flipped to input order).
     flags: u32,
+    // Steps of the whole sequence, for bits 5 and 6.
+    t_len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> u: array<f32>;
@@ -65,8 +72,10 @@ fn load_u(kk: u32, col: u32) -> vec4<f32> {
 fn finish(row: u32, col: u32, acc: f32) {
     let n = params.n;
     let m = params.m;
-    let at = (params.step * n + row) * m + col;
-    if ((params.flags & 8u) != 0u && mask[params.step * n + row] == 0u) {
+    let time = select(params.step, params.t_len - 1u - params.step, (params.flags & 32u) != 0u);
+    let out = select(params.step, params.t_len - 1u - params.step, (params.flags & 64u) != 0u);
+    let at = (out * n + row) * m + col;
+    if ((params.flags & 8u) != 0u && mask[time * n + row] == 0u) {
         let kept = h_in[row * m + col];
         h_out[row * m + col] = kept;
         if ((params.flags & 1u) != 0u) {
@@ -74,7 +83,7 @@ fn finish(row: u32, col: u32, acc: f32) {
         }
         return;
     }
-    var z = p[at] + acc;
+    var z = p[(time * n + row) * m + col] + acc;
     if (CLIP > 0.0) {
         z = clamp(z, -CLIP, CLIP);
     }

@@ -9,8 +9,13 @@ struct Rows {
     step: u32,
     // bit 1: store into the sequence output; bit 2: log-softmax; bit 3: read `mask` (0 marks a
     // padded step: the state is left alone and the output is zero, or with bit 4 the kept
-    // state). Bit 0 is the step kernel's.
+    // state); bit 5: the mask is read at time t_len - 1 - step; bit 6: the output is stored at
+    // t_len - 1 - step (see recurrent_step.wgsl). Bit 0 is the step kernel's.
     flags: u32,
+    t_len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> h: array<f32>;
@@ -75,10 +80,12 @@ fn main(
     let log_sum = log(sum);
     let take_log = (params.flags & 4u) != 0u;
     let write_seq = (params.flags & 2u) != 0u;
-    let seq_base = (params.step * params.n + row) * m;
+    let time = select(params.step, params.t_len - 1u - params.step, (params.flags & 32u) != 0u);
+    let out = select(params.step, params.t_len - 1u - params.step, (params.flags & 64u) != 0u);
+    let seq_base = (out * params.n + row) * m;
     // Decided after the barriers: a storage read is not uniform, and every invocation must reach
     // every barrier.
-    let padded = (params.flags & 8u) != 0u && mask[params.step * params.n + row] == 0u;
+    let padded = (params.flags & 8u) != 0u && mask[time * params.n + row] == 0u;
     for (var i = lid.x; i < m; i = i + WG) {
         let shifted = h[base + i] - row_max;
         var v = exp(shifted) / sum;

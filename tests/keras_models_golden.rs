@@ -8,9 +8,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_close, gpu};
+use common::{assert_close, context, gpu, gpu_with};
 use ndarray::{ArrayD, Axis, Slice, concatenate, stack};
-use wgpu_rnn::{Backend, KerasModel, KerasRunner, NpyInput, read_npy_f32, read_npy_input};
+use wgpu_rnn::{
+    Backend, GpuOptions, KerasModel, KerasRunner, NpyInput, StepStrategy, read_npy_f32,
+    read_npy_input,
+};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_models")
@@ -112,6 +115,12 @@ fn check_backend(backend: &Backend) {
             let mut runner = KerasRunner::new(model, backend).unwrap();
             let got = outputs(&mut runner, case);
             assert_close(got.view(), want.view(), &what);
+            // The GPU runs every case device-resident; the CPU never does.
+            assert_eq!(
+                runner.is_device_resident(),
+                matches!(backend, Backend::Gpu(_)),
+                "{what}: resident path"
+            );
             checked += 1;
         }
     }
@@ -126,6 +135,14 @@ fn cpu_matches_keras_models() {
 #[test]
 fn gpu_matches_keras_models() {
     check_backend(&Backend::Gpu(gpu().clone()));
+}
+
+#[test]
+fn gpu_matches_keras_models_with_each_step_strategy() {
+    // The resident path drives both recurrent kernels, reversed and flipped steps included.
+    for strategy in [StepStrategy::PerStep, StepStrategy::Persistent] {
+        check_backend(&Backend::Gpu(gpu_with(strategy).clone()));
+    }
 }
 
 #[test]
@@ -145,7 +162,13 @@ fn streaming_in_chunks_equals_feeding_whole_for_any_model() {
                 .windows(2)
                 .map(|w| {
                     let chunk = x.slice_axis(Axis(1), Slice::from(w[0]..w[1]));
-                    runner.predict(chunk).unwrap().outputs.remove(0)
+                    let out = runner.predict(chunk).unwrap().outputs.remove(0);
+                    // On the GPU the state stays on the device between the chunks.
+                    assert_eq!(
+                        runner.is_device_resident(),
+                        matches!(backend, Backend::Gpu(_))
+                    );
+                    out
                 })
                 .collect();
             let views: Vec<_> = pieces.iter().map(|p| p.view()).collect();
@@ -173,4 +196,70 @@ fn streaming_in_chunks_equals_feeding_whole_for_any_model() {
         runner.reset_state();
         runner.predict(one).unwrap();
     }
+}
+
+#[test]
+fn models_too_large_for_one_buffer_fall_back_to_the_per_layer_path() {
+    // 64-byte buffers: no model's intermediates fit, so every call runs layer by layer, each
+    // recurrent layer chunking its work, and still matches Keras.
+    let backend = Backend::Gpu(context(GpuOptions {
+        max_chunk_bytes: Some(64),
+        ..Default::default()
+    }));
+    let mut checked = 0;
+    for case in cases() {
+        let want: ArrayD<f32> =
+            read_npy_f32(fixtures().join(&case.name).join("output.npy")).unwrap();
+        let file = &case.files[0];
+        let what = format!("{}/{file} on the per-layer path", case.name);
+        let model = KerasModel::load(fixtures().join(&case.name).join(file)).unwrap();
+        let mut runner = KerasRunner::new(model, &backend).unwrap();
+        let got = outputs(&mut runner, &case);
+        assert_close(got.view(), want.view(), &what);
+        assert!(!runner.is_device_resident(), "{what}: fell back");
+        checked += 1;
+    }
+    assert!(checked >= 30);
+}
+
+#[test]
+fn stateful_streaming_moves_between_the_resident_and_per_layer_paths() {
+    // A first chunk small enough to run resident, a second too large for the device buffers
+    // allowed, a third small again: the state follows the call to the host and back.
+    let dir = fixtures().join("masking_rs1");
+    let model = KerasModel::load(dir.join("model.keras")).unwrap();
+    let x: ArrayD<f32> = read_npy_f32(dir.join("input.npy")).unwrap();
+    let want: ArrayD<f32> = read_npy_f32(dir.join("output.npy")).unwrap();
+    let t = x.shape()[1];
+    assert!(t >= 4, "the case has steps to split");
+    // The smallest power-of-two buffer bound under which one step runs resident: every buffer
+    // of the model grows with the steps, so t - 2 ≥ 2 steps then do not.
+    let backend = (6..24)
+        .map(|k| {
+            Backend::Gpu(context(GpuOptions {
+                max_chunk_bytes: Some(1 << k),
+                ..Default::default()
+            }))
+        })
+        .find(|backend| {
+            let mut probe = KerasRunner::new(model.clone(), backend).unwrap();
+            probe
+                .predict(x.slice_axis(Axis(1), Slice::from(0..1)))
+                .unwrap();
+            probe.is_device_resident()
+        })
+        .expect("one step fits some bound");
+    let mut runner = KerasRunner::new(model, &backend).unwrap();
+    runner.set_stateful(true);
+    let mut pieces = Vec::new();
+    let mut paths = Vec::new();
+    for w in [0, 1, t - 1, t].windows(2) {
+        let chunk = x.slice_axis(Axis(1), Slice::from(w[0]..w[1]));
+        pieces.push(runner.predict(chunk).unwrap().outputs.remove(0));
+        paths.push(runner.is_device_resident());
+    }
+    let views: Vec<_> = pieces.iter().map(|p| p.view()).collect();
+    let got = concatenate(Axis(1), &views).unwrap();
+    assert_close(got.view(), want.view(), "resident, per-layer, resident");
+    assert_eq!(paths, [true, false, true]);
 }

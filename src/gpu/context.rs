@@ -11,7 +11,11 @@ use crate::gpu::shaders;
 
 /// Bytes of one step's parameters in the uniform buffer; dynamic offsets are multiples of the
 /// device's uniform alignment, at least this.
-pub(crate) const STEP_PARAMS_SIZE: u64 = 16;
+pub(crate) const STEP_PARAMS_SIZE: u64 = 32;
+
+/// Bytes of the parameters of every kernel bound without a dynamic offset (projection, model
+/// kernels).
+pub(crate) const PARAMS_SIZE: u64 = 16;
 
 /// How the recurrent steps are scheduled on the GPU.
 ///
@@ -108,6 +112,9 @@ pub(crate) struct ContextInner {
     /// The projection GEMM: `[element-wise loads, vec4 loads]`.
     pub(crate) projection: [wgpu::ComputePipeline; 2],
     pub(crate) softmax: wgpu::ComputePipeline,
+    /// The whole-model kernels' layouts and pipelines (`shaders/embedding.wgsl`,
+    /// `masking.wgsl`, `merge.wgsl`, `rows_activation.wgsl`).
+    pub(crate) model: ModelKernels,
     step_pipeline_layout: wgpu::PipelineLayout,
     step_module: wgpu::ShaderModule,
     persistent_module: wgpu::ShaderModule,
@@ -276,6 +283,7 @@ impl GpuContext {
             "rnn.recurrent_persistent",
             &shaders::recurrent_persistent_module(),
         );
+        let model = ModelKernels::new(&device);
         scope.pop().await?;
 
         Ok(GpuContext {
@@ -290,6 +298,7 @@ impl GpuContext {
                 softmax_layout,
                 projection,
                 softmax,
+                model,
                 step_pipeline_layout,
                 step_module,
                 persistent_module,
@@ -358,6 +367,17 @@ impl ContextInner {
         self.cached_pipeline(key)
     }
 
+    /// The rows-activation pipeline for an activation (elementwise, softmax or log-softmax),
+    /// compiled on first use.
+    pub(crate) fn rows_pipeline(&self, activation: Activation) -> Result<wgpu::ComputePipeline> {
+        let row_wise = match activation {
+            Activation::Softmax => 1,
+            Activation::LogSoftmax => 2,
+            _ => 0,
+        };
+        self.cached_pipeline(StepKey::new(activation, None, Kernel::Rows { row_wise }))
+    }
+
     fn cached_pipeline(&self, key: StepKey) -> Result<wgpu::ComputePipeline> {
         if let Some(p) = self.step_pipelines.read().map_err(poisoned)?.get(&key) {
             return Ok(p.clone());
@@ -373,10 +393,14 @@ impl ContextInner {
             ("ACT_BETA", f64::from(f32::from_bits(key.beta))),
             ("CLIP", f64::from(f32::from_bits(key.clip))),
         ];
-        let (label, module) = match key.kernel {
+        let (label, module, layout) = match key.kernel {
             Kernel::PerStep { rows_per_thread } => {
                 constants.push(("ROWS_PER_THREAD", f64::from(rows_per_thread)));
-                ("rnn.recurrent_step", &self.step_module)
+                (
+                    "rnn.recurrent_step",
+                    &self.step_module,
+                    &self.step_pipeline_layout,
+                )
             }
             Kernel::Persistent { row_wise, m, shape } => {
                 let m = u64::from(m);
@@ -388,17 +412,25 @@ impl ContextInner {
                     ("U_SHARED", f64::from(u8::from(shape.u_shared))),
                     ("U_FLOATS", u_floats as f64),
                 ]);
-                ("rnn.recurrent_persistent", &self.persistent_module)
+                (
+                    "rnn.recurrent_persistent",
+                    &self.persistent_module,
+                    &self.step_pipeline_layout,
+                )
+            }
+            Kernel::Rows { row_wise } => {
+                // The rows kernel has no clip.
+                constants.retain(|(name, _)| *name != "CLIP");
+                constants.push(("ROW_WISE", f64::from(row_wise)));
+                (
+                    "model.rows_activation",
+                    &self.model.rows_module,
+                    &self.model.rows_pipeline_layout,
+                )
             }
         };
         let scope = ErrorScope::push(&self.device);
-        let built = pipeline(
-            &self.device,
-            label,
-            &self.step_pipeline_layout,
-            module,
-            &constants,
-        );
+        let built = pipeline(&self.device, label, layout, module, &constants);
         pollster::block_on(scope.pop())?;
         pipelines.insert(key, built.clone());
         Ok(built)
@@ -409,6 +441,71 @@ impl ContextInner {
         match self.lost.lock().map_err(poisoned)?.as_ref() {
             Some(message) => Err(RnnError::DeviceLost(message.clone())),
             None => Ok(()),
+        }
+    }
+}
+
+/// The layouts and fixed pipelines of the kernels a device-resident model adds to the recurrent
+/// ones; the rows-activation pipelines depend on the activation and are built on first use by
+/// [`ContextInner::rows_pipeline`].
+pub(crate) struct ModelKernels {
+    pub(crate) embedding_layout: wgpu::BindGroupLayout,
+    pub(crate) masking_layout: wgpu::BindGroupLayout,
+    pub(crate) rows_layout: wgpu::BindGroupLayout,
+    pub(crate) merge_layout: wgpu::BindGroupLayout,
+    pub(crate) embedding: wgpu::ComputePipeline,
+    pub(crate) masking: wgpu::ComputePipeline,
+    pub(crate) merge: wgpu::ComputePipeline,
+    rows_pipeline_layout: wgpu::PipelineLayout,
+    rows_module: wgpu::ShaderModule,
+}
+
+impl ModelKernels {
+    fn new(device: &wgpu::Device) -> Self {
+        use Binding::{Read, ReadWrite, Uniform};
+        let embedding_layout = bind_group_layout(
+            device,
+            "model.embedding.layout",
+            &[Read, Read, ReadWrite, ReadWrite, Uniform],
+        );
+        let masking_layout = bind_group_layout(
+            device,
+            "model.masking.layout",
+            &[ReadWrite, ReadWrite, Uniform],
+        );
+        let rows_layout = bind_group_layout(
+            device,
+            "model.rows_activation.layout",
+            &[ReadWrite, Uniform],
+        );
+        let merge_layout = bind_group_layout(
+            device,
+            "model.merge.layout",
+            &[Read, Read, ReadWrite, Uniform, Read],
+        );
+        let fixed = |label: &str, layout: &wgpu::BindGroupLayout, source: &str| {
+            pipeline(
+                device,
+                label,
+                &pipeline_layout(device, label, layout),
+                &module(device, label, source),
+                &[],
+            )
+        };
+        ModelKernels {
+            embedding: fixed("model.embedding", &embedding_layout, shaders::EMBEDDING),
+            masking: fixed("model.masking", &masking_layout, shaders::MASKING),
+            merge: fixed("model.merge", &merge_layout, shaders::MERGE),
+            rows_pipeline_layout: pipeline_layout(device, "model.rows_activation", &rows_layout),
+            rows_module: module(
+                device,
+                "model.rows_activation",
+                &shaders::rows_activation_module(),
+            ),
+            embedding_layout,
+            masking_layout,
+            rows_layout,
+            merge_layout,
         }
     }
 }
@@ -433,6 +530,10 @@ enum Kernel {
         row_wise: u32,
         m: u32,
         shape: PersistentShape,
+    },
+    /// `rows_activation.wgsl`.
+    Rows {
+        row_wise: u32,
     },
 }
 
@@ -513,11 +614,18 @@ fn bind_group_layout(
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
-                Binding::Uniform | Binding::DynamicUniform => wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: matches!(b, Binding::DynamicUniform),
-                    min_binding_size: wgpu::BufferSize::new(STEP_PARAMS_SIZE),
-                },
+                Binding::Uniform | Binding::DynamicUniform => {
+                    let dynamic = matches!(b, Binding::DynamicUniform);
+                    wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: dynamic,
+                        min_binding_size: wgpu::BufferSize::new(if dynamic {
+                            STEP_PARAMS_SIZE
+                        } else {
+                            PARAMS_SIZE
+                        }),
+                    }
+                }
             },
             count: None,
         })

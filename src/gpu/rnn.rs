@@ -22,29 +22,38 @@ use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn};
 /// The projection kernel's dimensions (`shaders/projection.wgsl`, `Dims`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Dims {
-    rows: u32,
-    k: u32,
-    cols: u32,
-    _pad: u32,
+pub(crate) struct Dims {
+    pub(crate) rows: u32,
+    pub(crate) k: u32,
+    pub(crate) cols: u32,
+    pub(crate) _pad: u32,
 }
 
 /// One step's parameters (`Step` in recurrent_step.wgsl, `Rows` in softmax_rows.wgsl), or a
 /// chunk's (`Step` in recurrent_persistent.wgsl, `step` then counting the steps).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct StepParams {
-    n: u32,
-    m: u32,
-    step: u32,
-    flags: u32,
+pub(crate) struct StepParams {
+    pub(crate) n: u32,
+    pub(crate) m: u32,
+    pub(crate) step: u32,
+    pub(crate) flags: u32,
+    /// Steps of the whole sequence, for [`REVERSE_TIME`] and [`FLIP_OUTPUT`].
+    pub(crate) t_len: u32,
+    pub(crate) _pad: [u32; 3],
 }
 
 const STEP_WRITES_SEQUENCE: u32 = 1;
 const SOFTMAX_WRITES_SEQUENCE: u32 = 2;
 const SOFTMAX_TAKES_LOG: u32 = 4;
-const READS_MASK: u32 = 8;
-const PADDED_OUTPUT_IS_STATE: u32 = 16;
+pub(crate) const READS_MASK: u32 = 8;
+pub(crate) const PADDED_OUTPUT_IS_STATE: u32 = 16;
+/// Step `s` reads P and the mask at input time `t_len - 1 - s`: the input stays in input order
+/// on the GPU and the layer reads it backwards.
+pub(crate) const REVERSE_TIME: u32 = 32;
+/// Step `s` stores its output at `t_len - 1 - s` (Bidirectional's backward sequence, which
+/// Keras flips to input order).
+pub(crate) const FLIP_OUTPUT: u32 = 64;
 
 /// A [`SimpleRnn`] on the GPU: weights uploaded once, pipelines shared through a [`GpuContext`],
 /// working buffers kept between calls and grown when a larger shape needs them.
@@ -344,18 +353,32 @@ impl GpuRnn {
         ws: &Workspace,
         nb: usize,
         ns: usize,
+        current: usize,
+    ) -> usize {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("rnn.chunk"),
+            timestamp_writes: None,
+        });
+        self.encode_steps(&mut pass, &ws.bindings, nb, ns, current)
+    }
+
+    /// Encodes the projection and `ns` steps over `nb` rows into `pass`, reading the state from
+    /// `bindings`' state buffer `current`; returns which state buffer holds the last state (as
+    /// [`GpuRnn::final_state_index`] says beforehand).
+    pub(crate) fn encode_steps(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bindings: &ChunkBindings,
+        nb: usize,
+        ns: usize,
         mut current: usize,
     ) -> usize {
         let inner = &*self.ctx.inner;
         let (d, m) = (self.layer.input_dim(), self.layer.units());
         let row_softmax = self.layer.config().activation.is_row_wise();
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("rnn.chunk"),
-            timestamp_writes: None,
-        });
         let vectorized = d.is_multiple_of(4) && m.is_multiple_of(4);
         pass.set_pipeline(&inner.projection[usize::from(vectorized)]);
-        pass.set_bind_group(0, &ws.projection, &[]);
+        pass.set_bind_group(0, &bindings.projection, &[]);
         let rows = (ns * nb) as u64;
         pass.dispatch_workgroups(
             (m as u64).div_ceil(PROJECTION_TILE) as u32,
@@ -366,10 +389,10 @@ impl GpuRnn {
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
         if let Some((shape, pipeline)) = self.persistent_for(nb) {
             // The chunk's parameters follow the `ns` per-step ones.
-            let offset = (ns as u64 * ws.params_stride) as u32;
+            let offset = (ns as u64 * bindings.params_stride) as u32;
             let (x, y) = persistent_workgroups(nb, shape.rows, most);
             pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &ws.step[current], &[offset]);
+            pass.set_bind_group(0, &bindings.step[current], &[offset]);
             pass.dispatch_workgroups(x, y, 1);
             return 1 - current;
         }
@@ -379,22 +402,36 @@ impl GpuRnn {
         let softmax_x = (nb as u64).min(most);
         let softmax_groups = (softmax_x as u32, (nb as u64).div_ceil(softmax_x) as u32);
         for s in 0..ns {
-            let offset = (s as u64 * ws.params_stride) as u32;
+            let offset = (s as u64 * bindings.params_stride) as u32;
             pass.set_pipeline(step_pipeline);
-            pass.set_bind_group(0, &ws.step[current], &[offset]);
+            pass.set_bind_group(0, &bindings.step[current], &[offset]);
             pass.dispatch_workgroups(step_groups.0 as u32, step_groups.1 as u32, 1);
             current = 1 - current;
             if row_softmax {
                 pass.set_pipeline(&inner.softmax);
-                pass.set_bind_group(0, &ws.softmax[current], &[offset]);
+                pass.set_bind_group(0, &bindings.softmax[current], &[offset]);
                 pass.dispatch_workgroups(softmax_groups.0, softmax_groups.1, 1);
             }
         }
         current
     }
 
+    /// Which of the two state buffers holds the last state after [`GpuRnn::encode_steps`] of
+    /// `ns` steps over `nb` rows starting from buffer 0: the persistent kernel writes the other
+    /// buffer once, the per-step kernel alternates every step.
+    pub(crate) fn final_state_index(&self, nb: usize, ns: usize) -> usize {
+        if self.persistent_for(nb).is_some() {
+            1
+        } else {
+            ns % 2
+        }
+    }
+
     /// The persistent kernel when the strategy picks it for a chunk of `nb` rows.
-    fn persistent_for(&self, nb: usize) -> Option<&(PersistentShape, wgpu::ComputePipeline)> {
+    pub(crate) fn persistent_for(
+        &self,
+        nb: usize,
+    ) -> Option<&(PersistentShape, wgpu::ComputePipeline)> {
         let chosen = match self.ctx.inner.options.strategy {
             StepStrategy::PerStep => false,
             StepStrategy::Persistent => true,
@@ -407,26 +444,16 @@ impl GpuRnn {
 
     fn write_params(&self, ws: &Workspace, nb: usize, ns: usize, schedule: &Schedule<'_>) {
         let inner = &*self.ctx.inner;
-        let m = self.layer.units() as u32;
-        let config = self.layer.config();
         let dims = Dims {
             rows: (ns * nb) as u32,
             k: self.layer.input_dim() as u32,
-            cols: m,
+            cols: self.layer.units() as u32,
             _pad: 0,
         };
         inner
             .queue
             .write_buffer(&ws.dims, 0, bytemuck::bytes_of(&dims));
-        let flags = match (config.return_sequences, config.activation.is_row_wise()) {
-            (false, _) => 0,
-            (true, false) => STEP_WRITES_SEQUENCE,
-            (true, true) => SOFTMAX_WRITES_SEQUENCE,
-        } | if config.activation == crate::Activation::LogSoftmax {
-            SOFTMAX_TAKES_LOG
-        } else {
-            0
-        } | if schedule.has_padding() {
+        let order = if schedule.has_padding() {
             READS_MASK
         } else {
             0
@@ -435,26 +462,53 @@ impl GpuRnn {
         } else {
             0
         };
+        let bytes = self.step_params_bytes(nb, ns, ws.params_stride, order);
+        inner.queue.write_buffer(&ws.params, 0, &bytes);
+    }
+
+    /// The uniform bytes of `ns` steps over `nb` rows, one [`StepParams`] every `stride` bytes,
+    /// then the persistent kernel's for the whole chunk. `order` holds the mask and direction
+    /// flags ([`READS_MASK`], [`PADDED_OUTPUT_IS_STATE`], [`REVERSE_TIME`], [`FLIP_OUTPUT`]);
+    /// the sequence and softmax flags follow from the layer.
+    pub(crate) fn step_params_bytes(
+        &self,
+        nb: usize,
+        ns: usize,
+        stride: u64,
+        order: u32,
+    ) -> Vec<u8> {
+        let config = self.layer.config();
+        let flags = match (config.return_sequences, config.activation.is_row_wise()) {
+            (false, _) => 0,
+            (true, false) => STEP_WRITES_SEQUENCE,
+            (true, true) => SOFTMAX_WRITES_SEQUENCE,
+        } | if config.activation == crate::Activation::LogSoftmax {
+            SOFTMAX_TAKES_LOG
+        } else {
+            0
+        } | order;
         // The persistent kernel stores the sequence itself, whatever the activation.
-        let persistent_flags = (flags & (READS_MASK | PADDED_OUTPUT_IS_STATE))
+        let persistent_flags = order
             | if config.return_sequences {
                 STEP_WRITES_SEQUENCE
             } else {
                 0
             };
-        let stride = ws.params_stride as usize;
+        let stride = stride as usize;
         let mut bytes = vec![0u8; (ns + 1) * stride];
         for s in 0..=ns {
             let params = StepParams {
                 n: nb as u32,
-                m,
+                m: self.layer.units() as u32,
                 step: s as u32,
                 flags: if s < ns { flags } else { persistent_flags },
+                t_len: ns as u32,
+                _pad: [0; 3],
             };
             bytes[s * stride..s * stride + STEP_PARAMS_SIZE as usize]
                 .copy_from_slice(bytemuck::bytes_of(&params));
         }
-        inner.queue.write_buffer(&ws.params, 0, &bytes);
+        bytes
     }
 
     fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
@@ -529,41 +583,58 @@ impl GpuRnn {
             U::UNIFORM | U::COPY_DST,
         );
 
-        let bind = |label: &str,
-                    layout: &wgpu::BindGroupLayout,
-                    resources: &[wgpu::BindingResource<'_>]| {
-            let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
-                .iter()
-                .enumerate()
-                .map(|(i, r)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: r.clone(),
-                })
-                .collect();
-            inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout,
-                entries: &entries,
-            })
-        };
+        let bindings = self.chunk_bindings(ChunkBuffers {
+            x: &x,
+            projected: &projected,
+            state: [&state[0], &state[1]],
+            sequence: &sequence,
+            params: &params,
+            params_stride,
+            dims: &dims,
+            mask: &mask,
+        });
+        pollster::block_on(scope.pop())?;
+        Ok(Workspace {
+            capacity,
+            x,
+            mask,
+            sequence,
+            state,
+            readback,
+            params,
+            params_stride,
+            dims,
+            bindings,
+        })
+    }
+
+    /// The bind groups of a chunk over these buffers, with this layer's weights.
+    pub(crate) fn chunk_bindings(&self, buffers: ChunkBuffers<'_>) -> ChunkBindings {
+        let inner = &*self.ctx.inner;
+        let ChunkBuffers {
+            x,
+            projected,
+            state,
+            sequence,
+            params,
+            params_stride,
+            dims,
+            mask,
+        } = buffers;
         let params_binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &params,
+            buffer: params,
             offset: 0,
             size: wgpu::BufferSize::new(STEP_PARAMS_SIZE),
         });
-        let projection = bind(
+        let projection = bind_group(
+            inner,
             "rnn.projection.bind",
             &inner.projection_layout,
-            &[
-                x.as_entire_binding(),
-                self.kernel.as_entire_binding(),
-                self.bias.as_entire_binding(),
-                projected.as_entire_binding(),
-                dims.as_entire_binding(),
-            ],
+            &[x, &self.kernel, &self.bias, projected, dims].map(|b| b.as_entire_binding()),
         );
         let step = [0, 1].map(|i| {
-            bind(
+            bind_group(
+                inner,
                 "rnn.recurrent_step.bind",
                 &inner.step_layout,
                 &[
@@ -578,7 +649,8 @@ impl GpuRnn {
             )
         });
         let softmax = [0, 1].map(|i| {
-            bind(
+            bind_group(
+                inner,
                 "rnn.softmax_rows.bind",
                 &inner.softmax_layout,
                 &[
@@ -589,22 +661,49 @@ impl GpuRnn {
                 ],
             )
         });
-        pollster::block_on(scope.pop())?;
-        Ok(Workspace {
-            capacity,
-            x,
-            mask,
-            sequence,
-            state,
-            readback,
-            params,
-            params_stride,
-            dims,
+        ChunkBindings {
             projection,
             step,
             softmax,
-        })
+            params_stride,
+        }
     }
+}
+
+/// The buffers a chunk's bind groups hold: the input (rows × *D*), the projection and sequence
+/// output (rows × *M*), the two state buffers (*N* × *M*), the step parameters (a
+/// [`StepParams`] every `params_stride` bytes), the projection's [`Dims`] and the mask.
+pub(crate) struct ChunkBuffers<'a> {
+    pub(crate) x: &'a wgpu::Buffer,
+    pub(crate) projected: &'a wgpu::Buffer,
+    pub(crate) state: [&'a wgpu::Buffer; 2],
+    pub(crate) sequence: &'a wgpu::Buffer,
+    pub(crate) params: &'a wgpu::Buffer,
+    pub(crate) params_stride: u64,
+    pub(crate) dims: &'a wgpu::Buffer,
+    pub(crate) mask: &'a wgpu::Buffer,
+}
+
+/// A bind group of `resources` at bindings 0, 1, … in order.
+pub(crate) fn bind_group(
+    inner: &ContextInner,
+    label: &str,
+    layout: &wgpu::BindGroupLayout,
+    resources: &[wgpu::BindingResource<'_>],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: r.clone(),
+        })
+        .collect();
+    inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout,
+        entries: &entries,
+    })
 }
 
 impl RnnForward for GpuRnn {
@@ -638,11 +737,19 @@ struct Workspace {
     params: wgpu::Buffer,
     params_stride: u64,
     dims: wgpu::Buffer,
-    projection: wgpu::BindGroup,
+    bindings: ChunkBindings,
+}
+
+/// The bind groups [`GpuRnn::encode_steps`] dispatches with, over one input, projection, pair of
+/// state buffers, sequence output, step parameters and mask.
+pub(crate) struct ChunkBindings {
+    pub(crate) projection: wgpu::BindGroup,
     /// `step[i]` reads `state[i]` and writes `state[1 - i]`.
-    step: [wgpu::BindGroup; 2],
+    pub(crate) step: [wgpu::BindGroup; 2],
     /// `softmax[i]` normalises `state[i]` in place.
-    softmax: [wgpu::BindGroup; 2],
+    pub(crate) softmax: [wgpu::BindGroup; 2],
+    /// Bytes between consecutive steps' parameters.
+    pub(crate) params_stride: u64,
 }
 
 fn plan_limits(inner: &ContextInner) -> PlanLimits {
@@ -655,7 +762,11 @@ fn standard_slice(a: &Array2<f32>) -> &[f32] {
 }
 
 /// Maps the first `bytes` of `buffer`, waits for the GPU, and copies them out.
-fn read_back(inner: &ContextInner, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
+pub(crate) fn read_back(
+    inner: &ContextInner,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<Vec<f32>> {
     let (sender, receiver) = std::sync::mpsc::channel();
     buffer.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
         let _ = sender.send(r);

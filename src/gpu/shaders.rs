@@ -24,6 +24,25 @@ pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_per
 /// Softmax or log-softmax across the units of each row of the state.
 pub const SOFTMAX_ROWS: &str = include_str!("../../shaders/softmax_rows.wgsl");
 
+/// Embedding lookup of time-major token ids, with the `mask_zero` mask.
+pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
+
+/// Keras's `Masking` layer in place: the mask, and masked rows multiplied by 0.
+pub const MASKING: &str = include_str!("../../shaders/masking.wgsl");
+
+/// An elementwise activation, softmax or log-softmax in place on rows (a `Dense` layer's or an
+/// `Activation` layer's; needs [`ACTIVATIONS`]).
+pub const ROWS_ACTIVATION: &str = include_str!("../../shaders/rows_activation.wgsl");
+
+/// `Bidirectional`'s merge of two outputs (concat, sum, mul, ave), and the masked copy of a last
+/// output under `zero_output_for_mask`.
+pub const MERGE: &str = include_str!("../../shaders/merge.wgsl");
+
+/// The rows-activation module as compiled: the activations followed by the kernel.
+pub fn rows_activation_module() -> String {
+    format!("{ACTIVATIONS}\n{ROWS_ACTIVATION}")
+}
+
 /// The projection module as compiled: vec4 loads and stores when `vectorized` (both *D* and *M*
 /// multiples of 4), element-wise ones otherwise.
 pub fn projection_module(vectorized: bool) -> String {
@@ -53,5 +72,9 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("rnn.recurrent_step", recurrent_step_module()),
         ("rnn.recurrent_persistent", recurrent_persistent_module()),
         ("rnn.softmax_rows", SOFTMAX_ROWS.to_string()),
+        ("model.embedding", EMBEDDING.to_string()),
+        ("model.masking", MASKING.to_string()),
+        ("model.rows_activation", rows_activation_module()),
+        ("model.merge", MERGE.to_string()),
     ]
 }

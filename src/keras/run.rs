@@ -1,10 +1,14 @@
 //! Running a loaded Keras model on a backend, with Keras's masks and stateful streaming.
 
+use std::sync::Arc;
+
 use ndarray::{Array2, Array3, ArrayD, ArrayViewD, Axis, Ix3, Zip, concatenate};
 
 use crate::activation::Activation;
 use crate::backend::Backend;
 use crate::error::{Result, RnnError};
+use crate::gpu::GpuRnn;
+use crate::gpu::model::{ResidentInput, ResidentModel};
 use crate::keras::config::MergeMode;
 use crate::keras::model::{KerasLayer, KerasModel};
 use crate::layer::{Padding, RnnForward};
@@ -24,14 +28,29 @@ pub struct ModelOutput {
 /// next call, as Keras does; [`KerasRunner::set_stateful`] turns this on for every recurrent
 /// layer of any model, and [`KerasRunner::reset_state`] starts over from zeros. Feeding a
 /// sequence in consecutive chunks then gives the same result as feeding it whole.
+///
+/// **Device-resident execution.** On a GPU backend the whole model runs on the device: the
+/// input is uploaded once (token ids are checked on the host, then looked up on the GPU), every
+/// layer — Embedding, Masking, SimpleRNN, Bidirectional and its merge, Dense, Activation — reads
+/// and writes GPU buffers, the output is read back once, and a stateful layer's state stays on
+/// the GPU between calls. Where the model's buffers for an input would pass the device's limits
+/// or [`crate::GpuOptions::max_chunk_bytes`] (or the input is longer than 4096 steps, or not
+/// *N* × *T* (× *D*)), the call instead runs layer by layer through the host, each recurrent
+/// layer chunking its work; [`KerasRunner::is_device_resident`] says which path the last call
+/// took. Both give the same results.
 pub struct KerasRunner {
     model: KerasModel,
     backend_name: &'static str,
     /// The built recurrent layers of each model layer (one, two for Bidirectional, none).
-    rnns: Vec<Vec<Box<dyn RnnForward>>>,
+    rnns: Vec<Vec<Arc<dyn RnnForward>>>,
     stateful_all: bool,
-    /// The carried state of each recurrent layer, when stateful.
+    /// The carried state of each recurrent layer, when stateful and held on the host (after a
+    /// call on the per-layer path).
     states: Vec<Vec<Option<Array2<f32>>>>,
+    /// The device-resident model, on a GPU backend.
+    resident: Option<ResidentModel>,
+    /// Whether the last call ran device-resident.
+    last_resident: bool,
 }
 
 impl std::fmt::Debug for KerasRunner {
@@ -56,29 +75,58 @@ impl KerasRunner {
     /// # Errors
     /// As [`Backend::build`] (a GPU that cannot hold the weights).
     pub fn new(model: KerasModel, backend: &Backend) -> Result<Self> {
-        let mut rnns = Vec::new();
+        let mut gpu_rnns: Vec<Vec<Arc<GpuRnn>>> = Vec::new();
+        let mut rnns: Vec<Vec<Arc<dyn RnnForward>>> = Vec::new();
         let mut states = Vec::new();
         for layer in model.layers() {
-            let built = match layer {
-                KerasLayer::SimpleRnn { layer, .. } => vec![backend.build(layer.clone())?],
+            let layers = match layer {
+                KerasLayer::SimpleRnn { layer, .. } => vec![layer.clone()],
                 KerasLayer::Bidirectional {
                     forward, backward, ..
-                } => vec![
-                    backend.build(forward.clone())?,
-                    backend.build(backward.clone())?,
-                ],
+                } => vec![forward.clone(), backward.clone()],
                 _ => Vec::new(),
+            };
+            let built: Vec<Arc<dyn RnnForward>> = match backend {
+                Backend::Gpu(ctx) => {
+                    // Built as GpuRnn so that the resident path shares their weights.
+                    let gpu = layers
+                        .into_iter()
+                        .map(|l| GpuRnn::new(ctx, l).map(Arc::new))
+                        .collect::<Result<Vec<_>>>()?;
+                    let built = gpu
+                        .iter()
+                        .map(|r| r.clone() as Arc<dyn RnnForward>)
+                        .collect();
+                    gpu_rnns.push(gpu);
+                    built
+                }
+                Backend::Cpu => layers
+                    .into_iter()
+                    .map(|l| backend.build(l).map(Arc::from))
+                    .collect::<Result<Vec<_>>>()?,
             };
             states.push(vec![None; built.len()]);
             rnns.push(built);
         }
+        let resident = match backend {
+            Backend::Gpu(ctx) => Some(ResidentModel::new(ctx, &model, &gpu_rnns)?),
+            Backend::Cpu => None,
+        };
         Ok(KerasRunner {
             model,
             backend_name: backend.name(),
             rnns,
             stateful_all: false,
             states,
+            resident,
+            last_resident: false,
         })
+    }
+
+    /// True when the last call ran device-resident on the GPU (see the type's documentation);
+    /// false on the CPU, before the first call, and when the last call took the per-layer path.
+    pub fn is_device_resident(&self) -> bool {
+        self.last_resident
     }
 
     /// The model.
@@ -102,6 +150,9 @@ impl KerasRunner {
     pub fn reset_state(&mut self) {
         for layer in &mut self.states {
             layer.iter_mut().for_each(|s| *s = None);
+        }
+        if let Some(resident) = &mut self.resident {
+            resident.reset_state();
         }
     }
 
@@ -130,6 +181,14 @@ impl KerasRunner {
             return self.predict_ids(ids.view());
         }
         self.check_feature_input(input.shape())?;
+        if let &[n, t, d] = input.shape() {
+            let x = input.as_standard_layout();
+            let x = x.as_slice().expect("standard layout");
+            if let Some(out) = self.try_resident(&ResidentInput::Features { x, n, t, d })? {
+                return Ok(out);
+            }
+        }
+        self.host_path()?;
         self.run(Flow {
             data: vec![input.as_standard_layout().into_owned()],
             mask: None,
@@ -159,7 +218,7 @@ impl KerasRunner {
             ));
         }
         let (vocab, width) = table.dim();
-        let mut data = Vec::with_capacity(ids.len() * width);
+        let mut rows = Vec::with_capacity(ids.len());
         for &id in ids.iter() {
             let row = usize::try_from(id)
                 .ok()
@@ -169,12 +228,28 @@ impl KerasRunner {
                         "token id {id} is outside the Embedding's vocabulary 0..{vocab}"
                     ))
                 })?;
+            rows.push(row);
+        }
+        let mask_zero = *mask_zero;
+        if let &[n, t] = ids.shape() {
+            // In range of the vocabulary, so of u32 too.
+            let ids: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+            if let Some(out) = self.try_resident(&ResidentInput::Ids { ids: &ids, n, t })? {
+                return Ok(out);
+            }
+        }
+        self.host_path()?;
+        let KerasLayer::Embedding { table, .. } = &self.model.layers()[0] else {
+            unreachable!("checked above");
+        };
+        let mut data = Vec::with_capacity(rows.len() * width);
+        for row in rows {
             data.extend_from_slice(table.row(row).as_slice().expect("standard layout"));
         }
         let mut shape = ids.shape().to_vec();
         shape.push(width);
         let embedded = ArrayD::from_shape_vec(shape, data).expect("one row per id");
-        let mask = (*mask_zero && ids.ndim() == 2).then(|| {
+        let mask = (mask_zero && ids.ndim() == 2).then(|| {
             ids.view()
                 .into_dimensionality::<ndarray::Ix2>()
                 .expect("two axes")
@@ -187,6 +262,67 @@ impl KerasRunner {
                 mask,
             },
         )
+    }
+
+    /// Runs the model device-resident when it can (a GPU backend, and buffers that fit); None
+    /// when the call must take the per-layer path.
+    fn try_resident(&mut self, input: &ResidentInput<'_>) -> Result<Option<ModelOutput>> {
+        let Some(resident) = &mut self.resident else {
+            return Ok(None);
+        };
+        if !resident.prepare(input)? {
+            return Ok(None);
+        }
+        let n = match *input {
+            ResidentInput::Ids { n, .. } | ResidentInput::Features { n, .. } => n,
+        };
+        // The same check as the per-layer path's, before any work.
+        for (index, per_layer) in self.states.iter().enumerate() {
+            for (which, host) in per_layer.iter().enumerate() {
+                let held = host
+                    .as_ref()
+                    .map(|s| s.nrows())
+                    .or_else(|| resident.carried_batch(index, which));
+                if let Some(held) = held
+                    && held != n
+                {
+                    return Err(batch_error(&self.model, index, held, n));
+                }
+            }
+        }
+        // State carried by an earlier per-layer call moves to the device.
+        for (index, per_layer) in self.states.iter_mut().enumerate() {
+            for (which, host) in per_layer.iter_mut().enumerate() {
+                if let Some(state) = host.take() {
+                    resident.set_carried(index, which, &state);
+                }
+            }
+        }
+        let stateful: Vec<bool> = (0..self.model.layers().len())
+            .map(|i| {
+                self.stateful_all
+                    || matches!(
+                        self.model.layers()[i],
+                        KerasLayer::SimpleRnn { stateful: true, .. }
+                            | KerasLayer::Bidirectional { stateful: true, .. }
+                    )
+            })
+            .collect();
+        let resident = self.resident.as_mut().expect("checked above");
+        let outputs = resident.run(input, &stateful)?;
+        self.last_resident = true;
+        Ok(Some(ModelOutput { outputs }))
+    }
+
+    /// Before a call on the per-layer path: state carried on the device moves to the host.
+    fn host_path(&mut self) -> Result<()> {
+        self.last_resident = false;
+        if let Some(resident) = &mut self.resident {
+            for (index, which, state) in resident.take_carried()? {
+                self.states[index][which] = Some(state);
+            }
+        }
+        Ok(())
     }
 
     fn check_feature_input(&self, shape: &[usize]) -> Result<()> {
@@ -227,11 +363,9 @@ impl KerasRunner {
     /// the batch size.
     fn initial_state(&self, index: usize, which: usize, n: usize) -> Result<Option<Array2<f32>>> {
         match &self.states[index][which] {
-            Some(state) if state.nrows() != n => Err(RnnError::InvalidInput(format!(
-                "layer {:?} holds state for a batch of {}, this input has {n}; call reset_state first",
-                self.model.layers()[index].name(),
-                state.nrows()
-            ))),
+            Some(state) if state.nrows() != n => {
+                Err(batch_error(&self.model, index, state.nrows(), n))
+            }
             other => Ok(other.clone()),
         }
     }
@@ -380,6 +514,13 @@ impl KerasRunner {
             },
         })
     }
+}
+
+fn batch_error(model: &KerasModel, index: usize, held: usize, n: usize) -> RnnError {
+    RnnError::InvalidInput(format!(
+        "layer {:?} holds state for a batch of {held}, this input has {n}; call reset_state first",
+        model.layers()[index].name(),
+    ))
 }
 
 fn into3(x: ArrayD<f32>) -> Result<Array3<f32>> {

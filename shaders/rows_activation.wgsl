@@ -1,0 +1,85 @@
+// A Dense layer's activation, or an Activation layer, in place on `rows` rows of `width` values:
+// ACTIVATION elementwise (ROW_WISE 0), or softmax (1) or log-softmax (2) across each row, the
+// maximum subtracted first and NaN anywhere making the row NaN, as in Keras. One workgroup per
+// row. `activate`, `is_nan` and the ACTIVATION constants come from activations.wgsl, prepended
+// when the module is built.
+
+struct Params {
+    rows: u32,
+    width: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<uniform> params: Params;
+
+// 0: ACTIVATION elementwise; 1: softmax across each row; 2: log-softmax.
+override ROW_WISE: u32 = 0u;
+
+const WG: u32 = 64u;
+
+var<workgroup> scratch: array<f32, 64>;
+
+fn max_nan(a: f32, b: f32) -> f32 {
+    return select(a, b, b > a || is_nan(b));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    // Uniform across the workgroup, so returning here leaves no barrier half-reached.
+    if (row >= params.rows) {
+        return;
+    }
+    let width = params.width;
+    let base = row * width;
+    if (ROW_WISE == 0u) {
+        for (var i = lid.x; i < width; i = i + WG) {
+            x[base + i] = activate(x[base + i]);
+        }
+        return;
+    }
+
+    var local_max = bitcast<f32>(0xff800000u);
+    for (var i = lid.x; i < width; i = i + WG) {
+        local_max = max_nan(local_max, x[base + i]);
+    }
+    scratch[lid.x] = local_max;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid.x < stride) {
+            scratch[lid.x] = max_nan(scratch[lid.x], scratch[lid.x + stride]);
+        }
+        workgroupBarrier();
+    }
+    let row_max = scratch[0];
+    workgroupBarrier();
+
+    var local_sum = 0.0;
+    for (var i = lid.x; i < width; i = i + WG) {
+        local_sum = local_sum + exp(x[base + i] - row_max);
+    }
+    scratch[lid.x] = local_sum;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid.x < stride) {
+            scratch[lid.x] = scratch[lid.x] + scratch[lid.x + stride];
+        }
+        workgroupBarrier();
+    }
+    let sum = scratch[0];
+    let log_sum = log(sum);
+    for (var i = lid.x; i < width; i = i + WG) {
+        let shifted = x[base + i] - row_max;
+        if (ROW_WISE == 2u) {
+            x[base + i] = shifted - log_sum;
+        } else {
+            x[base + i] = exp(shifted) / sum;
+        }
+    }
+}
