@@ -223,6 +223,28 @@ fn models_too_large_for_one_buffer_fall_back_to_the_per_layer_path() {
 }
 
 #[test]
+fn the_per_layer_path_can_be_chosen_and_matches_keras() {
+    let backend = Backend::Gpu(gpu().clone());
+    for case in cases().iter().filter(|c| c.chunks.is_none()) {
+        let want: ArrayD<f32> =
+            read_npy_f32(fixtures().join(&case.name).join("output.npy")).unwrap();
+        let model = KerasModel::load(fixtures().join(&case.name).join(&case.files[0])).unwrap();
+        let mut runner = KerasRunner::new(model, &backend).unwrap();
+        runner.set_device_resident(false);
+        let got = outputs(&mut runner, case);
+        assert_close(got.view(), want.view(), &format!("{} per layer", case.name));
+        assert!(
+            !runner.is_device_resident(),
+            "{}: per-layer path",
+            case.name
+        );
+        runner.set_device_resident(true);
+        outputs(&mut runner, case);
+        assert!(runner.is_device_resident(), "{}: resident again", case.name);
+    }
+}
+
+#[test]
 fn stateful_streaming_moves_between_the_resident_and_per_layer_paths() {
     // A first chunk small enough to run resident, a second too large for the device buffers
     // allowed, a third small again: the state follows the call to the host and back.

@@ -51,6 +51,8 @@ pub struct KerasRunner {
     resident: Option<ResidentModel>,
     /// Whether the last call ran device-resident.
     last_resident: bool,
+    /// Whether calls may run device-resident (see [`KerasRunner::set_device_resident`]).
+    allow_resident: bool,
 }
 
 impl std::fmt::Debug for KerasRunner {
@@ -120,6 +122,7 @@ impl KerasRunner {
             states,
             resident,
             last_resident: false,
+            allow_resident: true,
         })
     }
 
@@ -127,6 +130,13 @@ impl KerasRunner {
     /// false on the CPU, before the first call, and when the last call took the per-layer path.
     pub fn is_device_resident(&self) -> bool {
         self.last_resident
+    }
+
+    /// Lets calls on a GPU backend run device-resident (`true`, the default) or makes every call
+    /// take the layer-by-layer path through the host (`false`), for comparing the two. Carried
+    /// state follows the call to whichever path runs it.
+    pub fn set_device_resident(&mut self, allowed: bool) {
+        self.allow_resident = allowed;
     }
 
     /// The model.
@@ -267,7 +277,7 @@ impl KerasRunner {
     /// Runs the model device-resident when it can (a GPU backend, and buffers that fit); None
     /// when the call must take the per-layer path.
     fn try_resident(&mut self, input: &ResidentInput<'_>) -> Result<Option<ModelOutput>> {
-        let Some(resident) = &mut self.resident else {
+        let Some(resident) = self.resident.as_mut().filter(|_| self.allow_resident) else {
             return Ok(None);
         };
         if !resident.prepare(input)? {
