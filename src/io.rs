@@ -172,8 +172,11 @@ fn decode_input(bytes: &[u8]) -> std::result::Result<NpyInput, String> {
 
 /// Writes an array of float32 as a `.npy` file.
 ///
+/// The array goes to a temporary file beside `path`, which then replaces `path` in one rename: a
+/// failed write (a full disk, say) leaves any earlier file at `path` as it was.
+///
 /// # Errors
-/// [`RnnError::Io`] when the file cannot be created or written.
+/// [`RnnError::Io`] when the file cannot be created, written or moved into place.
 pub fn write_npy_f32<S, D>(path: impl AsRef<Path>, array: &ArrayBase<S, D>) -> Result<()>
 where
     S: Data<Elem = f32>,
@@ -184,13 +187,25 @@ where
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::create(path).map_err(io_error)?;
-    let mut writer = std::io::BufWriter::new(file);
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".wgpu-rnn-").suffix(".npy.tmp");
+    // The umask then applies, as it would to a file created in place (tempfile's default is 0600).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let temp = builder.tempfile_in(dir).map_err(io_error)?;
+    let mut writer = std::io::BufWriter::new(temp);
     array
         .as_standard_layout()
         .write_npy(&mut writer)
         .map_err(|e| io_error(std::io::Error::other(e)))?;
-    std::io::Write::flush(&mut writer).map_err(io_error)
+    let temp = writer.into_inner().map_err(|e| io_error(e.into_error()))?;
+    temp.as_file().sync_all().map_err(io_error)?;
+    temp.persist(path).map_err(|e| io_error(e.error))?;
+    Ok(())
 }
 
 /// Loads a Keras SimpleRNN layer's weights from a `.npz` file.
@@ -372,6 +387,28 @@ mod tests {
         let mut out = Vec::new();
         a.write_npy(&mut out).unwrap();
         out
+    }
+
+    #[test]
+    fn writes_replace_the_file_whole_and_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.npy");
+        write_npy_f32(&path, &Array2::<f32>::ones((2, 3))).unwrap();
+        write_npy_f32(&path, &Array1::<f32>::zeros(4)).unwrap();
+        let back: Array1<f32> = read_npy_f32(&path).unwrap();
+        assert_eq!(back, Array1::<f32>::zeros(4));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "a temporary file was left: {names:?}");
+
+        // A directory in the way: the write fails and the earlier file is untouched.
+        let blocked = dir.path().join("blocked.npy");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("keep"), b"x").unwrap();
+        let err = write_npy_f32(&blocked, &Array1::<f32>::zeros(4)).unwrap_err();
+        assert!(matches!(err, RnnError::Io { .. }), "{err}");
+        assert_eq!(std::fs::read(blocked.join("keep")).unwrap(), b"x");
+        let missing = dir.path().join("no/such/dir/out.npy");
+        assert!(write_npy_f32(&missing, &Array1::<f32>::zeros(1)).is_err());
     }
 
     #[test]
