@@ -21,6 +21,11 @@ fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
+// max(a, b), NaN when either is NaN (WGSL's max may return either operand for NaN).
+fn max_nan(a: f32, b: f32) -> f32 {
+    return select(a, b, b > a || is_nan(b));
+}
+
 // Some drivers compute tanh from exp and overflow to NaN for large |x|; tanh(±15) is ±1 in f32.
 fn tanh_safe(x: f32) -> f32 {
     if (is_nan(x)) {

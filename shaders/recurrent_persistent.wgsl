@@ -59,10 +59,6 @@ fn u_at(i: u32) -> f32 {
     return u[i];
 }
 
-fn max_nan(a: f32, b: f32) -> f32 {
-    return select(a, b, b > a || is_nan(b));
-}
-
 fn is_padded(time: u32, row: u32) -> bool {
     return (params.flags & 8u) != 0u && mask[time * params.n + row] == 0u;
 }

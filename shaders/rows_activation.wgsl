@@ -1,8 +1,8 @@
 // A Dense layer's activation, or an Activation layer, in place on `rows` rows of `width` values:
 // ACTIVATION elementwise (ROW_WISE 0), or softmax (1) or log-softmax (2) across each row, the
 // maximum subtracted first and NaN anywhere making the row NaN, as in Keras. One workgroup per
-// row. `activate`, `is_nan` and the ACTIVATION constants come from activations.wgsl, prepended
-// when the module is built.
+// row. `activate` and the ACTIVATION constants come from activations.wgsl, `workgroup_max`,
+// `workgroup_sum` and WG from row_reduce.wgsl, both prepended when the module is built.
 
 struct Params {
     rows: u32,
@@ -17,15 +17,7 @@ struct Params {
 // 0: ACTIVATION elementwise; 1: softmax across each row; 2: log-softmax.
 override ROW_WISE: u32 = 0u;
 
-const WG: u32 = 64u;
-
-var<workgroup> scratch: array<f32, 64>;
-
-fn max_nan(a: f32, b: f32) -> f32 {
-    return select(a, b, b > a || is_nan(b));
-}
-
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -49,30 +41,13 @@ fn main(
     for (var i = lid.x; i < width; i = i + WG) {
         local_max = max_nan(local_max, x[base + i]);
     }
-    scratch[lid.x] = local_max;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid.x < stride) {
-            scratch[lid.x] = max_nan(scratch[lid.x], scratch[lid.x + stride]);
-        }
-        workgroupBarrier();
-    }
-    let row_max = scratch[0];
-    workgroupBarrier();
+    let row_max = workgroup_max(lid.x, local_max);
 
     var local_sum = 0.0;
     for (var i = lid.x; i < width; i = i + WG) {
         local_sum = local_sum + exp(x[base + i] - row_max);
     }
-    scratch[lid.x] = local_sum;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid.x < stride) {
-            scratch[lid.x] = scratch[lid.x] + scratch[lid.x + stride];
-        }
-        workgroupBarrier();
-    }
-    let sum = scratch[0];
+    let sum = workgroup_sum(lid.x, local_sum);
     let log_sum = log(sum);
     for (var i = lid.x; i < width; i = i + WG) {
         let shifted = x[base + i] - row_max;

@@ -1,7 +1,9 @@
 // Softmax or log-softmax across the m units of each of the n rows of the state, in place, after a
 // recurrent step that ran with the linear activation. One workgroup per row; also stores the row as
 // step `step` of the time-major sequence output when asked. The maximum is subtracted first, as
-// Keras does, and NaN anywhere in a row makes the whole row NaN, as in Keras.
+// Keras does, and NaN anywhere in a row makes the whole row NaN, as in Keras. `max_nan` comes from
+// activations.wgsl, `workgroup_max`, `workgroup_sum` and WG from row_reduce.wgsl, both prepended
+// when the module is built.
 
 struct Rows {
     n: u32,
@@ -23,20 +25,7 @@ struct Rows {
 @group(0) @binding(2) var<uniform> params: Rows;
 @group(0) @binding(3) var<storage, read> mask: array<u32>;
 
-const WG: u32 = 64u;
-
-var<workgroup> scratch: array<f32, 64>;
-
-// WGSL lets compilers assume floats are never NaN, so NaN is found by its bit pattern.
-fn is_nan(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-}
-
-fn max_nan(a: f32, b: f32) -> f32 {
-    return select(a, b, b > a || is_nan(b));
-}
-
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -53,30 +42,13 @@ fn main(
     for (var i = lid.x; i < m; i = i + WG) {
         local_max = max_nan(local_max, h[base + i]);
     }
-    scratch[lid.x] = local_max;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid.x < stride) {
-            scratch[lid.x] = max_nan(scratch[lid.x], scratch[lid.x + stride]);
-        }
-        workgroupBarrier();
-    }
-    let row_max = scratch[0];
-    workgroupBarrier();
+    let row_max = workgroup_max(lid.x, local_max);
 
     var local_sum = 0.0;
     for (var i = lid.x; i < m; i = i + WG) {
         local_sum = local_sum + exp(h[base + i] - row_max);
     }
-    scratch[lid.x] = local_sum;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid.x < stride) {
-            scratch[lid.x] = scratch[lid.x] + scratch[lid.x + stride];
-        }
-        workgroupBarrier();
-    }
-    let sum = scratch[0];
+    let sum = workgroup_sum(lid.x, local_sum);
     let log_sum = log(sum);
     let take_log = (params.flags & 4u) != 0u;
     let write_seq = (params.flags & 2u) != 0u;

@@ -269,7 +269,7 @@ impl GpuContext {
             &device,
             "rnn.softmax_rows",
             &pipeline_layout(&device, "rnn.softmax_rows", &softmax_layout),
-            &module(&device, "rnn.softmax_rows", shaders::SOFTMAX_ROWS),
+            &module(&device, "rnn.softmax_rows", &shaders::softmax_rows_module()),
             &[],
         );
         let step_pipeline_layout = pipeline_layout(&device, "rnn.recurrent_step", &step_layout);

@@ -21,7 +21,12 @@ pub const RECURRENT_STEP: &str = include_str!("../../shaders/recurrent_step.wgsl
 /// with the state in workgroup memory (needs [`ACTIVATIONS`]).
 pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
 
-/// Softmax or log-softmax across the units of each row of the state.
+/// Workgroup-wide maximum and sum for kernels that give each row a workgroup (needs
+/// [`ACTIVATIONS`] for its NaN-aware maximum).
+pub const ROW_REDUCE: &str = include_str!("../../shaders/row_reduce.wgsl");
+
+/// Softmax or log-softmax across the units of each row of the state (needs [`ACTIVATIONS`] and
+/// [`ROW_REDUCE`]).
 pub const SOFTMAX_ROWS: &str = include_str!("../../shaders/softmax_rows.wgsl");
 
 /// Embedding lookup of time-major token ids, with the `mask_zero` mask.
@@ -31,16 +36,22 @@ pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 pub const MASKING: &str = include_str!("../../shaders/masking.wgsl");
 
 /// An elementwise activation, softmax or log-softmax in place on rows (a `Dense` layer's or an
-/// `Activation` layer's; needs [`ACTIVATIONS`]).
+/// `Activation` layer's; needs [`ACTIVATIONS`] and [`ROW_REDUCE`]).
 pub const ROWS_ACTIVATION: &str = include_str!("../../shaders/rows_activation.wgsl");
 
 /// `Bidirectional`'s merge of two outputs (concat, sum, mul, ave), and the masked copy of a last
 /// output under `zero_output_for_mask`.
 pub const MERGE: &str = include_str!("../../shaders/merge.wgsl");
 
-/// The rows-activation module as compiled: the activations followed by the kernel.
+/// The rows-activation module as compiled: the activations, the row reductions, the kernel.
 pub fn rows_activation_module() -> String {
-    format!("{ACTIVATIONS}\n{ROWS_ACTIVATION}")
+    format!("{ACTIVATIONS}\n{ROW_REDUCE}\n{ROWS_ACTIVATION}")
+}
+
+/// The state-softmax module as compiled: the activations (for `max_nan`), the row reductions,
+/// the kernel.
+pub fn softmax_rows_module() -> String {
+    format!("{ACTIVATIONS}\n{ROW_REDUCE}\n{SOFTMAX_ROWS}")
 }
 
 /// The projection module as compiled: vec4 loads and stores when `vectorized` (both *D* and *M*
@@ -71,7 +82,7 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("rnn.projection.vec4", projection_module(true)),
         ("rnn.recurrent_step", recurrent_step_module()),
         ("rnn.recurrent_persistent", recurrent_persistent_module()),
-        ("rnn.softmax_rows", SOFTMAX_ROWS.to_string()),
+        ("rnn.softmax_rows", softmax_rows_module()),
         ("model.embedding", EMBEDDING.to_string()),
         ("model.masking", MASKING.to_string()),
         ("model.rows_activation", rows_activation_module()),
