@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use wgpu::util::DeviceExt;
+
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
 use crate::gpu::plan::PersistentShape;
@@ -434,6 +436,16 @@ impl ContextInner {
         pollster::block_on(scope.pop())?;
         pipelines.insert(key, built.clone());
         Ok(built)
+    }
+
+    /// A read-only storage buffer holding `data`: weights, uploaded once per model.
+    pub(crate) fn upload_weights(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
     }
 
     /// Fails if the device was lost or an error escaped the error scopes.

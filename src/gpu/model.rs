@@ -155,22 +155,13 @@ impl ResidentModel {
         let inner = &*ctx.inner;
         inner.check_alive()?;
         let scope = ErrorScope::push(&inner.device);
-        let upload = |label: &str, data: &[f32]| {
-            inner
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(data),
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-        };
         let mut layers = Vec::new();
         for (index, layer) in model.layers().iter().enumerate() {
             layers.push(match layer {
                 KerasLayer::Embedding {
                     table, mask_zero, ..
                 } => Layer::Embedding {
-                    table: upload("model.embedding_table", &standard(table)),
+                    table: inner.upload_weights("model.embedding_table", &standard(table)),
                     width: table.ncols(),
                     mask_zero: *mask_zero,
                 },
@@ -197,8 +188,8 @@ impl ResidentModel {
                         None => vec![0.0; units],
                     };
                     Layer::Dense {
-                        kernel: upload("model.dense_kernel", &standard(kernel)),
-                        bias: upload("model.dense_bias", &bias),
+                        kernel: inner.upload_weights("model.dense_kernel", &standard(kernel)),
+                        bias: inner.upload_weights("model.dense_bias", &bias),
                         d,
                         units,
                         activation: *activation,

@@ -6,7 +6,6 @@ use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, s};
-use wgpu::util::DeviceExt;
 
 use crate::error::{Result, RnnError};
 use crate::gpu::context::{
@@ -118,17 +117,8 @@ impl GpuRnn {
             }
         };
         let scope = ErrorScope::push(&inner.device);
-        let upload = |label: &str, data: &[f32]| {
-            inner
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(data),
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-        };
-        let kernel = upload("rnn.kernel", standard_slice(layer.kernel()));
-        let recurrent_kernel = upload(
+        let kernel = inner.upload_weights("rnn.kernel", standard_slice(layer.kernel()));
+        let recurrent_kernel = inner.upload_weights(
             "rnn.recurrent_kernel",
             standard_slice(layer.recurrent_kernel()),
         );
@@ -140,7 +130,7 @@ impl GpuRnn {
                 &zeros
             }
         };
-        let bias = upload("rnn.bias", bias_values);
+        let bias = inner.upload_weights("rnn.bias", bias_values);
         pollster::block_on(scope.pop())?;
         Ok(GpuRnn {
             ctx: ctx.clone(),
