@@ -3,26 +3,11 @@
 // memory and a barrier between steps. Sequences are independent, so workgroups never wait on
 // each other. U is staged in workgroup memory too when it fits (U_SHARED). Same bindings as
 // recurrent_step.wgsl; P, Y and the mask are time-major (step s of row n at (s · n_rows + n) · m).
-// `activate` comes from activations.wgsl, prepended when the module is built.
+// `activate` comes from activations.wgsl and `Step` from step_params.wgsl, prepended when the
+// module is built.
 //
 // Softmax and log-softmax (ROW_WISE 1 and 2) run as linear, then each row is reduced in
 // workgroup memory, all in the same step.
-
-struct Step {
-    n: u32,
-    m: u32,
-    // Steps in this chunk (the per-step kernel's step index).
-    step: u32,
-    // bit 0: store into the sequence output; bit 3: read `mask` (0 marks a padded step: the state
-    // is kept and the output is zero, or with bit 4 the kept state, as Keras outputs it); bit 5:
-    // step s reads P and the mask at input time t_len - 1 - s; bit 6: step s stores its output at
-    // t_len - 1 - s (see recurrent_step.wgsl).
-    flags: u32,
-    t_len: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
 
 @group(0) @binding(0) var<storage, read> u: array<f32>;
 @group(0) @binding(1) var<storage, read> p: array<f32>;

@@ -1,28 +1,12 @@
 // One recurrent step for a whole batch: h_out = activate(clip(P[step] + h_in · U)), also stored as
 // step `step` of the sequence output when asked. Dispatched once per time step; the state stays in
 // GPU buffers between steps. P and Y are time-major: step s of row n at (s · n_rows + n) · m.
-// `activate` comes from activations.wgsl, prepended when the module is built.
+// `activate` comes from activations.wgsl and `Step` from step_params.wgsl, prepended when the
+// module is built.
 //
 // Register-tiled like projection.wgsl: 16 × 16 threads, each computing ROWS_PER_THREAD rows × 4
 // columns in vec4 accumulators, so a workgroup covers (16 · ROWS_PER_THREAD) rows × 64 columns.
 // Small batches use one row per thread, so that a 64-row tile is not mostly padding.
-
-struct Step {
-    n: u32,
-    m: u32,
-    step: u32,
-    // bit 0: store into the sequence output (bits 1 and 2 belong to softmax_rows.wgsl);
-    // bit 3: read `mask` (0 marks a padded step: the state is kept and the output is zero, or
-    // with bit 4 the kept state, as Keras outputs it); bit 5: read P and the mask at input time
-    // t_len - 1 - step (the input is in input order, the layer reads it backwards); bit 6: store
-    // the output at t_len - 1 - step (Bidirectional's backward output, flipped to input order).
-    flags: u32,
-    // Steps of the whole sequence, for bits 5 and 6.
-    t_len: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
 
 @group(0) @binding(0) var<storage, read> u: array<f32>;
 @group(0) @binding(1) var<storage, read> p: array<f32>;

@@ -2,27 +2,12 @@
 // recurrent step that ran with the linear activation. One workgroup per row; also stores the row as
 // step `step` of the time-major sequence output when asked. The maximum is subtracted first, as
 // Keras does, and NaN anywhere in a row makes the whole row NaN, as in Keras. `max_nan` comes from
-// activations.wgsl, `workgroup_max`, `workgroup_sum` and WG from row_reduce.wgsl, both prepended
-// when the module is built.
-
-struct Rows {
-    n: u32,
-    m: u32,
-    step: u32,
-    // bit 1: store into the sequence output; bit 2: log-softmax; bit 3: read `mask` (0 marks a
-    // padded step: the state is left alone and the output is zero, or with bit 4 the kept
-    // state); bit 5: the mask is read at time t_len - 1 - step; bit 6: the output is stored at
-    // t_len - 1 - step (see recurrent_step.wgsl). Bit 0 is the step kernel's.
-    flags: u32,
-    t_len: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
+// activations.wgsl, `Step` from step_params.wgsl, `workgroup_max`, `workgroup_sum` and WG from
+// row_reduce.wgsl, all prepended when the module is built.
 
 @group(0) @binding(0) var<storage, read_write> h: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<uniform> params: Rows;
+@group(0) @binding(2) var<uniform> params: Step;
 @group(0) @binding(3) var<storage, read> mask: array<u32>;
 
 @compute @workgroup_size(WG, 1, 1)

@@ -14,19 +14,23 @@ pub const PROJECTION_SCALAR: &str = include_str!("../../shaders/projection_scala
 /// The projection's buffers as `vec4<f32>` arrays: only when *D* and *M* are multiples of 4.
 pub const PROJECTION_VEC4: &str = include_str!("../../shaders/projection_vec4.wgsl");
 
-/// One recurrent step: `h_t = activate(P_t + h_{t-1} · recurrent_kernel)` (needs [`ACTIVATIONS`]).
+/// The per-step parameters the recurrent kernels share (`StepParams` on the Rust side).
+pub const STEP_PARAMS: &str = include_str!("../../shaders/step_params.wgsl");
+
+/// One recurrent step: `h_t = activate(P_t + h_{t-1} · recurrent_kernel)` (needs [`ACTIVATIONS`]
+/// and [`STEP_PARAMS`]).
 pub const RECURRENT_STEP: &str = include_str!("../../shaders/recurrent_step.wgsl");
 
 /// Every step of a chunk in one dispatch, each workgroup looping over time for its own batch rows
-/// with the state in workgroup memory (needs [`ACTIVATIONS`]).
+/// with the state in workgroup memory (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
 pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
 
 /// Workgroup-wide maximum and sum for kernels that give each row a workgroup (needs
 /// [`ACTIVATIONS`] for its NaN-aware maximum).
 pub const ROW_REDUCE: &str = include_str!("../../shaders/row_reduce.wgsl");
 
-/// Softmax or log-softmax across the units of each row of the state (needs [`ACTIVATIONS`] and
-/// [`ROW_REDUCE`]).
+/// Softmax or log-softmax across the units of each row of the state (needs [`ACTIVATIONS`],
+/// [`STEP_PARAMS`] and [`ROW_REDUCE`]).
 pub const SOFTMAX_ROWS: &str = include_str!("../../shaders/softmax_rows.wgsl");
 
 /// Embedding lookup of time-major token ids, with the `mask_zero` mask.
@@ -48,10 +52,10 @@ pub fn rows_activation_module() -> String {
     format!("{ACTIVATIONS}\n{ROW_REDUCE}\n{ROWS_ACTIVATION}")
 }
 
-/// The state-softmax module as compiled: the activations (for `max_nan`), the row reductions,
-/// the kernel.
+/// The state-softmax module as compiled: the activations (for `max_nan`), the step parameters,
+/// the row reductions, the kernel.
 pub fn softmax_rows_module() -> String {
-    format!("{ACTIVATIONS}\n{ROW_REDUCE}\n{SOFTMAX_ROWS}")
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{ROW_REDUCE}\n{SOFTMAX_ROWS}")
 }
 
 /// The projection module as compiled: vec4 loads and stores when `vectorized` (both *D* and *M*
@@ -65,14 +69,14 @@ pub fn projection_module(vectorized: bool) -> String {
     format!("{loads}\n{PROJECTION}")
 }
 
-/// The recurrent-step module as compiled: the activations followed by the step kernel.
+/// The recurrent-step module as compiled: the activations, the step parameters, the kernel.
 pub fn recurrent_step_module() -> String {
-    format!("{ACTIVATIONS}\n{RECURRENT_STEP}")
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{RECURRENT_STEP}")
 }
 
-/// The persistent recurrent module as compiled: the activations followed by the kernel.
+/// The persistent recurrent module as compiled: the activations, the step parameters, the kernel.
 pub fn recurrent_persistent_module() -> String {
-    format!("{ACTIVATIONS}\n{RECURRENT_PERSISTENT}")
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{RECURRENT_PERSISTENT}")
 }
 
 /// Every module the crate compiles, by label, as compiled (for validation tests).
