@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{assert_close, context, gpu, gpu_with, random_layer, rng, uniform2, uniform3};
+use common::{
+    assert_close, assert_same_output, context, gpu, gpu_with, random_layer, rng, uniform2, uniform3,
+};
 use ndarray::Array2;
 use rand::RngExt;
 use wgpu_rnn::{
@@ -38,12 +40,7 @@ fn compare(
             .unwrap();
         let what =
             format!("{strategy:?} N={n} T={t} D={d} M={m} {config:?} bias={bias} h0={with_h0}");
-        assert_close(g.output(), cpu.output(), &what);
-        assert_close(
-            g.final_state.view().into_dyn(),
-            cpu.final_state.view().into_dyn(),
-            &what,
-        );
+        assert_same_output(&g, &cpu, &what);
     }
 }
 
@@ -174,12 +171,7 @@ fn chunked_over_time_and_batch_gives_the_same_numbers() {
                 .forward(x.view(), Some(h0.view()))
                 .unwrap();
             let what = format!("chunked {strategy:?} {config:?}");
-            assert_close(g.output(), cpu.output(), &what);
-            assert_close(
-                g.final_state.view().into_dyn(),
-                cpu.final_state.view().into_dyn(),
-                &what,
-            );
+            assert_same_output(&g, &cpu, &what);
         }
     }
 }
@@ -221,12 +213,7 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
                             let got = g
                                 .forward_padded(x.view(), Some(h0.view()), padding)
                                 .unwrap();
-                            assert_close(got.output(), want.output(), &what);
-                            assert_close(
-                                got.final_state.view().into_dyn(),
-                                want.final_state.view().into_dyn(),
-                                &what,
-                            );
+                            assert_same_output(&got, &want, &what);
                         }
                     }
                 }

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use ndarray::{Array1, Array2, Array3, ArrayViewD};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use wgpu_rnn::{GpuContext, GpuOptions, SimpleRnn, SimpleRnnConfig, StepStrategy};
+use wgpu_rnn::{GpuContext, GpuOptions, RnnOutput, SimpleRnn, SimpleRnnConfig, StepStrategy};
 
 /// The tolerance the issue sets: |got - reference| ≤ TOLERANCE · max(1, |reference|).
 pub const TOLERANCE: f32 = 1e-4;
@@ -46,6 +46,16 @@ pub fn context(options: GpuOptions) -> GpuContext {
              On a headless Linux machine: apt-get install mesa-vulkan-drivers (lavapipe)."
         ),
     }
+}
+
+/// Asserts two forwards agree, output and final state, as [`assert_close`] does.
+pub fn assert_same_output(got: &RnnOutput, reference: &RnnOutput, what: &str) {
+    assert_close(got.output(), reference.output(), what);
+    assert_close(
+        got.final_state.view().into_dyn(),
+        reference.final_state.view().into_dyn(),
+        what,
+    );
 }
 
 /// Asserts two arrays have the same shape and agree within [`TOLERANCE`], NaN matching NaN.
