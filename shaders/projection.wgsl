@@ -6,13 +6,22 @@
 // in four vec4 accumulators, so every value read from workgroup memory feeds four multiply-adds.
 // k is walked in slabs of 16, both operands staged cooperatively in workgroup memory. The
 // buffers' element type and the loads live in projection_scalar.wgsl or projection_vec4.wgsl,
-// prepended by `shaders::projection_module`: `load_x`, `load_w`, `load_bias` and `store_p` are
-// theirs.
+// prepended by `shaders::projection_module`: `load_x`, `load_w`, `load_bias`, `load_p` and
+// `store_p` are theirs.
+//
+// One dispatch covers the rows row0 .. row0 + 64 · (workgroups in y) and the depth
+// k_begin .. k_end only: the host cuts a large GEMM into such dispatches (`plan::gemm_dispatches`)
+// so that no invocation loops past the loop budget and no dispatch runs long. Every span of k
+// after the first adds to what P holds (`accumulate`) instead of to the bias.
 
 struct Dims {
     rows: u32,
     k: u32,
     cols: u32,
+    row0: u32,
+    k_begin: u32,
+    k_end: u32,
+    accumulate: u32,
     _pad: u32,
 }
 
@@ -33,13 +42,15 @@ fn main(
     let tx = lid.x;
     let ty = lid.y;
     let t = ty * 16u + tx;
-    let row0 = wid.y * 64u;
+    let row0 = dims.row0 + wid.y * 64u;
     let col0 = wid.x * 64u;
     var acc: array<vec4<f32>, 4>;
     for (var i = 0u; i < 4u; i = i + 1u) {
         acc[i] = vec4<f32>(0.0);
     }
-    for (var k0 = 0u; k0 < dims.k; k0 = k0 + SLAB) {
+    // k_begin is a whole number of slabs, and k_end one too unless it is k: a slab never
+    // straddles two dispatches, and the loads' bounds stay those of the whole matrices.
+    for (var k0 = dims.k_begin; k0 < dims.k_end; k0 = k0 + SLAB) {
         // 256 quads of each operand, one per thread.
         x_tile[t] = load_x(row0 + t / 4u, k0 + (t % 4u) * 4u);
         w_tile[t] = load_w(k0 + t / 16u, col0 + (t % 16u) * 4u);
@@ -64,7 +75,11 @@ fn main(
     for (var i = 0u; i < 4u; i = i + 1u) {
         let row = row0 + ty * 4u + i;
         if (row < dims.rows) {
-            store_p(row, col, acc[i] + b);
+            if (dims.accumulate != 0u) {
+                store_p(row, col, load_p(row, col) + acc[i]);
+            } else {
+                store_p(row, col, acc[i] + b);
+            }
         }
     }
 }

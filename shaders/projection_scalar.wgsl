@@ -42,6 +42,17 @@ fn load_bias(col: u32) -> vec4<f32> {
     return v;
 }
 
+// P[row, col .. col + 4], zeros past the edge: what earlier spans of k summed.
+fn load_p(row: u32, col: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (col + j < dims.cols) {
+            v[j] = p[row * dims.cols + col + j];
+        }
+    }
+    return v;
+}
+
 fn store_p(row: u32, col: u32, v: vec4<f32>) {
     for (var j = 0u; j < 4u; j = j + 1u) {
         if (col + j < dims.cols) {

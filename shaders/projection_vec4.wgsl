@@ -25,6 +25,10 @@ fn load_bias(col: u32) -> vec4<f32> {
     return bias[col / 4u];
 }
 
+fn load_p(row: u32, col: u32) -> vec4<f32> {
+    return p[(row * dims.cols + col) / 4u];
+}
+
 fn store_p(row: u32, col: u32, v: vec4<f32>) {
     p[(row * dims.cols + col) / 4u] = v;
 }

@@ -1,6 +1,8 @@
-// Every step of a chunk in one dispatch: each workgroup owns ROWS batch rows and runs
-// h_s = activate(clip(P[s] + h_{s-1} · U)) for s = 0 .. params.step itself, the state in workgroup
-// memory and a barrier between steps. Sequences are independent, so workgroups never wait on
+// Many steps in one dispatch: each workgroup owns ROWS batch rows and runs
+// h_s = activate(clip(P[s] + h_{s-1} · U)) for the params.count steps from s = params.step on
+// itself, the state in workgroup memory and a barrier between steps. The host cuts a chunk into
+// such dispatches so that no invocation loops past the loop budget; the state passes from one to
+// the next through h_in and h_out. Sequences are independent, so workgroups never wait on
 // each other. U is staged in workgroup memory too when it fits (U_SHARED). Same bindings as
 // recurrent_step.wgsl; P, Y and the mask are time-major (step s of row n at (s · n_rows + n) · m).
 // `activate` comes from activations.wgsl and `Step` from step_params.wgsl, prepended when the
@@ -88,7 +90,8 @@ fn main(
     workgroupBarrier();
 
     var src = 0u;
-    for (var s = 0u; s < params.step; s = s + 1u) {
+    let end = params.step + params.count;
+    for (var s = params.step; s < end; s = s + 1u) {
         let dst = half - src;
         let time = time_of(s);
         let out = out_of(s);

@@ -4,8 +4,8 @@
 struct Step {
     n: u32,
     m: u32,
-    // The time step to run (recurrent_step.wgsl, softmax_rows.wgsl), or the number of steps in the
-    // chunk (recurrent_persistent.wgsl, which runs them all).
+    // The time step to run (recurrent_step.wgsl, softmax_rows.wgsl), or the first of the `count`
+    // steps recurrent_persistent.wgsl runs.
     step: u32,
     // bit 0: store into the sequence output (the step kernels); bit 1: store into the sequence
     // output, bit 2: log-softmax (softmax_rows.wgsl); bit 3: read `mask` (0 marks a padded step:
@@ -16,7 +16,9 @@ struct Step {
     flags: u32,
     // Steps of the whole sequence, for bits 5 and 6.
     t_len: u32,
-    _pad0: u32,
+    // Steps the persistent kernel runs from `step` on: a bounded share of the chunk, so that no
+    // invocation loops past the loop budget (`plan::persistent_steps_per_dispatch`).
+    count: u32,
     _pad1: u32,
     _pad2: u32,
 }

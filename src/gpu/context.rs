@@ -11,12 +11,11 @@ use crate::error::{Result, RnnError};
 use crate::gpu::plan::PersistentShape;
 use crate::gpu::shaders;
 
-/// Bytes of one step's parameters in the uniform buffer; dynamic offsets are multiples of the
-/// device's uniform alignment, at least this.
-pub(crate) const STEP_PARAMS_SIZE: u64 = 32;
+/// Bytes of the parameters a kernel reads at a dynamic offset of its uniform buffer (one step's,
+/// one projection dispatch's); the offsets are multiples of [`ContextInner::params_stride`].
+pub(crate) const DYNAMIC_PARAMS_SIZE: u64 = 32;
 
-/// Bytes of the parameters of every kernel bound without a dynamic offset (projection, model
-/// kernels).
+/// Bytes of the parameters of every kernel bound without a dynamic offset (the model kernels).
 pub(crate) const PARAMS_SIZE: u64 = 16;
 
 /// How the recurrent steps are scheduled on the GPU.
@@ -50,6 +49,12 @@ impl StepStrategy {
     /// Under [`StepStrategy::Auto`], the most state values (batch rows × units) of a chunk for
     /// which the persistent kernel is chosen.
     pub const AUTO_MAX_PERSISTENT_STATE: usize = 1024;
+
+    /// Under [`StepStrategy::Auto`], the fewest steps one persistent dispatch must be able to run
+    /// for the persistent kernel to be chosen: its loop budget per invocation cuts a chunk into
+    /// dispatches, fewer steps each the wider the layer, and below this the dispatches cost
+    /// about what the per-step kernel's do.
+    pub const AUTO_MIN_PERSISTENT_STEPS: usize = 32;
 }
 
 /// How to choose and use a GPU.
@@ -228,7 +233,7 @@ impl GpuContext {
                 Binding::Read,
                 Binding::Read,
                 Binding::ReadWrite,
-                Binding::Uniform,
+                Binding::DynamicUniform,
             ],
         );
         let step_layout = bind_group_layout(
@@ -332,6 +337,12 @@ impl GpuContext {
 }
 
 impl ContextInner {
+    /// Bytes between consecutive parameter slots of a uniform buffer read at dynamic offsets:
+    /// the device's offset alignment, at least [`DYNAMIC_PARAMS_SIZE`].
+    pub(crate) fn params_stride(&self) -> u64 {
+        u64::from(self.limits.min_uniform_buffer_offset_alignment).max(DYNAMIC_PARAMS_SIZE)
+    }
+
     /// The recurrent-step pipeline for an activation, clip and rows per thread, compiled on first
     /// use.
     pub(crate) fn step_pipeline(
@@ -632,7 +643,7 @@ fn bind_group_layout(
                         ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: dynamic,
                         min_binding_size: wgpu::BufferSize::new(if dynamic {
-                            STEP_PARAMS_SIZE
+                            DYNAMIC_PARAMS_SIZE
                         } else {
                             PARAMS_SIZE
                         }),

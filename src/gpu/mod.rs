@@ -3,6 +3,7 @@
 mod context;
 pub(crate) mod model;
 mod plan;
+mod projection;
 mod rnn;
 pub mod shaders;
 

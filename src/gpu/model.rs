@@ -14,11 +14,14 @@ use wgpu::util::DeviceExt;
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
-use crate::gpu::context::{ContextInner, ErrorScope, GpuContext, STEP_PARAMS_SIZE};
-use crate::gpu::plan::{PROJECTION_TILE, persistent_workgroups, step_workgroups};
+use crate::gpu::context::{ContextInner, ErrorScope, GpuContext};
+use crate::gpu::plan::{
+    DISPATCH_FMA_BUDGET, masking_fits, persistent_workgroups, row_kernel_fits, step_workgroups,
+};
+use crate::gpu::projection::Projection;
 use crate::gpu::rnn::{
-    ChunkBindings, ChunkBuffers, Dims, FLIP_OUTPUT, GpuRnn, PADDED_OUTPUT_IS_STATE, READS_MASK,
-    REVERSE_TIME, bind_group, read_back,
+    ChunkBindings, ChunkBuffers, FLIP_OUTPUT, GpuRnn, PADDED_OUTPUT_IS_STATE, READS_MASK,
+    REVERSE_TIME, bind_group, dynamic_params, read_back,
 };
 use crate::keras::{KerasLayer, KerasModel, MergeMode};
 
@@ -101,6 +104,11 @@ enum Work {
         pipeline: wgpu::ComputePipeline,
         bind_group: wgpu::BindGroup,
         groups: (u32, u32),
+    },
+    /// A Dense layer's GEMM, in bounded dispatches.
+    Projection {
+        projection: Projection,
+        bind_group: wgpu::BindGroup,
     },
     Recurrent {
         rnn: Arc<GpuRnn>,
@@ -385,6 +393,13 @@ impl ResidentModel {
                     pass.set_bind_group(0, bind_group, &[]);
                     pass.dispatch_workgroups(groups.0, groups.1, 1);
                 }
+                Work::Projection {
+                    projection,
+                    bind_group,
+                } => {
+                    let pass = pass.get_or_insert_with(|| begin_pass(&mut encoder));
+                    projection.encode(inner, pass, bind_group, inner.params_stride());
+                }
                 Work::Recurrent {
                     rnn,
                     bindings,
@@ -594,6 +609,9 @@ impl<'a> Builder<'a> {
                 }
                 Layer::Masking { mask_value } => {
                     x.t?;
+                    if !masking_fits(x.width) {
+                        return None;
+                    }
                     let mask_buffer = self.storage("model.mask", t * n);
                     let params = self.uniform(
                         "model.masking.params",
@@ -660,30 +678,24 @@ impl<'a> Builder<'a> {
                     }
                     let rows = x.t.unwrap_or(1) * n;
                     let out = self.storage("model.dense", rows * units);
-                    let dims = Dims {
-                        rows: rows as u32,
-                        k: *d as u32,
-                        cols: *units as u32,
-                        _pad: 0,
-                    };
-                    let dims = self.uniform("model.dense.dims", bytemuck::cast(dims));
-                    let groups = (
-                        (*units as u64).div_ceil(PROJECTION_TILE),
-                        (rows as u64).div_ceil(PROJECTION_TILE),
-                    );
-                    if groups.1 > self.max_groups || groups.0 > self.max_groups {
-                        self.fits = false;
-                    }
-                    let vectorized = d.is_multiple_of(4) && units.is_multiple_of(4);
-                    let pipeline = self.inner.projection[usize::from(vectorized)].clone();
-                    let layout = self.inner.projection_layout.clone();
-                    self.kernel(
-                        &pipeline,
+                    let projection = self.projection(rows, *d, *units);
+                    let dims = self.params("model.dense.dims", &projection);
+                    let bind_group = bind_group(
+                        self.inner,
                         "model.dense.bind",
-                        &layout,
-                        &[&x.buffer, kernel, bias, &out, &dims],
-                        (groups.0 as u32, groups.1 as u32),
+                        &self.inner.projection_layout,
+                        &[
+                            x.buffer.as_entire_binding(),
+                            kernel.as_entire_binding(),
+                            bias.as_entire_binding(),
+                            out.as_entire_binding(),
+                            dynamic_params(&dims),
+                        ],
                     );
+                    self.work.push(Work::Projection {
+                        projection,
+                        bind_group,
+                    });
                     let out = Value {
                         buffer: out,
                         t: x.t,
@@ -719,10 +731,33 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// A projection GEMM of `rows` × `k` × `cols`; marks the plan as not fitting when its
+    /// column tiles pass the workgroup limit (its rows are cut into dispatches that fit).
+    fn projection(&mut self, rows: usize, k: usize, cols: usize) -> Projection {
+        if (cols as u64).div_ceil(crate::gpu::plan::PROJECTION_TILE) > self.max_groups {
+            self.fits = false;
+        }
+        Projection::new(self.inner, rows, k, cols)
+    }
+
+    /// The uniform buffer of a projection's dispatch parameters.
+    fn params(&self, label: &str, projection: &Projection) -> wgpu::Buffer {
+        self.inner
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &projection.params_bytes(self.inner.params_stride()),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
     /// An activation in place on `x` (nothing for linear).
     fn activation(&mut self, x: &Value, n: usize, activation: Activation) -> Option<()> {
         if activation == Activation::Linear {
             return Some(());
+        }
+        if !row_kernel_fits(x.width) {
+            return None;
         }
         let rows = x.t.unwrap_or(1) * n;
         let pipeline = self.inner.rows_pipeline(activation).ok()?;
@@ -821,8 +856,7 @@ impl<'a> Builder<'a> {
             } else {
                 0
             };
-        let stride =
-            u64::from(inner.limits.min_uniform_buffer_offset_alignment).max(STEP_PARAMS_SIZE);
+        let stride = inner.params_stride();
         let params = inner
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -830,23 +864,20 @@ impl<'a> Builder<'a> {
                 contents: &rnn.step_params_bytes(n, t, stride, order),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        let dims = self.uniform(
-            "model.projection_dims",
-            bytemuck::cast(Dims {
-                rows: (t * n) as u32,
-                k: d as u32,
-                cols: m as u32,
-                _pad: 0,
-            }),
-        );
-        // The step kernels' dispatches must fit too.
+        let projection = self.projection(t * n, d, m);
+        let dims = self.params("model.projection_dims", &projection);
+        // The step kernels' dispatches must fit too, in workgroups and in work.
         let most = self.max_groups;
         let (gx, gy) = step_workgroups(n, m);
-        let rows_groups = ((t * n) as u64).div_ceil(PROJECTION_TILE);
-        if gx > most || gy > most || rows_groups > most || (n as u64).div_ceil(most) > most {
+        if gx > most
+            || gy > most
+            || (n as u64).div_ceil(most) > most
+            || (n as u64).saturating_mul((m as u64).pow(2)) > DISPATCH_FMA_BUDGET
+            || (config.activation.is_row_wise() && !row_kernel_fits(m))
+        {
             self.fits = false;
         }
-        if let Some((shape, _)) = rnn.persistent_for(n) {
+        if let Some(((shape, _), _)) = rnn.persistent_for(n) {
             let (px, py) = persistent_workgroups(n, shape.rows, most);
             if u64::from(px) > most || u64::from(py) > most {
                 self.fits = false;

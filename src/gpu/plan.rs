@@ -96,6 +96,132 @@ pub(crate) fn persistent_workgroups(nb: usize, rows: u32, max_per_dimension: u64
 /// Time steps one submission encodes at most: bounds the per-step parameter buffer.
 pub(crate) const MAX_STEPS_PER_CHUNK: u64 = 4096;
 
+/// Loop iterations, all loops together, that one invocation may run in one dispatch.
+///
+/// lavapipe (llvmpipe) silently leaves every loop of an invocation once it has run 65,535
+/// iterations in all, and no driver promises more; a quarter of that keeps a margin for loops
+/// the counts below round down. wgpu exposes no such limit, so it is the same for every adapter.
+pub(crate) const LOOP_BUDGET: u64 = 16_384;
+
+/// Multiply-adds one dispatch may do: at 100 GFLOP/s, a slow integrated GPU, about 90 ms, far
+/// from the ~2 s after which Windows resets a GPU (TDR) and from mobile drivers' watchdogs.
+pub(crate) const DISPATCH_FMA_BUDGET: u64 = 1 << 32;
+
+/// Loop iterations, at most, of one 16-deep slab of K in the register-tiled GEMMs
+/// (`shaders/projection.wgsl`, `shaders/recurrent_step.wgsl`): the slab loop, the four quads,
+/// the 4 × 4 rows and the two 4-wide loads, counted as if none were unrolled.
+const GEMM_SLAB_ITERATIONS: u64 = 32;
+
+/// Loop iterations of a GEMM invocation outside its slabs (the bias and store loops).
+const GEMM_FIXED_ITERATIONS: u64 = 64;
+
+/// Depth of one K slab of the register-tiled GEMMs.
+pub(crate) const GEMM_SLAB: u64 = 16;
+
+/// The deepest K one GEMM dispatch walks within [`LOOP_BUDGET`], a whole number of slabs.
+pub(crate) const GEMM_MAX_K_SPAN: u64 =
+    (LOOP_BUDGET - GEMM_FIXED_ITERATIONS) / GEMM_SLAB_ITERATIONS * GEMM_SLAB;
+
+/// The most units the per-step kernel runs: its `h · U` walks all *M* rows of U in one
+/// invocation (a layer this wide has a U of 266 MB, past most devices' storage bindings).
+pub(crate) const MAX_STEP_UNITS: u64 = GEMM_MAX_K_SPAN;
+
+/// One dispatch of a projection GEMM `P = X · W + b` (X rows × k, W k × cols): rows `row0 ..
+/// row0 + rows` over `k_begin .. k_end`, adding to P (`accumulate`, for every K span after the
+/// first) or to the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GemmDispatch {
+    pub row0: u64,
+    pub rows: u64,
+    pub k_begin: u64,
+    pub k_end: u64,
+    pub accumulate: bool,
+}
+
+/// The dispatches of a `rows` × `k` × `cols` projection: K cut into spans of at most
+/// [`GEMM_MAX_K_SPAN`] (so no invocation passes [`LOOP_BUDGET`]), rows into blocks of whole
+/// 64-row tiles so that no dispatch passes [`DISPATCH_FMA_BUDGET`] or `max_workgroups` tiles.
+/// Row blocks in order, each block's K spans in order.
+pub(crate) fn gemm_dispatches(
+    rows: u64,
+    k: u64,
+    cols: u64,
+    max_workgroups: u64,
+) -> Vec<GemmDispatch> {
+    let span = k.clamp(1, GEMM_MAX_K_SPAN);
+    let per_row = span.saturating_mul(cols.max(1));
+    let tiles = (DISPATCH_FMA_BUDGET / per_row / PROJECTION_TILE).clamp(1, max_workgroups.max(1));
+    let block = tiles * PROJECTION_TILE;
+    let mut dispatches = Vec::new();
+    let mut row0 = 0;
+    while row0 < rows {
+        let block_rows = block.min(rows - row0);
+        let mut k_begin = 0;
+        loop {
+            let k_end = (k_begin + span).min(k);
+            dispatches.push(GemmDispatch {
+                row0,
+                rows: block_rows,
+                k_begin,
+                k_end,
+                accumulate: k_begin > 0,
+            });
+            k_begin = k_end;
+            if k_begin >= k {
+                break;
+            }
+        }
+        row0 += block_rows;
+    }
+    dispatches
+}
+
+/// Loop iterations one invocation of the persistent kernel runs for one step, and once per
+/// dispatch (staging U and the state, storing the state), at `m` units in `shape`; `row_wise`
+/// for softmax and log-softmax, which reduce each row in the kernel.
+fn persistent_iterations(m: u64, shape: PersistentShape, row_wise: bool) -> (u64, u64) {
+    let items = (u64::from(shape.rows) * m).div_ceil(PERSISTENT_THREADS);
+    let mut per_step = 1 + items * (m + 2) + 1;
+    if row_wise {
+        let rows = u64::from(shape.rows).div_ceil(PERSISTENT_THREADS);
+        per_step += rows * (2 * m + 2) + 1 + items + 1;
+    }
+    let staging = if shape.u_shared {
+        (m * m).div_ceil(PERSISTENT_THREADS) + 1
+    } else {
+        0
+    };
+    (per_step, staging + 2 * (items + 1))
+}
+
+/// The most steps one persistent dispatch over `nb` rows runs: within [`LOOP_BUDGET`] per
+/// invocation and [`DISPATCH_FMA_BUDGET`] per dispatch. 0 when not even one step fits, and the
+/// per-step kernel must run the layer.
+pub(crate) fn persistent_steps_per_dispatch(
+    m: usize,
+    shape: PersistentShape,
+    row_wise: bool,
+    nb: usize,
+) -> u64 {
+    let m = m as u64;
+    let (per_step, once) = persistent_iterations(m, shape, row_wise);
+    let by_loops = LOOP_BUDGET.saturating_sub(once) / per_step;
+    let fma_per_step = (nb as u64).max(1).saturating_mul(m * m).max(1);
+    by_loops.min((DISPATCH_FMA_BUDGET / fma_per_step).max(1))
+}
+
+/// Whether a kernel that gives each row a workgroup of 64 threads and walks the row three times
+/// (`rows_activation.wgsl`, `softmax_rows.wgsl`) stays within [`LOOP_BUDGET`] on rows of `width`.
+pub(crate) fn row_kernel_fits(width: usize) -> bool {
+    3 * (width as u64).div_ceil(64) + 32 <= LOOP_BUDGET
+}
+
+/// Whether the masking kernel (`masking.wgsl`: one thread walks its row twice) stays within
+/// [`LOOP_BUDGET`] on rows of `width`.
+pub(crate) fn masking_fits(width: usize) -> bool {
+    2 * (width as u64 + 1) <= LOOP_BUDGET
+}
+
 /// The limits that shape a plan.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PlanLimits {
@@ -140,6 +266,12 @@ pub(crate) fn check_weights(d: usize, m: usize, limits: &PlanLimits) -> Result<(
             bytes(m * m)
         )));
     }
+    if m > MAX_STEP_UNITS {
+        return Err(RnnError::DeviceLimit(format!(
+            "{m} units: the GPU kernels run at most {MAX_STEP_UNITS} (one step's h · U must stay \
+             within a bounded loop per invocation); use the CPU backend"
+        )));
+    }
     if m.div_ceil(STEP_TILE_COLS) > limits.max_workgroups {
         return Err(RnnError::DeviceLimit(format!(
             "{m} units need {} workgroups in one dimension; the device allows {}",
@@ -169,7 +301,12 @@ pub(crate) fn plan(
     // projection covers steps × batch rows in tiles of PROJECTION_TILE.
     let most_batch = limits.max_workgroups.saturating_mul(STEP_TILE_ROWS);
     let most_rows = limits.max_workgroups.saturating_mul(PROJECTION_TILE);
-    let batch = (n as u64).min(budget / row_bytes).min(most_batch);
+    // One per-step dispatch does batch · M² multiply-adds.
+    let most_fma_batch = (DISPATCH_FMA_BUDGET / (m as u64).pow(2).max(1)).max(1);
+    let batch = (n as u64)
+        .min(budget / row_bytes)
+        .min(most_batch)
+        .min(most_fma_batch);
     if batch == 0 {
         return Err(RnnError::DeviceLimit(format!(
             "one row of {} floats ({row_bytes} bytes) does not fit a buffer of {budget} bytes",
@@ -295,6 +432,98 @@ mod tests {
         assert_eq!(persistent_workgroups(17, 8, 65535), (3, 1));
         let (x, y) = persistent_workgroups(200_000, 1, 65535);
         assert!(x as u64 <= 65535 && u64::from(x) * u64::from(y) >= 200_000);
+    }
+
+    #[test]
+    fn gemm_dispatches_cover_every_row_and_depth_once_within_the_budgets() {
+        for (rows, k, cols) in [
+            (1, 1, 1),
+            (64, 16, 64),
+            (1000, 8160, 3),
+            (7, 8161, 5),
+            (100_000, 2048, 1024),
+            (3, 1_200_000, 4),
+            (1 << 22, 64, 64),
+        ] {
+            let dispatches = gemm_dispatches(rows, k, cols, 65535);
+            // Every (row, depth) pair is covered exactly once, the first span of a block
+            // writing and every later one accumulating.
+            let mut row = 0;
+            let mut i = 0;
+            while row < rows {
+                let block = dispatches[i].rows;
+                let mut depth = 0;
+                while depth < k {
+                    let d = dispatches[i];
+                    assert_eq!((d.row0, d.rows, d.k_begin), (row, block, depth));
+                    assert_eq!(d.accumulate, depth > 0);
+                    assert!(d.k_end > d.k_begin && d.k_end - d.k_begin <= GEMM_MAX_K_SPAN);
+                    assert!(d.k_end == k || d.k_end % GEMM_SLAB == 0);
+                    assert!(d.rows.div_ceil(PROJECTION_TILE) <= 65535);
+                    let fma = d.rows.div_ceil(PROJECTION_TILE)
+                        * PROJECTION_TILE
+                        * cols
+                        * (d.k_end - d.k_begin);
+                    assert!(fma <= DISPATCH_FMA_BUDGET || d.rows <= PROJECTION_TILE);
+                    depth = d.k_end;
+                    i += 1;
+                }
+                row += block;
+            }
+            assert_eq!(i, dispatches.len(), "{rows} × {k} × {cols}");
+        }
+        // The deepest span stays within the loop budget, a whole number of slabs.
+        assert_eq!(GEMM_MAX_K_SPAN % GEMM_SLAB, 0);
+        assert!(
+            GEMM_MAX_K_SPAN / GEMM_SLAB * GEMM_SLAB_ITERATIONS + GEMM_FIXED_ITERATIONS
+                <= LOOP_BUDGET
+        );
+        assert!(LOOP_BUDGET * 2 < 65_535, "well under lavapipe's cap");
+    }
+
+    #[test]
+    fn persistent_dispatches_stay_within_the_loop_budget() {
+        for m in [1, 8, 16, 64, 100, 128, 256, 500, 1024, 2000] {
+            for row_wise in [false, true] {
+                let Some(shape) = persistent_shape(m, 32 << 10) else {
+                    continue;
+                };
+                let steps = persistent_steps_per_dispatch(m, shape, row_wise, 1);
+                let (per_step, once) = persistent_iterations(m as u64, shape, row_wise);
+                assert!(once + steps * per_step <= LOOP_BUDGET, "m={m}");
+                if steps > 0 {
+                    // Not pessimistic by more than one step.
+                    assert!(once + (steps + 1) * per_step > LOOP_BUDGET, "m={m}");
+                }
+            }
+        }
+        // Small layers run hundreds of steps per dispatch, wide ones few or none.
+        let small = persistent_shape(16, 32 << 10).unwrap();
+        assert!(persistent_steps_per_dispatch(16, small, false, 1) >= 500);
+        let wide = persistent_shape(4000, 64 << 10).unwrap();
+        assert_eq!(persistent_steps_per_dispatch(4000, wide, false, 1), 0);
+        // Many rows bound the steps by the work of the dispatch.
+        let steps = persistent_steps_per_dispatch(64, small, false, 1 << 20);
+        assert!(steps >= 1 && steps * (1 << 20) * 64 * 64 <= DISPATCH_FMA_BUDGET);
+    }
+
+    #[test]
+    fn batches_are_cut_so_one_step_dispatch_does_bounded_work() {
+        let p = plan(100_000, 10, 8, 4096, &limits(1 << 40, None)).unwrap();
+        assert!(p.batch as u64 * 4096 * 4096 <= DISPATCH_FMA_BUDGET);
+        assert!(matches!(
+            check_weights(4, MAX_STEP_UNITS as usize + 1, &limits(1 << 40, None)),
+            Err(RnnError::DeviceLimit(_))
+        ));
+        assert!(check_weights(4, MAX_STEP_UNITS as usize, &limits(1 << 40, None)).is_ok());
+    }
+
+    #[test]
+    fn row_kernels_refuse_rows_past_the_loop_budget() {
+        assert!(row_kernel_fits(100_000));
+        assert!(!row_kernel_fits(1 << 20));
+        assert!(masking_fits(4096));
+        assert!(!masking_fits(10_000));
     }
 
     #[test]

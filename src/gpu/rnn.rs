@@ -9,27 +9,18 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, s};
 
 use crate::error::{Result, RnnError};
 use crate::gpu::context::{
-    ContextInner, ErrorScope, GpuContext, STEP_PARAMS_SIZE, StepStrategy, poisoned,
+    ContextInner, DYNAMIC_PARAMS_SIZE, ErrorScope, GpuContext, StepStrategy, poisoned,
 };
 use crate::gpu::plan::{
-    ChunkPlan, PROJECTION_TILE, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE,
-    check_weights, persistent_shape, persistent_workgroups, plan, step_rows_per_thread,
-    step_workgroups,
+    ChunkPlan, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE, check_weights,
+    persistent_shape, persistent_steps_per_dispatch, persistent_workgroups, plan,
+    step_rows_per_thread, step_workgroups,
 };
+use crate::gpu::projection::Projection;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn};
 
-/// The projection kernel's dimensions (`shaders/projection.wgsl`, `Dims`).
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Dims {
-    pub(crate) rows: u32,
-    pub(crate) k: u32,
-    pub(crate) cols: u32,
-    pub(crate) _pad: u32,
-}
-
-/// One step's parameters (`Step` in recurrent_step.wgsl, `Rows` in softmax_rows.wgsl), or a
-/// chunk's (`Step` in recurrent_persistent.wgsl, `step` then counting the steps).
+/// One step's parameters (`Step` in shaders/step_params.wgsl) for recurrent_step.wgsl and
+/// softmax_rows.wgsl, or one persistent dispatch's (`step` then the first of `count` steps).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct StepParams {
@@ -39,7 +30,9 @@ pub(crate) struct StepParams {
     pub(crate) flags: u32,
     /// Steps of the whole sequence, for [`REVERSE_TIME`] and [`FLIP_OUTPUT`].
     pub(crate) t_len: u32,
-    pub(crate) _pad: [u32; 3],
+    /// Steps one persistent dispatch runs.
+    pub(crate) count: u32,
+    pub(crate) _pad: [u32; 2],
 }
 
 const STEP_WRITES_SEQUENCE: u32 = 1;
@@ -67,8 +60,9 @@ pub struct GpuRnn {
     bias: wgpu::Buffer,
     /// The per-step kernel with one row per thread, and with [`STEP_ROWS_PER_THREAD_LARGE`].
     step_pipelines: [wgpu::ComputePipeline; 2],
-    /// The persistent kernel and its layout, unless the strategy never picks it or the layer's
-    /// state does not fit workgroup memory.
+    /// The persistent kernel and its layout, unless the strategy never picks it, the layer's
+    /// state does not fit workgroup memory, or not even one step fits one dispatch's loop
+    /// budget.
     persistent: Option<(PersistentShape, wgpu::ComputePipeline)>,
     /// Idle working buffers; a forward takes one (or makes one) and gives it back.
     workspaces: Mutex<Vec<Workspace>>,
@@ -107,7 +101,10 @@ impl GpuRnn {
                 match persistent_shape(
                     m,
                     u64::from(inner.limits.max_compute_workgroup_storage_size),
-                ) {
+                )
+                .filter(|shape| {
+                    persistent_steps_per_dispatch(m, *shape, activation.is_row_wise(), 1) > 0
+                }) {
                     Some(shape) => Some((
                         shape,
                         inner.persistent_pipeline(activation, clip, m, shape)?,
@@ -366,25 +363,26 @@ impl GpuRnn {
         let inner = &*self.ctx.inner;
         let (d, m) = (self.layer.input_dim(), self.layer.units());
         let row_softmax = self.layer.config().activation.is_row_wise();
-        let vectorized = d.is_multiple_of(4) && m.is_multiple_of(4);
-        pass.set_pipeline(&inner.projection[usize::from(vectorized)]);
-        pass.set_bind_group(0, &bindings.projection, &[]);
-        let rows = (ns * nb) as u64;
-        pass.dispatch_workgroups(
-            (m as u64).div_ceil(PROJECTION_TILE) as u32,
-            rows.div_ceil(PROJECTION_TILE) as u32,
-            1,
+        Projection::new(inner, ns * nb, d, m).encode(
+            inner,
+            pass,
+            &bindings.projection,
+            bindings.params_stride,
         );
 
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
-        if let Some((shape, pipeline)) = self.persistent_for(nb) {
-            // The chunk's parameters follow the `ns` per-step ones.
-            let offset = (ns as u64 * bindings.params_stride) as u32;
+        if let Some(((shape, pipeline), per_dispatch)) = self.persistent_for(nb) {
+            // The dispatches' parameters follow the `ns` per-step ones; the state alternates
+            // between the two buffers from one dispatch to the next.
             let (x, y) = persistent_workgroups(nb, shape.rows, most);
             pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bindings.step[current], &[offset]);
-            pass.dispatch_workgroups(x, y, 1);
-            return 1 - current;
+            for i in 0..ns.div_ceil(per_dispatch) {
+                let offset = ((ns + i) as u64 * bindings.params_stride) as u32;
+                pass.set_bind_group(0, &bindings.step[current], &[offset]);
+                pass.dispatch_workgroups(x, y, 1);
+                current = 1 - current;
+            }
+            return current;
         }
 
         let step_pipeline = &self.step_pipelines[usize::from(step_rows_per_thread(nb) != 1)];
@@ -407,42 +405,48 @@ impl GpuRnn {
     }
 
     /// Which of the two state buffers holds the last state after [`GpuRnn::encode_steps`] of
-    /// `ns` steps over `nb` rows starting from buffer 0: the persistent kernel writes the other
-    /// buffer once, the per-step kernel alternates every step.
+    /// `ns` steps over `nb` rows starting from buffer 0: every dispatch, persistent or per-step,
+    /// writes the other buffer.
     pub(crate) fn final_state_index(&self, nb: usize, ns: usize) -> usize {
-        if self.persistent_for(nb).is_some() {
-            1
-        } else {
-            ns % 2
+        match self.persistent_for(nb) {
+            Some((_, per_dispatch)) => ns.div_ceil(per_dispatch) % 2,
+            None => ns % 2,
         }
     }
 
-    /// The persistent kernel when the strategy picks it for a chunk of `nb` rows.
+    /// The persistent kernel, and the most steps one of its dispatches runs, when the strategy
+    /// picks it for a chunk of `nb` rows.
     pub(crate) fn persistent_for(
         &self,
         nb: usize,
-    ) -> Option<&(PersistentShape, wgpu::ComputePipeline)> {
+    ) -> Option<(&(PersistentShape, wgpu::ComputePipeline), usize)> {
+        let m = self.layer.units();
+        let (shape, _) = self.persistent.as_ref()?;
+        let row_wise = self.layer.config().activation.is_row_wise();
+        let per_dispatch = persistent_steps_per_dispatch(m, *shape, row_wise, nb) as usize;
         let chosen = match self.ctx.inner.options.strategy {
             StepStrategy::PerStep => false,
-            StepStrategy::Persistent => true,
+            StepStrategy::Persistent => per_dispatch > 0,
             StepStrategy::Auto => {
-                nb * self.layer.units() <= StepStrategy::AUTO_MAX_PERSISTENT_STATE
+                nb * m <= StepStrategy::AUTO_MAX_PERSISTENT_STATE
+                    && per_dispatch >= StepStrategy::AUTO_MIN_PERSISTENT_STEPS
             }
         };
-        self.persistent.as_ref().filter(|_| chosen)
+        chosen.then(|| {
+            (
+                self.persistent.as_ref().expect("checked above"),
+                per_dispatch,
+            )
+        })
     }
 
     fn write_params(&self, ws: &Workspace, nb: usize, ns: usize, schedule: &Schedule<'_>) {
         let inner = &*self.ctx.inner;
-        let dims = Dims {
-            rows: (ns * nb) as u32,
-            k: self.layer.input_dim() as u32,
-            cols: self.layer.units() as u32,
-            _pad: 0,
-        };
+        let projection =
+            Projection::new(inner, ns * nb, self.layer.input_dim(), self.layer.units());
         inner
             .queue
-            .write_buffer(&ws.dims, 0, bytemuck::bytes_of(&dims));
+            .write_buffer(&ws.dims, 0, &projection.params_bytes(ws.params_stride));
         let order = if schedule.has_padding() {
             READS_MASK
         } else {
@@ -457,9 +461,10 @@ impl GpuRnn {
     }
 
     /// The uniform bytes of `ns` steps over `nb` rows, one [`StepParams`] every `stride` bytes,
-    /// then the persistent kernel's for the whole chunk. `order` holds the mask and direction
-    /// flags ([`READS_MASK`], [`PADDED_OUTPUT_IS_STATE`], [`REVERSE_TIME`], [`FLIP_OUTPUT`]);
-    /// the sequence and softmax flags follow from the layer.
+    /// then, when the persistent kernel runs them, one for each of its dispatches: at most
+    /// [`GpuRnn::params_slots`] in all. `order` holds the mask and direction flags
+    /// ([`READS_MASK`], [`PADDED_OUTPUT_IS_STATE`], [`REVERSE_TIME`], [`FLIP_OUTPUT`]); the
+    /// sequence and softmax flags follow from the layer.
     pub(crate) fn step_params_bytes(
         &self,
         nb: usize,
@@ -484,21 +489,36 @@ impl GpuRnn {
             } else {
                 0
             };
+        let step = |step: usize, count: usize, flags: u32| StepParams {
+            n: nb as u32,
+            m: self.layer.units() as u32,
+            step: step as u32,
+            flags,
+            t_len: ns as u32,
+            count: count as u32,
+            _pad: [0; 2],
+        };
+        let mut slots: Vec<StepParams> = (0..ns).map(|s| step(s, 1, flags)).collect();
+        if let Some((_, per_dispatch)) = self.persistent_for(nb) {
+            slots.extend(
+                (0..ns)
+                    .step_by(per_dispatch)
+                    .map(|s| step(s, per_dispatch.min(ns - s), persistent_flags)),
+            );
+        }
         let stride = stride as usize;
-        let mut bytes = vec![0u8; (ns + 1) * stride];
-        for s in 0..=ns {
-            let params = StepParams {
-                n: nb as u32,
-                m: self.layer.units() as u32,
-                step: s as u32,
-                flags: if s < ns { flags } else { persistent_flags },
-                t_len: ns as u32,
-                _pad: [0; 3],
-            };
-            bytes[s * stride..s * stride + STEP_PARAMS_SIZE as usize]
-                .copy_from_slice(bytemuck::bytes_of(&params));
+        let mut bytes = vec![0u8; slots.len() * stride];
+        for (i, params) in slots.iter().enumerate() {
+            bytes[i * stride..i * stride + DYNAMIC_PARAMS_SIZE as usize]
+                .copy_from_slice(bytemuck::bytes_of(params));
         }
         bytes
+    }
+
+    /// Parameter slots [`GpuRnn::step_params_bytes`] fills at most for `ns` steps: one per step
+    /// and one per persistent dispatch, of which there are no more than steps.
+    pub(crate) fn params_slots(ns: usize) -> u64 {
+        2 * ns.max(1) as u64
     }
 
     fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
@@ -560,16 +580,17 @@ impl GpuRnn {
         ];
         let readback = buffer("rnn.readback", bytes[3], U::MAP_READ | U::COPY_DST);
         let mask = buffer("rnn.mask", 4 * ns * nb, U::STORAGE | U::COPY_DST);
-        let params_stride =
-            u64::from(inner.limits.min_uniform_buffer_offset_alignment).max(STEP_PARAMS_SIZE);
+        let params_stride = inner.params_stride();
         let params = buffer(
             "rnn.step_params",
-            (ns + 1) * params_stride,
+            GpuRnn::params_slots(ns as usize) * params_stride,
             U::UNIFORM | U::COPY_DST,
         );
+        // Smaller chunks cut their projection into no more dispatches than the largest.
+        let projection = Projection::new(inner, (ns * nb) as usize, d as usize, m as usize);
         let dims = buffer(
             "rnn.projection_dims",
-            std::mem::size_of::<Dims>() as u64,
+            projection.dispatch_count() as u64 * params_stride,
             U::UNIFORM | U::COPY_DST,
         );
 
@@ -611,16 +632,18 @@ impl GpuRnn {
             dims,
             mask,
         } = buffers;
-        let params_binding = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: params,
-            offset: 0,
-            size: wgpu::BufferSize::new(STEP_PARAMS_SIZE),
-        });
+        let params_binding = dynamic_params(params);
         let projection = bind_group(
             inner,
             "rnn.projection.bind",
             &inner.projection_layout,
-            &[x, &self.kernel, &self.bias, projected, dims].map(|b| b.as_entire_binding()),
+            &[
+                x.as_entire_binding(),
+                self.kernel.as_entire_binding(),
+                self.bias.as_entire_binding(),
+                projected.as_entire_binding(),
+                dynamic_params(dims),
+            ],
         );
         let step = [0, 1].map(|i| {
             bind_group(
@@ -740,6 +763,15 @@ pub(crate) struct ChunkBindings {
     pub(crate) softmax: [wgpu::BindGroup; 2],
     /// Bytes between consecutive steps' parameters.
     pub(crate) params_stride: u64,
+}
+
+/// A uniform buffer of parameter slots, bound one slot wide for dynamic offsets.
+pub(crate) fn dynamic_params(buffer: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: 0,
+        size: wgpu::BufferSize::new(DYNAMIC_PARAMS_SIZE),
+    })
 }
 
 fn plan_limits(inner: &ContextInner) -> PlanLimits {
