@@ -42,7 +42,9 @@ pub use activation::Activation;
 pub use backend::Backend;
 pub use cpu::CpuRnn;
 pub use error::{Result, RnnError};
-pub use gpu::{AdapterSummary, GpuContext, GpuOptions, GpuRnn, StepStrategy};
+pub use gpu::{
+    ADAPTER_NAME_VARIABLE, AdapterSummary, GpuContext, GpuOptions, GpuRnn, StepStrategy,
+};
 pub use io::{
     NpyInput, load_keras_npz, load_keras_npz_bytes, parse_npy_f32, parse_npy_input,
     parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths, write_npy_f32,

@@ -11,8 +11,8 @@ use common::{assert_close, assert_same_output, gpu_with, random_layer, rng, unif
 use ndarray::{Array2, Array3, ArrayD};
 use rand::RngExt;
 use wgpu_rnn::{
-    Activation, Backend, CpuRnn, GpuRnn, KerasModel, KerasRunner, Padding, SimpleRnn,
-    SimpleRnnConfig, StepStrategy,
+    Activation, Backend, CpuRnn, GpuRnn, KerasModel, KerasRunner, NpyInput, Padding, SimpleRnn,
+    SimpleRnnConfig, StepStrategy, read_npy_f32, read_npy_input,
 };
 
 const EVERY_STRATEGY: [StepStrategy; 3] = [
@@ -176,29 +176,27 @@ fn long_row_wise_softmax_and_masks_under_every_strategy() {
     }
 }
 
-/// The demo model (Embedding with mask_zero → SimpleRNN(16) → Dense(2, softmax)) on reviews of
-/// 4,000 token ids, whole-model on the device and layer by layer, under every strategy, against
-/// the CPU path.
+/// The demo model (Embedding with mask_zero → SimpleRNN(16) → Dense(2, softmax)) on four reviews
+/// of 4,000 token ids (one post-padded, one pre-padded), whole-model on the device and layer by
+/// layer, under every strategy, against what Keras predicted and a float64 evaluation of the same
+/// weights (tests/fixtures/keras_models/demo_long.py wrote both).
 #[test]
-fn the_demo_model_on_four_thousand_tokens_on_every_gpu_path() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/keras_models/demo_text/model.keras");
-    let model = KerasModel::load(path).unwrap();
-    let mut r = rng(30);
-    let (n, t) = (3, 4000);
-    let ids = Array2::<i64>::from_shape_fn((n, t), |(row, s)| {
-        // Row 2 is post-padded after 2,500 tokens.
-        if row == 2 && s >= 2500 {
-            0
-        } else {
-            r.random_range(1..27)
-        }
-    })
-    .into_dyn();
+fn the_demo_model_on_four_thousand_tokens_matches_keras_on_every_path() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras_models");
+    let model = KerasModel::load(dir.join("demo_text/model.keras")).unwrap();
+    let ids: ArrayD<i64> = match read_npy_input(dir.join("demo_long/input.npy")).unwrap() {
+        NpyInput::Int(ids) => ids,
+        NpyInput::Float(_) => panic!("the demo input holds token ids"),
+    };
+    assert_eq!(ids.shape(), &[4, 4000]);
+    let keras: ArrayD<f32> = read_npy_f32(dir.join("demo_long/output.npy")).unwrap();
+    let exact: ArrayD<f32> = read_npy_f32(dir.join("demo_long/output_f64.npy")).unwrap();
     let predict = |runner: &mut KerasRunner| -> ArrayD<f32> {
         runner.predict_ids(ids.view()).unwrap().outputs.remove(0)
     };
-    let want = predict(&mut KerasRunner::new(model.clone(), &Backend::Cpu).unwrap());
+    let cpu = predict(&mut KerasRunner::new(model.clone(), &Backend::Cpu).unwrap());
+    assert_close(cpu.view(), keras.view(), "demo, 4,000 tokens, cpu vs Keras");
+    assert_close(cpu.view(), exact.view(), "demo, 4,000 tokens, cpu vs f64");
     for strategy in EVERY_STRATEGY {
         let backend = Backend::Gpu(gpu_with(strategy).clone());
         for resident in [true, false] {
@@ -206,11 +204,9 @@ fn the_demo_model_on_four_thousand_tokens_on_every_gpu_path() {
             runner.set_device_resident(resident);
             let got = predict(&mut runner);
             assert_eq!(runner.is_device_resident(), resident);
-            assert_close(
-                got.view(),
-                want.view(),
-                &format!("demo, {strategy:?}, resident {resident}"),
-            );
+            let what = format!("demo, 4,000 tokens, {strategy:?}, resident {resident}");
+            assert_close(got.view(), keras.view(), &format!("{what} vs Keras"));
+            assert_close(got.view(), exact.view(), &format!("{what} vs f64"));
         }
     }
 }

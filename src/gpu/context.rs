@@ -141,27 +141,15 @@ impl std::fmt::Debug for GpuContext {
 }
 
 impl GpuContext {
-    /// Finds an adapter, opens a device with the limits the adapter actually has, and compiles
-    /// the pipelines.
+    /// Finds an adapter ([`GpuContext::chosen_adapter`] says which), opens a device with the
+    /// limits the adapter actually has, and compiles the pipelines.
     ///
     /// # Errors
     /// [`RnnError::NoAdapter`] when no adapter is found or it gives no device;
     /// [`RnnError::Gpu`] when a pipeline fails to build.
     pub async fn new(options: GpuOptions) -> Result<Self> {
         let instance = instance();
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: options.power_preference,
-                force_fallback_adapter: options.force_fallback_adapter,
-                compatible_surface: None,
-                apply_limit_buckets: false,
-            })
-            .await
-            .map_err(|e| {
-                RnnError::NoAdapter(format!(
-                    "{e} (on a headless Linux machine, install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)"
-                ))
-            })?;
+        let adapter = select_adapter(&instance, &options).await?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -178,6 +166,18 @@ impl GpuContext {
                 RnnError::NoAdapter(format!("adapter {:?} gave no device: {e}", info.name))
             })?;
         Self::from_device(info, device, queue, options).await
+    }
+
+    /// The adapter [`GpuContext::new`] would open with `options`, without opening it: the one
+    /// whose name contains the `WGPU_ADAPTER_NAME` environment variable (case-insensitive) when
+    /// it is set, else wgpu's choice for [`GpuOptions::power_preference`] (a hardware adapter
+    /// before a software one).
+    ///
+    /// # Errors
+    /// [`RnnError::NoAdapter`] when there is none, or none of that name.
+    pub fn chosen_adapter(options: &GpuOptions) -> Result<wgpu::AdapterInfo> {
+        let instance = instance();
+        pollster::block_on(select_adapter(&instance, options)).map(|a| a.get_info())
     }
 
     /// [`GpuContext::new`], blocking the calling thread until it is done.
@@ -600,6 +600,46 @@ impl ErrorScope {
             (None, None) => Ok(()),
         }
     }
+}
+
+/// The environment variable that names the adapter to use (as wgpu's own examples read it).
+pub const ADAPTER_NAME_VARIABLE: &str = "WGPU_ADAPTER_NAME";
+
+/// The adapter named by [`ADAPTER_NAME_VARIABLE`], or wgpu's choice for `options`.
+async fn select_adapter(instance: &wgpu::Instance, options: &GpuOptions) -> Result<wgpu::Adapter> {
+    if let Some(wanted) = adapter_name_from_env() {
+        let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+            .ok_or_else(|| {
+                RnnError::NoAdapter(format!(
+                    "{ADAPTER_NAME_VARIABLE}={wanted:?} names none of the adapters found: {names:?}"
+                ))
+            });
+    }
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: options.power_preference,
+            force_fallback_adapter: options.force_fallback_adapter,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        })
+        .await
+        .map_err(|e| {
+            RnnError::NoAdapter(format!(
+                "{e} (on a headless Linux machine, install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)"
+            ))
+        })
+}
+
+/// [`ADAPTER_NAME_VARIABLE`], lowercased, when set and not empty.
+pub(crate) fn adapter_name_from_env() -> Option<String> {
+    std::env::var(ADAPTER_NAME_VARIABLE)
+        .ok()
+        .map(|v| v.trim().to_lowercase())
+        .filter(|v| !v.is_empty())
 }
 
 /// Vulkan, Metal, DX12 (and WebGPU in a browser) unless `WGPU_BACKEND` names others: the GL

@@ -7,5 +7,6 @@ mod projection;
 mod rnn;
 pub mod shaders;
 
-pub use context::{AdapterSummary, GpuContext, GpuOptions, StepStrategy};
+pub(crate) use context::adapter_name_from_env;
+pub use context::{ADAPTER_NAME_VARIABLE, AdapterSummary, GpuContext, GpuOptions, StepStrategy};
 pub use rnn::GpuRnn;

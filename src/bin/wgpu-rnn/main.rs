@@ -280,8 +280,8 @@ pub fn backend_for(choice: BackendChoice) -> Result<Backend, RnnError> {
         BackendChoice::Gpu => Backend::gpu(),
         BackendChoice::Auto => {
             let (backend, why) = Backend::auto();
-            if let Some(e) = why {
-                eprintln!("note: running on the CPU: {e}");
+            if let Some(note) = why {
+                eprintln!("note: {note}");
             }
             Ok(backend)
         }
@@ -300,7 +300,12 @@ fn info() {
     }
     for (i, a) in adapters.iter().enumerate() {
         let (info, l) = (&a.info, &a.limits);
-        println!("adapter {i}: {}", info.name);
+        let software = if info.device_type == wgpu::DeviceType::Cpu {
+            " (software: `--backend auto` runs the CPU path instead)"
+        } else {
+            ""
+        };
+        println!("adapter {i}: {}{software}", info.name);
         println!(
             "  backend: {:?}, device type: {:?}",
             info.backend, info.device_type
