@@ -122,6 +122,15 @@ pub(crate) const GEMM_SLAB: u64 = 16;
 pub(crate) const GEMM_MAX_K_SPAN: u64 =
     (LOOP_BUDGET - GEMM_FIXED_ITERATIONS) / GEMM_SLAB_ITERATIONS * GEMM_SLAB;
 
+// The deepest span is a whole number of slabs within the loop budget, itself well under
+// lavapipe's cap.
+const _: () = assert!(
+    GEMM_MAX_K_SPAN.is_multiple_of(GEMM_SLAB)
+        && GEMM_MAX_K_SPAN / GEMM_SLAB * GEMM_SLAB_ITERATIONS + GEMM_FIXED_ITERATIONS
+            <= LOOP_BUDGET
+        && LOOP_BUDGET * 2 < 65_535
+);
+
 /// The most units the per-step kernel runs: its `h · U` walks all *M* rows of U in one
 /// invocation (a layer this wide has a U of 266 MB, past most devices' storage bindings).
 pub(crate) const MAX_STEP_UNITS: u64 = GEMM_MAX_K_SPAN;
@@ -458,7 +467,7 @@ mod tests {
                     assert_eq!((d.row0, d.rows, d.k_begin), (row, block, depth));
                     assert_eq!(d.accumulate, depth > 0);
                     assert!(d.k_end > d.k_begin && d.k_end - d.k_begin <= GEMM_MAX_K_SPAN);
-                    assert!(d.k_end == k || d.k_end % GEMM_SLAB == 0);
+                    assert!(d.k_end == k || d.k_end.is_multiple_of(GEMM_SLAB));
                     assert!(d.rows.div_ceil(PROJECTION_TILE) <= 65535);
                     let fma = d.rows.div_ceil(PROJECTION_TILE)
                         * PROJECTION_TILE
@@ -472,13 +481,6 @@ mod tests {
             }
             assert_eq!(i, dispatches.len(), "{rows} × {k} × {cols}");
         }
-        // The deepest span stays within the loop budget, a whole number of slabs.
-        assert_eq!(GEMM_MAX_K_SPAN % GEMM_SLAB, 0);
-        assert!(
-            GEMM_MAX_K_SPAN / GEMM_SLAB * GEMM_SLAB_ITERATIONS + GEMM_FIXED_ITERATIONS
-                <= LOOP_BUDGET
-        );
-        assert!(LOOP_BUDGET * 2 < 65_535, "well under lavapipe's cap");
     }
 
     #[test]
