@@ -21,27 +21,32 @@ pub(crate) const PARAMS_SIZE: u64 = 16;
 /// How the recurrent steps are scheduled on the GPU.
 ///
 /// Both strategies first project every step of a chunk with one GEMM; they differ in how the
-/// recurrence `h_t = act(P_t + h_{t-1} · U)` then runs.
+/// recurrence `h_t = act(P_t + h_{t-1} · U)` then runs. Under either, no kernel invocation loops
+/// more than a fixed budget of iterations in one dispatch and no dispatch does more than a fixed
+/// amount of work (lavapipe silently ends longer loops; real drivers reset GPUs whose dispatches
+/// run for seconds): long work is cut into more dispatches, never into wrong numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StepStrategy {
     /// [`StepStrategy::Persistent`] when a chunk's state, *N* × *M*, holds at most
-    /// [`StepStrategy::AUTO_MAX_PERSISTENT_STATE`] values and one row of it fits the device's
-    /// workgroup memory; [`StepStrategy::PerStep`] otherwise. That much state is at most four
-    /// persistent workgroups of 256 threads with one value each: a per-step dispatch that small
-    /// leaves most of the GPU idle, so its launch and the barrier after it, paid once per step,
-    /// cost more than the work, while one persistent dispatch per chunk pays them once. Past it,
-    /// the per-step kernel's register tiling and parallelism over the whole batch win (measured
-    /// on lavapipe: persistent 2–8× faster at 1 × 1000, 4 × 256 and 8 × 64; per-step 1.3–2×
-    /// faster at 16 × 128, 32 × 128 and 64 × 32).
+    /// [`StepStrategy::AUTO_MAX_PERSISTENT_STATE`] values, one row of it fits the device's
+    /// workgroup memory, and one persistent dispatch can run at least
+    /// [`StepStrategy::AUTO_MIN_PERSISTENT_STEPS`] steps; [`StepStrategy::PerStep`] otherwise.
+    /// That much state is at most four persistent workgroups of 256 threads with one value each:
+    /// a per-step dispatch that small leaves most of the GPU idle, so its launch and the barrier
+    /// after it, paid once per step, cost more than the work. Both thresholds were measured on
+    /// lavapipe (a CPU), not on a real GPU: they rank the kernels where the tests run, and a
+    /// real GPU may well prefer other ones.
     #[default]
     Auto,
     /// One dispatch per time step, each a register-tiled `h · U` spread over the whole GPU, the
     /// state in storage buffers between steps. Best for large batches.
     PerStep,
-    /// One dispatch per chunk: each workgroup owns a few batch rows and loops over every step
-    /// itself, the state (and U, when it fits) in workgroup memory. Best for small batches, where
-    /// per-step launches dominate. Falls back to [`StepStrategy::PerStep`] for a layer whose
-    /// one-row state does not fit the device's workgroup memory.
+    /// One dispatch per run of steps: each workgroup owns a few batch rows and loops over the
+    /// steps itself, the state (and U, when it fits) in workgroup memory, as many steps per
+    /// dispatch as the loop budget allows (hundreds for narrow layers, a handful at *M* = 1024).
+    /// Best for small batches, where per-step launches dominate. Falls back to
+    /// [`StepStrategy::PerStep`] for a layer whose one-row state does not fit the device's
+    /// workgroup memory or whose one step alone passes the loop budget.
     Persistent,
 }
 
