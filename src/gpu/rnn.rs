@@ -428,8 +428,7 @@ impl GpuRnn {
             StepStrategy::PerStep => false,
             StepStrategy::Persistent => per_dispatch > 0,
             StepStrategy::Auto => {
-                nb * m <= StepStrategy::AUTO_MAX_PERSISTENT_STATE
-                    && per_dispatch >= StepStrategy::AUTO_MIN_PERSISTENT_STEPS
+                nb * m <= StepStrategy::AUTO_MAX_PERSISTENT_STATE && per_dispatch > 0
             }
         };
         chosen.then(|| {
