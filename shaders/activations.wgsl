@@ -2,7 +2,8 @@
 // the positions in `Activation::ALL` (src/activation.rs); a GPU test checks every one against the
 // CPU definitions, and golden tests check both against Keras.
 //
-// Comparisons are written so that NaN takes the branch that returns it: Keras propagates NaN.
+// Comparisons are written so that NaN takes the branch Keras's formula takes for it: NaN for all
+// but the shrinks (src/activation.rs has the table of what each gives at NaN and infinities).
 
 override ACTIVATION: u32 = 1u;
 // Parameters of the parameterised activations (hard_sigmoid, elu, leaky_relu, and ONNX's Affine,
@@ -36,6 +37,35 @@ fn tanh_safe(x: f32) -> f32 {
 
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
+}
+
+// exp(x) to about one ULP: x = k·ln2 + r with |r| ≤ ln2/2 (ln2 split in two, so k·ln2 is exact),
+// exp(r) by its Taylor series to r⁷ (truncation below 1e-8), scaled by 2^k in two halves so that
+// neither leaves ldexp's range. WGSL lets the built-in exp be off by 3 + 2·|x| ULP, about 180 ULP
+// at x = 88, which recurrent steps compound.
+fn exp_accurate(x: f32) -> f32 {
+    if (is_nan(x)) {
+        return x;
+    }
+    if (x > 88.72284) {
+        return bitcast<f32>(0x7f800000u);
+    }
+    if (x < -103.97208) {
+        return 0.0;
+    }
+    let k = round(x * 1.44269504);
+    let r = (x - k * bitcast<f32>(0x3f317200u)) - k * bitcast<f32>(0x35bfbe8eu);
+    var p = 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    let e = i32(k);
+    let half = e / 2;
+    return ldexp(ldexp(p, half), e - half);
 }
 
 fn relu6(x: f32) -> f32 {
@@ -82,18 +112,23 @@ fn activate(x: f32) -> f32 {
         case 1u: { return tanh_safe(x); }
         case 2u: { return select(x, 0.0, x < 0.0); }
         case 3u: { return sigmoid(x); }
-        case 4u: { return clamp(ACT_ALPHA * x + ACT_BETA, 0.0, 1.0); }
+        case 4u: {
+            // clamp may return either bound for NaN; Keras gives NaN.
+            if (is_nan(x)) { return x; }
+            return clamp(ACT_ALPHA * x + ACT_BETA, 0.0, 1.0);
+        }
         case 5u: { return select(ACT_ALPHA * expm1(x), x, x > 0.0); }
         case 6u: { return select(SELU_SCALE * SELU_ALPHA * expm1(x), SELU_SCALE * x, x > 0.0); }
         case 7u: { return softplus(x); }
         case 8u: { return x / (1.0 + abs(x)); }
         case 9u: { return 0.5 * x * (1.0 + erf_approx(x * 0.7071067811865476)); }
         case 10u: { return x * sigmoid(x); }
-        case 11u: { return exp(x); }
+        case 11u: { return exp_accurate(x); }
         case 12u: { return relu6(x); }
         case 13u: { return select(x, ACT_ALPHA * x, x < 0.0); }
         case 14u: { return x * tanh_safe(softplus(x)); }
-        case 15u: { return x * relu6(x + 3.0) / 6.0; }
+        // Keras's order: x · (relu6(x + 3) / 6), which is x itself for huge x.
+        case 15u: { return x * (relu6(x + 3.0) / 6.0); }
         case 16u: { return -softplus(-x); }
         case 17u: { return x - tanh_safe(x); }
         case 18u: { return select(expm1(x), x, x > 0.0); }
@@ -102,12 +137,17 @@ fn activate(x: f32) -> f32 {
             if (x > 1.0) { return 1.0; }
             return x;
         }
+        // The shrinks give 0 for NaN, as Keras's `where` does.
         case 20u: {
+            if (is_nan(x)) { return 0.0; }
             if (x > SHRINK_THRESHOLD) { return x - SHRINK_THRESHOLD; }
             if (x < -SHRINK_THRESHOLD) { return x + SHRINK_THRESHOLD; }
-            return select(0.0, x, is_nan(x));
+            return 0.0;
         }
-        case 21u: { return select(x, 0.0, abs(x) <= SHRINK_THRESHOLD); }
+        case 21u: {
+            if (is_nan(x)) { return 0.0; }
+            return select(0.0, x, abs(x) > SHRINK_THRESHOLD);
+        }
         case 22u: { return (x + sqrt(x * x + SQUAREPLUS_B)) * 0.5; }
         case 23u: {
             if (x <= -1.0) { return 0.0; }

@@ -1,8 +1,22 @@
 //! Keras 3 activations, by Keras's names, with Keras's default arguments.
 //!
 //! The CPU definitions here and the WGSL ones in `shaders/activations.wgsl` are kept in step; both
-//! are checked against fixtures written by real Keras. NaN goes through every activation as NaN,
-//! as it does in Keras (so comparisons are written so that a NaN takes the branch that returns it).
+//! are checked against fixtures written by real Keras, at ordinary values and at the edges of
+//! float32 (`tests/activation_edges.rs`). Each follows Keras 3's own formula (on JAX), so both
+//! backends give what Keras gives where the formula meets NaN, infinities or overflow:
+//!
+//! | input | what comes out |
+//! |---|---|
+//! | NaN | NaN from every activation but `soft_shrink` and `hard_shrink`, which give 0 (Keras's `where` takes its else branch); a NaN anywhere in a row makes the whole `softmax` / `log_softmax` row NaN |
+//! | +inf | the limit (`tanh` 1, `sigmoid` 1, `relu6` 6, `softsign` NaN as inf/inf in Keras), `exponential` inf |
+//! | -inf | the limit, except NaN where Keras multiplies -inf by 0: `gelu`, `silu`, `mish`, `hard_silu`, `squareplus`, `softsign` |
+//! | ±1e30 | the value of the formula in float32: `squareplus` is inf at both (x² overflows in Keras too) |
+//! | huge x | `hard_silu(x)` is x (computed as x · (relu6(x + 3) / 6), Keras's order); `selu`, `exponential` overflow to inf where the true value passes f32::MAX |
+//! | ±1e-40 (subnormal) | the formula's value; Keras on CPU flushes subnormals to 0, a difference far inside the tolerance |
+//!
+//! The GPU computes `exponential` with its own range-reduced exp (WGSL allows the built-in an
+//! error of 3 + 2·|x| ULP, which grows past float32's needs over many steps): within 1e-6 of
+//! exact, as the CPU's.
 
 use crate::error::{Result, RnnError};
 
@@ -413,7 +427,8 @@ impl Activation {
                 }
             }
             Mish => x * softplus(x).tanh(),
-            HardSilu => x * relu6(x + 3.0) / 6.0,
+            // Keras's order: x · (relu6(x + 3) / 6), which is x itself for huge x.
+            HardSilu => x * (relu6(x + 3.0) / 6.0),
             LogSigmoid => -softplus(-x),
             TanhShrink => x - x.tanh(),
             Celu => {
@@ -424,22 +439,22 @@ impl Activation {
                 }
             }
             HardTanh => x.clamp(-1.0, 1.0),
+            // Keras's `where(x > t, ..., where(x < -t, ..., 0))`: NaN takes the 0 branch.
             SoftShrink => {
                 if x > SHRINK_THRESHOLD {
                     x - SHRINK_THRESHOLD
                 } else if x < -SHRINK_THRESHOLD {
                     x + SHRINK_THRESHOLD
-                } else if x.is_nan() {
-                    x
                 } else {
                     0.0
                 }
             }
+            // Keras's `where(|x| > t, x, 0)`: NaN takes the 0 branch.
             HardShrink => {
-                if x.abs() <= SHRINK_THRESHOLD {
-                    0.0
-                } else {
+                if x.abs() > SHRINK_THRESHOLD {
                     x
+                } else {
+                    0.0
                 }
             }
             Squareplus => (x + (x * x + SQUAREPLUS_B).sqrt()) / 2.0,
@@ -543,9 +558,11 @@ mod tests {
     }
 
     #[test]
-    fn nan_propagates_through_every_elementwise_activation() {
+    fn nan_propagates_through_every_elementwise_activation_but_the_shrinks() {
         for a in Activation::ALL {
-            assert!(a.apply(f32::NAN).is_nan(), "{a}");
+            let shrink = matches!(a, Activation::SoftShrink | Activation::HardShrink);
+            let y = a.apply(f32::NAN);
+            assert_eq!(y.is_nan(), !shrink, "{a}: {y}");
         }
     }
 
