@@ -127,8 +127,10 @@ pub(crate) struct ContextInner {
     persistent_module: wgpu::ShaderModule,
     /// Step and persistent pipelines by what their pipeline constants hold.
     step_pipelines: RwLock<HashMap<StepKey, wgpu::ComputePipeline>>,
-    /// Set by the device-lost callback and by uncaptured errors.
+    /// Set by the device-lost callback: every later call fails, the device is gone.
     pub(crate) lost: Arc<Mutex<Option<String>>>,
+    /// Set by an error that escaped the error scopes: the next call reports it, once.
+    pub(crate) uncaptured: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -215,10 +217,12 @@ impl GpuContext {
             }
         });
         // wgpu panics on errors nobody captures; every operation here runs inside error scopes,
-        // so one that escapes is recorded and reported by the next call instead.
-        let lost_by_error = lost.clone();
+        // so one that escapes is recorded and reported by the next call instead. It does not
+        // take the device: the call after that runs as usual.
+        let uncaptured = Arc::new(Mutex::new(None));
+        let uncaptured_by_error = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |error| {
-            if let Ok(mut slot) = lost_by_error.lock() {
+            if let Ok(mut slot) = uncaptured_by_error.lock() {
                 slot.get_or_insert_with(|| format!("uncaptured GPU error: {error}"));
             }
         }));
@@ -311,6 +315,7 @@ impl GpuContext {
                 persistent_module,
                 step_pipelines: RwLock::new(HashMap::new()),
                 lost,
+                uncaptured,
             }),
         })
     }
@@ -333,6 +338,15 @@ impl GpuContext {
     /// True when the adapter is a CPU implementation (lavapipe, WARP, SwiftShader).
     pub fn is_software(&self) -> bool {
         self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// True once the device is lost (a driver reset, the GPU removed, a watchdog): every call
+    /// on this context, and on the models built on it, then fails with
+    /// [`RnnError::DeviceLost`]. Recover by building a new context ([`GpuContext::new`]) and
+    /// the models again on it ([`crate::GpuRnn::new`], [`crate::KerasRunner::new`], ...);
+    /// [`crate::Backend::gpu`] or [`crate::Backend::auto`] give a fresh one.
+    pub fn is_lost(&self) -> bool {
+        self.inner.lost.lock().map(|l| l.is_some()).unwrap_or(true)
     }
 }
 
@@ -459,10 +473,16 @@ impl ContextInner {
             })
     }
 
-    /// Fails if the device was lost or an error escaped the error scopes.
+    /// Fails if the device was lost (always, from then on), or once after an error escaped
+    /// the error scopes.
     pub(crate) fn check_alive(&self) -> Result<()> {
-        match self.lost.lock().map_err(poisoned)?.as_ref() {
-            Some(message) => Err(RnnError::DeviceLost(message.clone())),
+        if let Some(message) = self.lost.lock().map_err(poisoned)?.as_ref() {
+            return Err(RnnError::DeviceLost(format!(
+                "{message} (build a new GpuContext and the models on it)"
+            )));
+        }
+        match self.uncaptured.lock().map_err(poisoned)?.take() {
+            Some(message) => Err(RnnError::Gpu(message)),
             None => Ok(()),
         }
     }

@@ -47,11 +47,16 @@ pub(crate) const REVERSE_TIME: u32 = 32;
 /// Keras flips to input order).
 pub(crate) const FLIP_OUTPUT: u32 = 64;
 
+/// Working buffers a model keeps for its next calls; concurrent callers beyond this many make
+/// their own and free them when done.
+const MAX_IDLE_WORKSPACES: usize = 2;
+
 /// A [`SimpleRnn`] on the GPU: weights uploaded once, pipelines shared through a [`GpuContext`],
 /// working buffers kept between calls and grown when a larger shape needs them.
 ///
 /// `GpuRnn` is `Send + Sync`: concurrent [`GpuRnn::forward`] calls from several threads each
-/// take their own working buffers and give correct results.
+/// take their own working buffers and give correct results; at most two sets stay allocated
+/// between calls.
 pub struct GpuRnn {
     ctx: GpuContext,
     layer: SimpleRnn,
@@ -206,8 +211,13 @@ impl GpuRnn {
         let mut workspace = self.take_workspace(chunk)?;
         let result = self.run_chunks(&mut workspace, chunk, input, initial_state, &schedule);
         // A workspace that saw an error may hold a mapped buffer; drop it rather than reuse it.
+        // Past MAX_IDLE_WORKSPACES the GPU memory goes back: a burst of concurrent callers does
+        // not keep its buffers for the model's lifetime.
         if result.is_ok() {
-            self.workspaces.lock().map_err(poisoned)?.push(workspace);
+            let mut idle = self.workspaces.lock().map_err(poisoned)?;
+            if idle.len() < MAX_IDLE_WORKSPACES {
+                idle.push(workspace);
+            }
         }
         result
     }
@@ -808,4 +818,74 @@ pub(crate) fn read_back(
     };
     buffer.unmap();
     Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GpuOptions, SimpleRnnConfig};
+
+    fn context() -> GpuContext {
+        GpuContext::new_blocking(GpuOptions::default())
+            .expect("GPU tests need an adapter (apt-get install mesa-vulkan-drivers)")
+    }
+
+    fn layer() -> SimpleRnn {
+        let kernel = Array2::from_shape_fn((3, 8), |(i, j)| (i + j) as f32 * 0.05);
+        let recurrent = Array2::from_shape_fn((8, 8), |(i, j)| (i as f32 - j as f32) * 0.02);
+        SimpleRnn::new(kernel, recurrent, None, SimpleRnnConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn concurrent_callers_leave_a_bounded_pool_of_buffers() {
+        let model = GpuRnn::new(&context(), layer()).unwrap();
+        let x = Array3::<f32>::ones((2, 5, 3));
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..3 {
+                        model.forward(x.view(), None).unwrap();
+                    }
+                });
+            }
+        });
+        let idle = model.workspaces.lock().unwrap().len();
+        assert!((1..=MAX_IDLE_WORKSPACES).contains(&idle), "{idle} idle");
+    }
+
+    #[test]
+    fn a_lost_device_fails_every_call_clearly_and_a_new_context_works() {
+        let ctx = context();
+        let model = GpuRnn::new(&ctx, layer()).unwrap();
+        let x = Array3::<f32>::ones((2, 5, 3));
+        let before = model.forward(x.view(), None).unwrap();
+        ctx.inner.device.destroy();
+        let _ = ctx.inner.device.poll(wgpu::PollType::wait_indefinitely());
+        for _ in 0..2 {
+            match model.forward(x.view(), None) {
+                Err(RnnError::DeviceLost(message)) => {
+                    assert!(message.contains("new GpuContext"), "{message}")
+                }
+                other => panic!("expected DeviceLost, got {other:?}"),
+            }
+        }
+        assert!(ctx.is_lost());
+        let fresh = GpuRnn::new(&context(), layer()).unwrap();
+        let after = fresh.forward(x.view(), None).unwrap();
+        assert_eq!(after.final_state, before.final_state);
+    }
+
+    #[test]
+    fn an_escaped_error_is_reported_once_and_the_context_goes_on() {
+        let ctx = context();
+        let model = GpuRnn::new(&ctx, layer()).unwrap();
+        *ctx.inner.uncaptured.lock().unwrap() = Some("uncaptured GPU error: test".into());
+        let x = Array3::<f32>::ones((1, 4, 3));
+        assert!(matches!(
+            model.forward(x.view(), None),
+            Err(RnnError::Gpu(_))
+        ));
+        assert!(model.forward(x.view(), None).is_ok());
+        assert!(!ctx.is_lost());
+    }
 }
