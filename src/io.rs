@@ -4,8 +4,8 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use ndarray::{Array, Array1, Array2, ArrayBase, Data, Dimension, IxDyn};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray::{Array, Array1, Array2, Dimension, IxDyn};
+use ndarray_npy::ReadNpyExt;
 
 use crate::error::{Result, RnnError};
 use crate::layer::{SimpleRnn, SimpleRnnConfig};
@@ -168,44 +168,6 @@ fn decode_input(bytes: &[u8]) -> std::result::Result<NpyInput, String> {
         "u2" => ints::<u16>(bytes),
         _ => ints::<u8>(bytes),
     }
-}
-
-/// Writes an array of float32 as a `.npy` file.
-///
-/// The array goes to a temporary file beside `path`, which then replaces `path` in one rename: a
-/// failed write (a full disk, say) leaves any earlier file at `path` as it was.
-///
-/// # Errors
-/// [`RnnError::Io`] when the file cannot be created, written or moved into place.
-pub fn write_npy_f32<S, D>(path: impl AsRef<Path>, array: &ArrayBase<S, D>) -> Result<()>
-where
-    S: Data<Elem = f32>,
-    D: Dimension,
-{
-    let path = path.as_ref();
-    let io_error = |source| RnnError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".wgpu-rnn-").suffix(".npy.tmp");
-    // The umask then applies, as it would to a file created in place (tempfile's default is 0600).
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let temp = builder.tempfile_in(dir).map_err(io_error)?;
-    let mut writer = std::io::BufWriter::new(temp);
-    array
-        .as_standard_layout()
-        .write_npy(&mut writer)
-        .map_err(|e| io_error(std::io::Error::other(e)))?;
-    let temp = writer.into_inner().map_err(|e| io_error(e.into_error()))?;
-    temp.as_file().sync_all().map_err(io_error)?;
-    temp.persist(path).map_err(|e| io_error(e.error))?;
-    Ok(())
 }
 
 /// Loads a Keras SimpleRNN layer's weights from a `.npz` file.
@@ -381,34 +343,14 @@ fn decode_npy<D: Dimension>(bytes: &[u8]) -> std::result::Result<Array<f32, D>, 
 
 #[cfg(test)]
 mod tests {
+    use ndarray_npy::WriteNpyExt;
+
     use super::*;
 
     fn npy_bytes<D: Dimension>(a: &Array<f32, D>) -> Vec<u8> {
         let mut out = Vec::new();
         a.write_npy(&mut out).unwrap();
         out
-    }
-
-    #[test]
-    fn writes_replace_the_file_whole_and_leave_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.npy");
-        write_npy_f32(&path, &Array2::<f32>::ones((2, 3))).unwrap();
-        write_npy_f32(&path, &Array1::<f32>::zeros(4)).unwrap();
-        let back: Array1<f32> = read_npy_f32(&path).unwrap();
-        assert_eq!(back, Array1::<f32>::zeros(4));
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(names.len(), 1, "a temporary file was left: {names:?}");
-
-        // A directory in the way: the write fails and the earlier file is untouched.
-        let blocked = dir.path().join("blocked.npy");
-        std::fs::create_dir(&blocked).unwrap();
-        std::fs::write(blocked.join("keep"), b"x").unwrap();
-        let err = write_npy_f32(&blocked, &Array1::<f32>::zeros(4)).unwrap_err();
-        assert!(matches!(err, RnnError::Io { .. }), "{err}");
-        assert_eq!(std::fs::read(blocked.join("keep")).unwrap(), b"x");
-        let missing = dir.path().join("no/such/dir/out.npy");
-        assert!(write_npy_f32(&missing, &Array1::<f32>::zeros(1)).is_err());
     }
 
     #[test]
