@@ -87,6 +87,8 @@ pub enum RnnError {
 const MAX_QUOTED_CHARS: usize = 200;
 /// How many axes of a shape an error message prints.
 const MAX_SHOWN_AXES: usize = 8;
+/// How many items of a list read from a file an error message prints.
+const MAX_SHOWN_ITEMS: usize = 8;
 
 /// A string read from a file, for an error message, cut short when long (as [`quote`], without
 /// the quotes, for names that messages have always shown bare).
@@ -116,6 +118,21 @@ pub(crate) fn show_shape(shape: &[usize]) -> String {
         .map(usize::to_string)
         .collect();
     format!("[{}, …] ({} axes)", head.join(", "), shape.len())
+}
+
+/// Names read from a file, for an error message: each quoted, the first few of a long list.
+pub(crate) fn show_names<S: AsRef<str>>(names: &[S]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(MAX_SHOWN_ITEMS)
+        .map(|n| quote(n.as_ref()))
+        .collect();
+    let more = names.len().saturating_sub(MAX_SHOWN_ITEMS);
+    if more == 0 {
+        format!("[{}]", shown.join(", "))
+    } else {
+        format!("[{}, … and {more} more]", shown.join(", "))
+    }
 }
 
 /// Shorthand for results of this crate.
@@ -163,5 +180,8 @@ mod tests {
             long.chars().count() < 230 && long.ends_with("(5000 chars)"),
             "{long}"
         );
+        let names: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+        assert!(show_names(&names).ends_with("… and 92 more]"));
+        assert_eq!(show_names(&["a"]), "[\"a\"]");
     }
 }

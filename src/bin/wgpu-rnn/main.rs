@@ -91,6 +91,10 @@ struct RunArgs {
     /// gpu, cpu, or auto (a GPU when one is found, else the CPU with a note).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    /// Run even when the weights file holds tensors or arrays the model does not use (refused by
+    /// default, as PyTorch's load_state_dict(strict=True) refuses them).
+    #[arg(long)]
+    ignore_unused: bool,
 }
 
 /// `--nonlinearity`.
@@ -292,6 +296,7 @@ fn run_torch(args: RunArgs) -> Result<(), RnnError> {
     let config = TorchRnnConfig {
         nonlinearity,
         batch_first: args.batch_first,
+        ignore_unused: args.ignore_unused,
     };
     let (mut outputs, output, final_state) = output_and_final_state(&args)?;
     let rnn = TorchRnn::load(&args.weights, args.prefix.as_deref(), config)?;
