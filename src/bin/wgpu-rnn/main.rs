@@ -91,8 +91,8 @@ struct RunArgs {
     /// gpu, cpu, or auto (a GPU when one is found, else the CPU with a note).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
-    /// Run even when the weights file holds tensors or arrays the model does not use (refused by
-    /// default, as PyTorch's load_state_dict(strict=True) refuses them).
+    /// PyTorch: run even when the file holds tensors the RNN does not use (refused by default,
+    /// as load_state_dict(strict=True) refuses them).
     #[arg(long)]
     ignore_unused: bool,
 }
@@ -175,6 +175,8 @@ fn run_keras(args: RunArgs) -> Result<(), RnnError> {
     refuse("--batch-first", args.batch_first, "Keras (.npz)")?;
     refuse("--lengths", args.lengths.is_some(), "Keras (.npz)")?;
     refuse("--prefix", args.prefix.is_some(), "Keras (.npz)")?;
+    // Extra arrays in a .npz are always refused: which array is the layer's would be a guess.
+    refuse("--ignore-unused", args.ignore_unused, "Keras (.npz)")?;
     let config = SimpleRnnConfig {
         activation: Activation::from_keras_name(args.activation.as_deref().unwrap_or("tanh"))?,
         return_sequences: args.return_sequences,
@@ -226,6 +228,8 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
     refuse("--prefix", args.prefix.is_some(), kind)?;
     refuse("--initial-state", args.initial_state.is_some(), kind)?;
     refuse("--final-state", args.final_state.is_some(), kind)?;
+    // Keras itself refuses a file with weights a layer does not take.
+    refuse("--ignore-unused", args.ignore_unused, kind)?;
     let model = KerasModel::load(&args.weights)?;
     // Every output path is checked before the input is read or anything runs.
     let count = model.output_shapes().last().map_or(1, Vec::len);
