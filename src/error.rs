@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum RnnError {
     /// An array does not have the shape the layer needs.
-    #[error("{what} has shape {got:?}, expected {expected}")]
+    #[error("{what} has shape {}, expected {expected}", show_shape(got))]
     ShapeMismatch {
         /// Which array (for example `"kernel"` or `"input"`).
         what: String,
@@ -83,6 +83,58 @@ pub enum RnnError {
     DeviceLost(String),
 }
 
+/// How many characters of a string read from a file an error message quotes.
+const MAX_QUOTED_CHARS: usize = 200;
+/// How many axes of a shape an error message prints.
+const MAX_SHOWN_AXES: usize = 8;
+/// How many items of a list read from a file an error message prints.
+const MAX_SHOWN_ITEMS: usize = 8;
+
+/// A string read from a file, for an error message, cut short when long (as [`quote`], without
+/// the quotes, for names that messages have always shown bare).
+pub(crate) fn clip(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}… ({} chars)", &s[..end], s.chars().count()),
+    }
+}
+
+/// A string read from a file, for an error message: quoted, and cut short when long, so that a
+/// forged file cannot make a message of megabytes.
+pub(crate) fn quote(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => format!("{s:?}"),
+        Some((end, _)) => format!("{:?}… ({} chars)", &s[..end], s.chars().count()),
+    }
+}
+
+/// A shape for an error message: `[2, 3]`, or the first axes and the count when it has many.
+pub(crate) fn show_shape(shape: &[usize]) -> String {
+    if shape.len() <= MAX_SHOWN_AXES {
+        return format!("{shape:?}");
+    }
+    let head: Vec<String> = shape[..MAX_SHOWN_AXES]
+        .iter()
+        .map(usize::to_string)
+        .collect();
+    format!("[{}, …] ({} axes)", head.join(", "), shape.len())
+}
+
+/// Names read from a file, for an error message: each quoted, the first few of a long list.
+pub(crate) fn show_names<S: AsRef<str>>(names: &[S]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(MAX_SHOWN_ITEMS)
+        .map(|n| quote(n.as_ref()))
+        .collect();
+    let more = names.len().saturating_sub(MAX_SHOWN_ITEMS);
+    if more == 0 {
+        format!("[{}]", shown.join(", "))
+    } else {
+        format!("[{}, … and {more} more]", shown.join(", "))
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = RnnError> = std::result::Result<T, E>;
 
@@ -104,5 +156,32 @@ impl RnnError {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_quote_file_content_briefly() {
+        assert_eq!(show_shape(&[2, 3]), "[2, 3]");
+        let many = vec![1usize; 100_003];
+        let shown = show_shape(&many);
+        assert!(
+            shown.len() < 60 && shown.ends_with("(100003 axes)"),
+            "{shown}"
+        );
+        let err = RnnError::shape("input", "3 axes", &many).to_string();
+        assert!(err.len() < 120, "{err}");
+        assert_eq!(quote("ab"), "\"ab\"");
+        let long = quote(&"é".repeat(5000));
+        assert!(
+            long.chars().count() < 230 && long.ends_with("(5000 chars)"),
+            "{long}"
+        );
+        let names: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+        assert!(show_names(&names).ends_with("… and 92 more]"));
+        assert_eq!(show_names(&["a"]), "[\"a\"]");
     }
 }

@@ -4,14 +4,14 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use ndarray::{Array, Array1, Array2, ArrayBase, Data, Dimension, IxDyn};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray::{Array, Array1, Array2, ArrayD, Dimension, IxDyn, ShapeBuilder};
 
-use crate::error::{Result, RnnError};
+use crate::error::{Result, RnnError, clip, quote, show_shape};
 use crate::layer::{SimpleRnn, SimpleRnnConfig};
 
-/// The most bytes one array may take once decompressed (a guard against zip bombs).
-const MAX_ARRAY_BYTES: u64 = 1 << 34;
+/// The most bytes of array data a `.npz` may hold in all (a SimpleRNN of 20,000 units in
+/// float64 takes 3.2 GB), so that a forged archive cannot exhaust memory.
+const MAX_NPZ_BYTES: u64 = 1 << 32;
 
 /// Reads a `.npy` file of float32 or float64 (converted to float32, as Keras casts its inputs)
 /// with the dimensionality `D`.
@@ -52,40 +52,14 @@ pub fn parse_npy_lengths(bytes: &[u8]) -> Result<Vec<usize>> {
 }
 
 fn decode_lengths(bytes: &[u8]) -> std::result::Result<Vec<usize>, String> {
-    let (descriptor, shape) = checked_header(bytes, "an integer type", |d| {
-        matches!(
-            d,
-            "<i8" | "<i4" | "<i2" | "|i1" | "<u8" | "<u4" | "<u2" | "|u1"
-        )
-        .then(|| d[2..].parse::<u64>().unwrap_or(1))
-    })?;
-    if shape.len() != 1 {
+    let npy = Npy::parse(bytes, "an integer type", |e| !e.is_float())?;
+    if npy.shape.len() != 1 {
         return Err(format!(
-            "lengths must have one axis, this has shape {shape:?}"
+            "lengths must have one axis, this has shape {}",
+            show_shape(&npy.shape)
         ));
     }
-    fn read<T: ndarray_npy::ReadableElement + Copy + TryInto<i64>>(
-        bytes: &[u8],
-    ) -> std::result::Result<Vec<i64>, String> {
-        let a = ndarray::Array1::<T>::read_npy(bytes).map_err(|e| e.to_string())?;
-        a.iter()
-            .map(|v| {
-                (*v).try_into()
-                    .map_err(|_| "a length does not fit 64 bits".to_string())
-            })
-            .collect()
-    }
-    let values = match descriptor.as_str() {
-        "<i8" => read::<i64>(bytes)?,
-        "<i4" => read::<i32>(bytes)?,
-        "<i2" => read::<i16>(bytes)?,
-        "|i1" => read::<i8>(bytes)?,
-        "<u8" => read::<u64>(bytes)?,
-        "<u4" => read::<u32>(bytes)?,
-        "<u2" => read::<u16>(bytes)?,
-        _ => read::<u8>(bytes)?,
-    };
-    values
+    npy.integers()?
         .into_iter()
         .map(|v| usize::try_from(v).map_err(|_| format!("negative length {v}")))
         .collect()
@@ -134,78 +108,12 @@ pub fn parse_npy_input(bytes: &[u8]) -> Result<NpyInput> {
 }
 
 fn decode_input(bytes: &[u8]) -> std::result::Result<NpyInput, String> {
-    let (descriptor, _) = checked_header(bytes, "a float or integer type", |d| {
-        let d = d.trim_start_matches(['<', '|', '=']);
-        matches!(
-            d,
-            "f4" | "f8" | "i8" | "i4" | "i2" | "i1" | "u8" | "u4" | "u2" | "u1"
-        )
-        .then(|| d[1..].parse::<u64>().unwrap_or(1))
-    })?;
-    fn ints<T: ndarray_npy::ReadableElement + Copy + TryInto<i64>>(
-        bytes: &[u8],
-    ) -> std::result::Result<NpyInput, String> {
-        let a = ndarray::ArrayD::<T>::read_npy(bytes).map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(a.len());
-        for v in a.iter() {
-            out.push(
-                (*v).try_into()
-                    .map_err(|_| "an integer does not fit 64 bits".to_string())?,
-            );
-        }
-        ndarray::ArrayD::from_shape_vec(a.raw_dim(), out)
-            .map(NpyInput::Int)
-            .map_err(|e| e.to_string())
+    let npy = Npy::parse(bytes, "a float or integer type", |_| true)?;
+    if npy.elem.is_float() {
+        npy.array(npy.floats()).map(NpyInput::Float)
+    } else {
+        npy.array(npy.integers()?).map(NpyInput::Int)
     }
-    match descriptor.trim_start_matches(['<', '|', '=']) {
-        "f4" | "f8" => decode_npy::<IxDyn>(bytes).map(NpyInput::Float),
-        "i8" => ints::<i64>(bytes),
-        "i4" => ints::<i32>(bytes),
-        "i2" => ints::<i16>(bytes),
-        "i1" => ints::<i8>(bytes),
-        "u8" => ints::<u64>(bytes),
-        "u4" => ints::<u32>(bytes),
-        "u2" => ints::<u16>(bytes),
-        _ => ints::<u8>(bytes),
-    }
-}
-
-/// Writes an array of float32 as a `.npy` file.
-///
-/// The array goes to a temporary file beside `path`, which then replaces `path` in one rename: a
-/// failed write (a full disk, say) leaves any earlier file at `path` as it was.
-///
-/// # Errors
-/// [`RnnError::Io`] when the file cannot be created, written or moved into place.
-pub fn write_npy_f32<S, D>(path: impl AsRef<Path>, array: &ArrayBase<S, D>) -> Result<()>
-where
-    S: Data<Elem = f32>,
-    D: Dimension,
-{
-    let path = path.as_ref();
-    let io_error = |source| RnnError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".wgpu-rnn-").suffix(".npy.tmp");
-    // The umask then applies, as it would to a file created in place (tempfile's default is 0600).
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let temp = builder.tempfile_in(dir).map_err(io_error)?;
-    let mut writer = std::io::BufWriter::new(temp);
-    array
-        .as_standard_layout()
-        .write_npy(&mut writer)
-        .map_err(|e| io_error(std::io::Error::other(e)))?;
-    let temp = writer.into_inner().map_err(|e| io_error(e.into_error()))?;
-    temp.as_file().sync_all().map_err(io_error)?;
-    temp.persist(path).map_err(|e| io_error(e.error))?;
-    Ok(())
 }
 
 /// Loads a Keras SimpleRNN layer's weights from a `.npz` file.
@@ -236,6 +144,83 @@ pub fn load_keras_npz_bytes(bytes: &[u8], config: SimpleRnnConfig) -> Result<Sim
     parse_keras_npz(bytes.to_vec(), Path::new("<memory>"), config)
 }
 
+/// Reads one `.npy` entry of a `.npz` archive: its header first, then exactly the data bytes the
+/// header declares, so that a forged entry (a small header followed by gigabytes that inflate
+/// from a few megabytes) is refused after reading what it declares, not after inflating all of
+/// it. `budget` is what the archive's arrays may still take; the entry's data is taken from it.
+fn read_npy_entry(entry: &mut impl Read, budget: &mut u64) -> std::result::Result<Vec<u8>, String> {
+    let unreadable = |e: std::io::Error| format!("cannot be read: {e}");
+    let mut image = Vec::new();
+    // Magic, version and the two-byte length of version 1; version 2 and 3 have two more.
+    entry
+        .by_ref()
+        .take(10)
+        .read_to_end(&mut image)
+        .map_err(unreadable)?;
+    if image.len() == 10 && image.starts_with(NPY_MAGIC) && image[6] >= 2 {
+        entry
+            .by_ref()
+            .take(2)
+            .read_to_end(&mut image)
+            .map_err(unreadable)?;
+    }
+    let text_at = image.len();
+    let len = match image.as_slice() {
+        [.., a, b] if text_at == 10 => u64::from(u16::from_le_bytes([*a, *b])),
+        [.., a, b, c, d] if text_at == 12 => u64::from(u32::from_le_bytes([*a, *b, *c, *d])),
+        _ => 0,
+    };
+    // header_end refuses a length past MAX_HEADER_BYTES before we would read that far.
+    let want = len.min(MAX_HEADER_BYTES as u64 + 1);
+    entry
+        .by_ref()
+        .take(want)
+        .read_to_end(&mut image)
+        .map_err(unreadable)?;
+    let header_end = header_end(&image)?;
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut &image[..header_end])
+        .map_err(|e| format!("not a valid .npy image: {}", clip(&e.to_string())))?;
+    let descriptor = header.type_descriptor.to_string();
+    let descriptor = descriptor.trim_matches('\'');
+    let item = Elem::from_descriptor(descriptor)
+        .filter(|(elem, _)| elem.is_float())
+        .ok_or_else(|| format!("dtype {}; expected {FLOATS}", quote(descriptor)))?
+        .0
+        .size() as u64;
+    let declared = header
+        .shape
+        .iter()
+        .try_fold(item, |acc, &d| acc.checked_mul(d as u64))
+        .filter(|d| d <= budget)
+        .ok_or_else(|| {
+            format!(
+                "its header declares shape {}, more than the {budget} bytes this reader has left \
+                 for the archive",
+                show_shape(&header.shape)
+            )
+        })?;
+    entry
+        .by_ref()
+        .take(declared)
+        .read_to_end(&mut image)
+        .map_err(unreadable)?;
+    let got = (image.len() - header_end) as u64;
+    if got < declared {
+        return Err(format!(
+            "truncated: its header declares {declared} bytes of data, {got} follow"
+        ));
+    }
+    let mut more = [0u8; 1];
+    if entry.read(&mut more).map_err(unreadable)? > 0 {
+        return Err(format!(
+            "trailing data after the {declared} bytes of data its header declares (shape {})",
+            show_shape(&header.shape)
+        ));
+    }
+    *budget -= declared;
+    Ok(image)
+}
+
 /// Parses a `.npy` image already in memory, float32 or float64 (converted to float32).
 ///
 /// # Errors
@@ -250,6 +235,7 @@ fn parse_keras_npz(bytes: Vec<u8>, path: &Path, config: SimpleRnnConfig) -> Resu
         .map_err(|e| bad(format!("not a readable .npz (zip) archive: {e}")))?;
 
     let mut arrays = Vec::new();
+    let mut budget = MAX_NPZ_BYTES;
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
@@ -259,18 +245,11 @@ fn parse_keras_npz(bytes: Vec<u8>, path: &Path, config: SimpleRnnConfig) -> Resu
             .strip_suffix(".npy")
             .unwrap_or(entry.name())
             .to_string();
-        let mut data = Vec::new();
-        (&mut entry)
-            .take(MAX_ARRAY_BYTES + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| bad(format!("array {name:?}: {e}")))?;
-        if data.len() as u64 > MAX_ARRAY_BYTES {
-            return Err(bad(format!(
-                "array {name:?} is larger than {MAX_ARRAY_BYTES} bytes"
-            )));
-        }
+        let shown = quote(&name);
+        let data = read_npy_entry(&mut entry, &mut budget)
+            .map_err(|m| bad(format!("array {shown}: {m}")))?;
         let array: Array<f32, IxDyn> =
-            decode_npy(&data).map_err(|m| bad(format!("array {name:?}: {m}")))?;
+            decode_npy(&data).map_err(|m| bad(format!("array {shown}: {m}")))?;
         arrays.push((name, array));
     }
 
@@ -319,96 +298,236 @@ fn parse_keras_npz(bytes: Vec<u8>, path: &Path, config: SimpleRnnConfig) -> Resu
     SimpleRnn::new(kernel, recurrent, bias, config)
 }
 
-/// Parses a `.npy` header and checks that its dtype is one `item_bytes` accepts (returning the
-/// item size) and that its shape fits the bytes present, so that a forged header cannot make us
-/// allocate more than the file holds. Returns the dtype descriptor and the shape.
-fn checked_header(
-    bytes: &[u8],
-    expected: &str,
-    item_bytes: impl Fn(&str) -> Option<u64>,
-) -> std::result::Result<(String, Vec<usize>), String> {
-    let mut cursor = Cursor::new(bytes);
-    let header = ndarray_npy::npy::header::Header::from_reader(&mut cursor)
-        .map_err(|e| format!("not a valid .npy image: {e}"))?;
-    let descriptor = header
-        .type_descriptor
-        .to_string()
-        .trim_matches('\'')
-        .to_string();
-    let item = item_bytes(&descriptor)
-        .ok_or_else(|| format!("dtype {descriptor:?}; expected {expected}"))?;
-    let elements = header
-        .shape
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
-        .ok_or("the header's shape overflows")?;
-    let data_bytes = bytes.len() as u64 - cursor.position();
-    if elements.checked_mul(item) != Some(data_bytes) {
+/// The element types read from `.npy` files (numpy's `f4`, `i8`, `u1`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Elem {
+    F4,
+    F8,
+    I1,
+    I2,
+    I4,
+    I8,
+    U1,
+    U2,
+    U4,
+    U8,
+}
+
+impl Elem {
+    fn size(self) -> usize {
+        match self {
+            Elem::I1 | Elem::U1 => 1,
+            Elem::I2 | Elem::U2 => 2,
+            Elem::F4 | Elem::I4 | Elem::U4 => 4,
+            Elem::F8 | Elem::I8 | Elem::U8 => 8,
+        }
+    }
+
+    fn is_float(self) -> bool {
+        matches!(self, Elem::F4 | Elem::F8)
+    }
+
+    /// The type and whether it is big-endian, from a descriptor as numpy writes it: a byte order
+    /// (`<` little, `>` big, `=` native, `|` not applicable, which numpy reads as native) and a
+    /// type code. numpy also reads a descriptor without the order, as native.
+    fn from_descriptor(descriptor: &str) -> Option<(Self, bool)> {
+        let native_big = cfg!(target_endian = "big");
+        let (big, code) = match descriptor.as_bytes().first()? {
+            b'<' => (false, &descriptor[1..]),
+            b'>' => (true, &descriptor[1..]),
+            b'=' | b'|' => (native_big, &descriptor[1..]),
+            _ => (native_big, descriptor),
+        };
+        let elem = match code {
+            "f4" => Elem::F4,
+            "f8" => Elem::F8,
+            "i1" => Elem::I1,
+            "i2" => Elem::I2,
+            "i4" => Elem::I4,
+            "i8" => Elem::I8,
+            "u1" => Elem::U1,
+            "u2" => Elem::U2,
+            "u4" => Elem::U4,
+            "u8" => Elem::U8,
+            _ => return None,
+        };
+        Some((elem, big))
+    }
+}
+
+/// The float types, in words.
+const FLOATS: &str = "float32 ('<f4') or float64 ('<f8')";
+
+/// The most bytes a `.npy` header may take (numpy's own reader stops at 10 kB by default).
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// The bytes before a `.npy` header's text: the magic string, the version and the length.
+const NPY_MAGIC: &[u8] = b"\x93NUMPY";
+
+/// A `.npy` image whose header was checked against the data that follows it, so that a forged
+/// header cannot make us allocate more than the file holds.
+struct Npy<'a> {
+    elem: Elem,
+    big_endian: bool,
+    fortran: bool,
+    shape: Vec<usize>,
+    data: &'a [u8],
+}
+
+/// Reads values of a plain numeric type from bytes in the given order.
+macro_rules! values {
+    ($data:expr, $big:expr, $t:ty) => {
+        $data.chunks_exact(size_of::<$t>()).map(|chunk| {
+            let mut raw = [0u8; size_of::<$t>()];
+            raw.copy_from_slice(chunk);
+            if $big {
+                <$t>::from_be_bytes(raw)
+            } else {
+                <$t>::from_le_bytes(raw)
+            }
+        })
+    };
+}
+
+impl<'a> Npy<'a> {
+    /// Parses the header of `bytes` and checks that its dtype is one `accept` takes (`expected`
+    /// says which, in words) and that its shape matches the data bytes exactly.
+    fn parse(
+        bytes: &'a [u8],
+        expected: &str,
+        accept: impl Fn(Elem) -> bool,
+    ) -> std::result::Result<Self, String> {
+        let header_end = header_end(bytes)?;
+        let header = ndarray_npy::npy::header::Header::from_reader(&mut &bytes[..header_end])
+            .map_err(|e| format!("not a valid .npy image: {}", clip(&e.to_string())))?;
+        let descriptor = header.type_descriptor.to_string();
+        let descriptor = descriptor.trim_matches('\'');
+        let (elem, big_endian) = Elem::from_descriptor(descriptor)
+            .filter(|(e, _)| accept(*e))
+            .ok_or_else(|| format!("dtype {}; expected {expected}", quote(descriptor)))?;
+        let elements = header
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .ok_or("the header's shape overflows")?;
+        let data = &bytes[header_end..];
+        let declared = elements.checked_mul(elem.size() as u64);
+        if declared != Some(data.len() as u64) {
+            return Err(format!(
+                "header says shape {} of {} ({} bytes) but {} bytes of data follow",
+                show_shape(&header.shape),
+                quote(descriptor),
+                declared.map_or("more than 2^64".to_string(), |d| d.to_string()),
+                data.len()
+            ));
+        }
+        Ok(Npy {
+            elem,
+            big_endian,
+            fortran: header.layout.is_fortran(),
+            shape: header.shape,
+            data,
+        })
+    }
+
+    /// The values as float32 (float64 rounded, as Keras casts its inputs).
+    fn floats(&self) -> Vec<f32> {
+        let (data, big) = (self.data, self.big_endian);
+        match self.elem {
+            Elem::F8 => values!(data, big, f64).map(|v| v as f32).collect(),
+            _ => values!(data, big, f32).collect(),
+        }
+    }
+
+    /// The values of an integer array, widened to 64 bits.
+    fn integers(&self) -> std::result::Result<Vec<i64>, String> {
+        let (data, big) = (self.data, self.big_endian);
+        Ok(match self.elem {
+            Elem::I1 => values!(data, big, i8).map(i64::from).collect(),
+            Elem::I2 => values!(data, big, i16).map(i64::from).collect(),
+            Elem::I4 => values!(data, big, i32).map(i64::from).collect(),
+            Elem::I8 => values!(data, big, i64).collect(),
+            Elem::U1 => values!(data, big, u8).map(i64::from).collect(),
+            Elem::U2 => values!(data, big, u16).map(i64::from).collect(),
+            Elem::U4 => values!(data, big, u32).map(i64::from).collect(),
+            Elem::U8 => values!(data, big, u64)
+                .map(|v| i64::try_from(v).map_err(|_| format!("{v} does not fit 64 bits")))
+                .collect::<std::result::Result<_, _>>()?,
+            Elem::F4 | Elem::F8 => return Err("a float array where integers are needed".into()),
+        })
+    }
+
+    /// The values in the header's shape, in standard (C) order whatever the file's order.
+    fn array<T: Clone>(&self, values: Vec<T>) -> std::result::Result<ArrayD<T>, String> {
+        let shape = IxDyn(&self.shape);
+        let array = if self.fortran {
+            ArrayD::from_shape_vec(shape.f(), values).map(|a| a.as_standard_layout().into_owned())
+        } else {
+            ArrayD::from_shape_vec(shape, values)
+        };
+        array.map_err(|e| e.to_string())
+    }
+}
+
+/// Where a `.npy` image's header ends (its data starts), checked against the bytes present
+/// before the header parser allocates what the length field claims.
+fn header_end(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let prefix = "not a valid .npy image";
+    if bytes.len() < 10 || !bytes.starts_with(NPY_MAGIC) {
+        return Err(format!("{prefix}: it does not start with \\x93NUMPY"));
+    }
+    let (text_at, len) = match bytes[6] {
+        1 => (10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]]))),
+        2 | 3 if bytes.len() >= 12 => {
+            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (12, usize::try_from(len).unwrap_or(usize::MAX))
+        }
+        2 | 3 => return Err(format!("{prefix}: truncated header")),
+        major => return Err(format!("{prefix}: unknown version {major}")),
+    };
+    if len > MAX_HEADER_BYTES {
         return Err(format!(
-            "header says shape {:?} of {descriptor} ({} bytes) but {data_bytes} bytes of data follow",
-            header.shape,
-            elements.saturating_mul(item)
+            "{prefix}: its header claims {len} bytes, more than the {MAX_HEADER_BYTES} this \
+             reader accepts"
         ));
     }
-    Ok((descriptor, header.shape))
+    let end = text_at + len;
+    if end > bytes.len() {
+        return Err(format!(
+            "{prefix}: its header claims {len} bytes where {} follow",
+            bytes.len() - text_at
+        ));
+    }
+    Ok(end)
 }
 
 /// Decodes a `.npy` image of float32 or float64 (converted to float32).
 fn decode_npy<D: Dimension>(bytes: &[u8]) -> std::result::Result<Array<f32, D>, String> {
-    let expected = "float32 ('<f4') or float64 ('<f8')";
-    let (descriptor, shape) = checked_header(bytes, expected, |d| match d {
-        "<f4" | "|f4" | "=f4" => Some(4),
-        "<f8" | "|f8" | "=f8" => Some(8),
-        _ => None,
-    })?;
-    let item_bytes = if descriptor.ends_with('4') { 4 } else { 8 };
-    let ndim = shape.len();
+    let npy = Npy::parse(bytes, FLOATS, Elem::is_float)?;
+    let shape = npy.shape.clone();
     let wrong_ndim = |_| match D::NDIM {
-        Some(want) => format!("has {ndim} axes (shape {shape:?}), expected {want}"),
-        None => format!("has shape {shape:?}"),
+        Some(want) => format!(
+            "has {} axes (shape {}), expected {want}",
+            shape.len(),
+            show_shape(&shape)
+        ),
+        None => format!("has shape {}", show_shape(&shape)),
     };
-    let npy_error = |e: ndarray_npy::ReadNpyError| format!("{e}");
-    if item_bytes == 4 {
-        let a = Array::<f32, IxDyn>::read_npy(bytes).map_err(npy_error)?;
-        a.into_dimensionality().map_err(wrong_ndim)
-    } else {
-        let a = Array::<f64, IxDyn>::read_npy(bytes).map_err(npy_error)?;
-        a.mapv(|v| v as f32)
-            .into_dimensionality()
-            .map_err(wrong_ndim)
-    }
+    npy.array(npy.floats())?
+        .into_dimensionality()
+        .map_err(wrong_ndim)
 }
 
 #[cfg(test)]
 mod tests {
+    use ndarray_npy::WriteNpyExt;
+
     use super::*;
 
     fn npy_bytes<D: Dimension>(a: &Array<f32, D>) -> Vec<u8> {
         let mut out = Vec::new();
         a.write_npy(&mut out).unwrap();
         out
-    }
-
-    #[test]
-    fn writes_replace_the_file_whole_and_leave_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.npy");
-        write_npy_f32(&path, &Array2::<f32>::ones((2, 3))).unwrap();
-        write_npy_f32(&path, &Array1::<f32>::zeros(4)).unwrap();
-        let back: Array1<f32> = read_npy_f32(&path).unwrap();
-        assert_eq!(back, Array1::<f32>::zeros(4));
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(names.len(), 1, "a temporary file was left: {names:?}");
-
-        // A directory in the way: the write fails and the earlier file is untouched.
-        let blocked = dir.path().join("blocked.npy");
-        std::fs::create_dir(&blocked).unwrap();
-        std::fs::write(blocked.join("keep"), b"x").unwrap();
-        let err = write_npy_f32(&blocked, &Array1::<f32>::zeros(4)).unwrap_err();
-        assert!(matches!(err, RnnError::Io { .. }), "{err}");
-        assert_eq!(std::fs::read(blocked.join("keep")).unwrap(), b"x");
-        let missing = dir.path().join("no/such/dir/out.npy");
-        assert!(write_npy_f32(&missing, &Array1::<f32>::zeros(1)).is_err());
     }
 
     #[test]
@@ -456,5 +575,133 @@ mod tests {
         assert_eq!(forged.len(), one.len());
         let err = decode_npy::<ndarray::Ix1>(&forged).unwrap_err();
         assert!(err.contains("bytes"), "{err}");
+    }
+
+    /// A version 1.0 `.npy` image with the given header fields, as numpy lays it out.
+    fn npy_image(descriptor: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+        let fortran = if fortran { "True" } else { "False" };
+        let mut text =
+            format!("{{'descr': '{descriptor}', 'fortran_order': {fortran}, 'shape': {shape}, }}");
+        while (10 + text.len() + 1) % 64 != 0 {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&u16::try_from(text.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn accepts_every_byte_order_numpy_writes() {
+        let le: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let be: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let want = Array1::from(vec![1.5f32, -2.0]);
+        for (descriptor, data) in [("<f4", &le), ("=f4", &le), ("|f4", &le), (">f4", &be)] {
+            let got: Array1<f32> = decode_npy(&npy_image(descriptor, false, "(2,)", data))
+                .unwrap_or_else(|e| panic!("{descriptor}: {e}"));
+            assert_eq!(got, want, "{descriptor}");
+        }
+        let wide: Vec<u8> = [1.5f64, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let got: Array1<f32> = decode_npy(&npy_image("=f8", false, "(2,)", &wide)).unwrap();
+        assert_eq!(got, want);
+
+        let ids = decode_input(&npy_image("<u1", false, "(2,)", &[7, 9])).unwrap();
+        assert_eq!(ids, NpyInput::Int(ndarray::arr1(&[7i64, 9]).into_dyn()));
+        let four: Vec<u8> = [3i32, 5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            decode_lengths(&npy_image("|i4", false, "(2,)", &four)).unwrap(),
+            [3, 5]
+        );
+        let big: Vec<u8> = [3i64, 5].iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(
+            decode_lengths(&npy_image(">i8", false, "(2,)", &big)).unwrap(),
+            [3, 5]
+        );
+        // Fortran order: the values come column by column.
+        let cols: Vec<u8> = [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let got: Array2<f32> = decode_npy(&npy_image("<f4", true, "(2, 3)", &cols)).unwrap();
+        assert_eq!(got, ndarray::arr2(&[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]));
+        let err = decode_npy::<ndarray::Ix1>(&npy_image("<c8", false, "(1,)", &[0; 8]));
+        assert!(err.unwrap_err().contains("\"<c8\""));
+    }
+
+    #[test]
+    fn messages_quote_a_forged_header_briefly() {
+        let axes = vec!["1"; 100_003].join(", ");
+        let mut text = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({axes}), }}");
+        text.push('\n');
+        let mut image = b"\x93NUMPY\x02\x00".to_vec();
+        image.extend_from_slice(&u32::try_from(text.len()).unwrap().to_le_bytes());
+        image.extend_from_slice(text.as_bytes());
+        let err = decode_npy::<IxDyn>(&image).unwrap_err();
+        assert!(err.len() < 300 && err.contains("(100003 axes)"), "{err}");
+        // A header that claims 4 GB: refused before anything is allocated.
+        let mut huge = b"\x93NUMPY\x02\x00\xff\xff\xff\xff".to_vec();
+        huge.extend_from_slice(b"{}");
+        assert!(decode_npy::<IxDyn>(&huge).unwrap_err().contains("claims"));
+    }
+
+    /// A `.npz` with one deflated entry per (name, image).
+    fn npz(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, image) in entries {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(image).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn npz_entries_are_read_only_as_far_as_their_headers_declare() {
+        let kernel = npy_bytes(&Array2::<f32>::zeros((2, 3)));
+        let recurrent = npy_bytes(&Array2::<f32>::zeros((3, 3)));
+        let config = SimpleRnnConfig::default;
+        assert!(
+            load_keras_npz_bytes(
+                &npz(&[("arr_0.npy", &kernel), ("arr_1.npy", &recurrent)]),
+                config()
+            )
+            .is_ok()
+        );
+
+        // 64 MB of zeros after a [2, 3] array: refused at the first byte past the declared data.
+        let mut bomb = kernel.clone();
+        bomb.resize(kernel.len() + (64 << 20), 0);
+        let forged = npz(&[("arr_0.npy", &bomb), ("arr_1.npy", &recurrent)]);
+        assert!(forged.len() < 1 << 20);
+        let err = load_keras_npz_bytes(&forged, config()).unwrap_err();
+        assert!(err.to_string().contains("trailing data"), "{err}");
+
+        // Short of what the header declares.
+        let short = &kernel[..kernel.len() - 4];
+        let err = load_keras_npz_bytes(&npz(&[("arr_0.npy", short)]), config()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+
+        // A header that declares more than the archive may hold in all: refused unread.
+        let huge = npy_image("<f4", false, "(65536, 65536)", &[]);
+        let err = load_keras_npz_bytes(&npz(&[("arr_0.npy", &huge)]), config()).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+        // The budget is shared: two arrays that each fit but together do not.
+        let half = npy_image("<f4", false, "(1073741824,)", &[]);
+        let mut budget = MAX_NPZ_BYTES - 8;
+        let err = read_npy_entry(&mut half.as_slice(), &mut budget).unwrap_err();
+        assert!(err.contains("more than"), "{err}");
     }
 }

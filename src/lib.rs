@@ -35,6 +35,7 @@ mod io;
 pub mod keras;
 mod layer;
 mod onnx;
+mod output;
 mod stack;
 mod torch;
 
@@ -47,10 +48,11 @@ pub use gpu::{
 };
 pub use io::{
     NpyInput, load_keras_npz, load_keras_npz_bytes, parse_npy_f32, parse_npy_input,
-    parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths, write_npy_f32,
+    parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths,
 };
 pub use keras::{KerasLayer, KerasModel, KerasRunner, MergeMode, ModelOutput};
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
 pub use onnx::{OnnxDirection, OnnxRnn, OnnxRnnAttributes, OnnxRnnOutput};
+pub use output::{OutputSet, OutputSlot, write_npy_f32};
 pub use stack::{RnnStack, StackOutput};
 pub use torch::{Nonlinearity, TorchRnn, TorchRnnConfig, TorchRnnModel, TorchRnnOutput};

@@ -2,13 +2,13 @@
 //! PyTorch's conventions (time-first unless `batch_first`, `h_0`/`h_n` as (layers·dirs, N, M),
 //! packed variable-length batches).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use ndarray::{Array1, Array2, Array3, ArrayD, ArrayView3, IxDyn};
 
 use crate::backend::Backend;
-use crate::error::{Result, RnnError};
+use crate::error::{Result, RnnError, clip, quote, show_names, show_shape};
 use crate::layer::SimpleRnnConfig;
 use crate::stack::{RnnStack, layer_from_transposed};
 use crate::{Activation, SimpleRnn};
@@ -31,6 +31,9 @@ pub struct TorchRnnConfig {
     /// The module's `batch_first`: input and output are *N* × *T* × … instead of *T* × *N* × …
     /// (`h_0` and `h_n` are (layers·dirs) × *N* × *M* either way).
     pub batch_first: bool,
+    /// Load a file that holds tensors the RNN does not use (refused by default, as PyTorch's
+    /// `load_state_dict(strict=True)` refuses unexpected keys; see [`TorchRnn::load`]).
+    pub ignore_unused: bool,
 }
 
 /// An `nn.RNN`'s weights, read from its `state_dict`: `layers[k][dir]` in Keras's layout
@@ -49,8 +52,6 @@ pub struct TorchRnnModel {
     config: TorchRnnConfig,
 }
 
-const WEIGHT_NAMES: [&str; 4] = ["weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l"];
-
 impl TorchRnn {
     /// Reads an `nn.RNN`'s `state_dict` from a `.safetensors` file (as
     /// `safetensors.torch.save_file(rnn.state_dict(), path)` writes it). `num_layers`,
@@ -58,11 +59,17 @@ impl TorchRnn {
     /// (keys like `encoder.rnn.weight_ih_l0`) its prefix is found; pass `prefix` when the file
     /// holds several RNNs.
     ///
+    /// Every tensor in the file must be used, as `load_state_dict(strict=True)` requires,
+    /// unless [`TorchRnnConfig::ignore_unused`] is set. With `prefix` given, the RNN is read as
+    /// one submodule of a larger model's `state_dict`: tensors outside the prefix belong to the
+    /// other modules and are not looked at. With the prefix found instead, tensors outside it
+    /// count as unused: the file would hold a model of which only the RNN runs.
+    ///
     /// # Errors
     /// [`RnnError::Io`] when the file cannot be read; [`RnnError::BadFile`] for a corrupt
     /// header, no RNN weights, several RNNs and no `prefix`, missing tensors (a layer or a
-    /// direction), tensors of the wrong shape (LSTM and GRU weights say so), or a dtype other than
-    /// float32 / float64.
+    /// direction, or one of the two biases), tensors of the wrong shape (LSTM and GRU weights say
+    /// so), a dtype other than float32 / float64, or unused tensors.
     pub fn load(
         path: impl AsRef<Path>,
         prefix: Option<&str>,
@@ -87,8 +94,14 @@ impl TorchRnn {
         let bad = |m: String| RnnError::bad_file("<memory>", m);
         let tensors = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
-        let names: Vec<&str> = tensors.names().into_iter().collect();
+        // Sorted, so that messages are the same from run to run (the header is a hash map).
+        let mut names: Vec<&str> = tensors.names();
+        names.sort_unstable();
+        // Every lookup below goes through this set: a scan of `names` per layer would make a
+        // file of many layers take quadratic time.
+        let present: HashSet<&str> = names.iter().copied().collect();
 
+        let prefix_given = prefix.is_some();
         let prefixes: BTreeSet<&str> = names
             .iter()
             .filter_map(|n| n.strip_suffix("weight_ih_l0"))
@@ -97,29 +110,35 @@ impl TorchRnn {
             (Some(p), _) if prefixes.contains(p) => p.to_string(),
             (Some(p), _) => {
                 return Err(bad(format!(
-                    "no {p}weight_ih_l0 in the file; RNNs found under prefixes {prefixes:?}"
+                    "no {} in the file; RNNs found under prefixes {}",
+                    clip(&format!("{p}weight_ih_l0")),
+                    show_names(&prefixes.iter().collect::<Vec<_>>())
                 )));
             }
             (None, 1) => prefixes.first().copied().unwrap_or_default().to_string(),
             (None, 0) => {
-                let shown: Vec<&str> = names.iter().take(8).copied().collect();
                 return Err(bad(format!(
-                    "no nn.RNN weights (…weight_ih_l0) found; the file holds {shown:?}{}",
-                    if names.len() > 8 { " …" } else { "" }
+                    "no nn.RNN weights (…weight_ih_l0) found; the file holds {}",
+                    show_names(&names)
                 )));
             }
             (None, _) => {
                 return Err(bad(format!(
-                    "several RNNs, under prefixes {prefixes:?}; say which one (--prefix)"
+                    "several RNNs, under prefixes {}; say which one (--prefix)",
+                    show_names(&prefixes.iter().collect::<Vec<_>>())
                 )));
             }
         };
+        let full = |name: &str| format!("{prefix}{name}");
+        let has = |name: &str| present.contains(full(name).as_str());
+        let mut used: HashSet<String> = HashSet::new();
 
-        let read = |name: &str| -> Result<Option<ArrayD<f32>>> {
-            let full = format!("{prefix}{name}");
+        let mut read = |name: &str| -> Result<Option<ArrayD<f32>>> {
+            let full = full(name);
             let Ok(view) = tensors.tensor(&full) else {
                 return Ok(None);
             };
+            let shown = clip(&full);
             let shape = view.shape().to_vec();
             let values: Vec<f32> = match view.dtype() {
                 safetensors::Dtype::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(view.data()),
@@ -129,42 +148,25 @@ impl TorchRnn {
                     .collect(),
                 other => {
                     return Err(bad(format!(
-                        "{full} is {other:?}; float32 or float64 expected (convert with .float())"
+                        "{shown} is {other:?}; float32 or float64 expected (convert with .float())"
                     )));
                 }
             };
+            used.insert(full);
             ArrayD::from_shape_vec(IxDyn(&shape), values)
                 .map(Some)
-                .map_err(|e| bad(format!("{full}: {e}")))
+                .map_err(|e| bad(format!("{shown}: {e}")))
         };
 
         let mut num_layers = 0;
-        while names.contains(&format!("{prefix}weight_ih_l{num_layers}").as_str()) {
+        while has(&format!("weight_ih_l{num_layers}")) {
             num_layers += 1;
         }
-        let bidirectional = names.contains(&format!("{prefix}weight_ih_l0_reverse").as_str());
-        let has_bias = names.contains(&format!("{prefix}bias_ih_l0").as_str());
+        let bidirectional = has("weight_ih_l0_reverse");
+        // Either bias says bias=True: a file with one of the two is missing the other, and is
+        // refused below rather than run without the bias it holds.
+        let has_bias = has("bias_ih_l0") || has("bias_hh_l0");
         let dirs = if bidirectional { 2 } else { 1 };
-        // Anything else under the prefix means a module this reader does not know.
-        for name in names.iter().filter_map(|n| n.strip_prefix(prefix.as_str())) {
-            let known = (0..num_layers).any(|k| {
-                WEIGHT_NAMES.iter().any(|w| {
-                    (0..dirs)
-                        .any(|d| name == format!("{w}{k}{}", if d == 1 { "_reverse" } else { "" }))
-                })
-            });
-            if !known {
-                return Err(bad(format!(
-                    "unexpected tensor {prefix}{name} for an nn.RNN with {num_layers} layer(s), {} \
-                     (missing a layer, or not an nn.RNN?)",
-                    if bidirectional {
-                        "bidirectional"
-                    } else {
-                        "one direction"
-                    }
-                )));
-            }
-        }
 
         let rnn_config = SimpleRnnConfig {
             activation: match config.nonlinearity {
@@ -174,63 +176,139 @@ impl TorchRnn {
             ..Default::default()
         };
         let mut hidden = None;
+        let mut input_size = None;
         let mut layers = Vec::with_capacity(num_layers);
         for k in 0..num_layers {
             let mut directions = Vec::with_capacity(dirs);
             for dir in 0..dirs {
                 let suffix = if dir == 1 { "_reverse" } else { "" };
-                let get = |w: &str| -> Result<ArrayD<f32>> {
-                    read(&format!("{w}{k}{suffix}"))?
-                        .ok_or_else(|| bad(format!("missing tensor {prefix}{w}{k}{suffix}")))
+                let name = |w: &str| clip(&full(&format!("{w}{k}{suffix}")));
+                let mut get = |w: &str| -> Result<ArrayD<f32>> {
+                    read(&format!("{w}{k}{suffix}"))?.ok_or_else(|| {
+                        let why = if w.starts_with("bias") {
+                            " (with bias=True, nn.RNN has bias_ih and bias_hh in every layer and \
+                             direction)"
+                        } else {
+                            ""
+                        };
+                        bad(format!("missing tensor {}{why}", name(w)))
+                    })
                 };
                 let w_ih = get("weight_ih_l")?;
                 let w_hh = get("weight_hh_l")?;
-                // weight_hh is (gates·M) × M: its columns give M even for LSTM or GRU weights.
-                let m = *hidden.get_or_insert(w_hh.shape().last().copied().unwrap_or(0));
-                let matrix = |a: ArrayD<f32>,
-                              name: &str,
-                              cols: Option<usize>|
-                 -> Result<Array2<f32>> {
-                    let ok = a.ndim() == 2
-                        && a.shape()[0] == m
-                        && cols.is_none_or(|c| a.shape()[1] == c);
-                    if !ok {
-                        let hint =
-                            if a.ndim() == 2 && (a.shape()[0] == 3 * m || a.shape()[0] == 4 * m) {
+                // The first weight_hh fixes M: it must be square, M × M.
+                let m = match hidden {
+                    Some(m) => m,
+                    None => {
+                        let s = w_hh.shape();
+                        if s.len() != 2 || s[0] != s[1] {
+                            let hint = if s.len() == 2 && (s[0] == 3 * s[1] || s[0] == 4 * s[1]) {
+                                "3·M or 4·M rows: GRU or LSTM weights, not nn.RNN"
+                            } else {
+                                "nn.RNN's weight_hh is hidden_size × hidden_size, square"
+                            };
+                            return Err(bad(format!(
+                                "{} has shape {} ({hint})",
+                                name("weight_hh_l"),
+                                show_shape(s)
+                            )));
+                        }
+                        *hidden.insert(s[1])
+                    }
+                };
+                // Layer 0 takes the input in both directions, so both need the same D; later
+                // layers take dirs·M.
+                let input_cols = if k > 0 { Some(dirs * m) } else { input_size };
+                let matrix =
+                    |a: ArrayD<f32>, w: &str, cols: Option<usize>| -> Result<Array2<f32>> {
+                        let ok = a.ndim() == 2
+                            && a.shape()[0] == m
+                            && cols.is_none_or(|c| a.shape()[1] == c);
+                        if !ok {
+                            let hint = if a.ndim() == 2
+                                && (a.shape()[0] == 3 * m || a.shape()[0] == 4 * m)
+                            {
                                 " (3·M or 4·M rows: GRU or LSTM weights, not nn.RNN)"
+                            } else if k == 0 && dir == 1 && w == "weight_ih_l" {
+                                " (the forward direction's input size: both directions read the \
+                                 same input)"
                             } else {
                                 ""
                             };
-                        return Err(bad(format!(
-                            "{prefix}{name}{k}{suffix} has shape {:?}, expected [{m}, {}]{hint}",
-                            a.shape(),
-                            cols.map_or("D".to_string(), |c| c.to_string())
-                        )));
-                    }
-                    Ok(a.into_dimensionality().expect("checked to be 2-D"))
-                };
-                let w_hh = matrix(w_hh, "weight_hh_l", Some(m))?;
-                let w_ih = matrix(w_ih, "weight_ih_l", (k > 0).then_some(dirs * m))?;
-                let biases = if has_bias {
-                    let vector = |a: ArrayD<f32>, name: &str| -> Result<Array1<f32>> {
-                        if a.shape() != [m] {
                             return Err(bad(format!(
-                                "{prefix}{name}{k}{suffix} has shape {:?}, expected [{m}]",
-                                a.shape()
+                                "{} has shape {}, expected [{m}, {}]{hint}",
+                                name(w),
+                                show_shape(a.shape()),
+                                cols.map_or("D".to_string(), |c| c.to_string())
                             )));
                         }
-                        Ok(a.into_dimensionality().expect("checked to be 1-D"))
+                        a.into_dimensionality()
+                            .map_err(|e| bad(format!("{}: {e}", name(w))))
                     };
-                    Some((
-                        vector(get("bias_ih_l")?, "bias_ih_l")?,
-                        vector(get("bias_hh_l")?, "bias_hh_l")?,
-                    ))
+                let w_hh = matrix(w_hh, "weight_hh_l", Some(m))?;
+                let w_ih = matrix(w_ih, "weight_ih_l", input_cols)?;
+                input_size.get_or_insert(w_ih.ncols());
+                let biases = if has_bias {
+                    let vector = |a: ArrayD<f32>, w: &str| -> Result<Array1<f32>> {
+                        if a.shape() != [m] {
+                            return Err(bad(format!(
+                                "{} has shape {}, expected [{m}]",
+                                name(w),
+                                show_shape(a.shape())
+                            )));
+                        }
+                        a.into_dimensionality()
+                            .map_err(|e| bad(format!("{}: {e}", name(w))))
+                    };
+                    let b_ih = get("bias_ih_l")?;
+                    let b_hh = get("bias_hh_l")?;
+                    Some((vector(b_ih, "bias_ih_l")?, vector(b_hh, "bias_hh_l")?))
                 } else {
                     None
                 };
                 directions.push(layer_from_transposed(w_ih, w_hh, biases, rnn_config)?);
             }
             layers.push(directions);
+        }
+
+        // What load_state_dict(strict=True) would call unexpected keys. With `prefix` given, the
+        // file is read as a whole model's state_dict and the RNN as one submodule of it, the way
+        // `rnn.load_state_dict({k.removeprefix(p): v for k, v in sd.items() if
+        // k.startswith(p)})` loads it: tensors outside the prefix belong to other modules. A
+        // found prefix is a convenience for a file that holds one wrapped RNN; tensors outside
+        // it then mean a model of which only the RNN would run, and are unused too.
+        if !config.ignore_unused {
+            let unused: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| !used.contains(*n) && (!prefix_given || n.starts_with(&prefix)))
+                .collect();
+            if !unused.is_empty() {
+                let shown = match unused.as_slice() {
+                    [one] => format!("tensor {}", clip(one)),
+                    many => format!("tensors {}", show_names(many)),
+                };
+                let message = if unused.iter().all(|n| n.starts_with(&prefix)) {
+                    format!(
+                        "unexpected {shown} for an nn.RNN with {num_layers} layer(s), {} \
+                         (missing a layer, or not an nn.RNN?); ignore_unused (--ignore-unused) \
+                         runs without them",
+                        if bidirectional {
+                            "bidirectional"
+                        } else {
+                            "one direction"
+                        }
+                    )
+                } else {
+                    format!(
+                        "{shown} not part of the nn.RNN under prefix {}: only the RNN would \
+                         run; name the prefix (--prefix) to run the RNN alone, as a \
+                         submodule, or pass ignore_unused (--ignore-unused)",
+                        quote(&prefix)
+                    )
+                };
+                return Err(bad(message));
+            }
         }
         Ok(TorchRnn {
             layers,
@@ -307,6 +385,17 @@ impl TorchRnnModel {
         h_0: Option<ArrayView3<'_, f32>>,
         lengths: Option<&[usize]>,
     ) -> Result<TorchRnnOutput> {
+        // Checked here, in the caller's axis order: the stack below sees the input batch-major
+        // and would quote it transposed.
+        let want = self.stack.input_dim();
+        if input.shape()[2] != want {
+            let expected = if self.config.batch_first {
+                format!("[N, T, {want}] (N × T × D, batch_first)")
+            } else {
+                format!("[T, N, {want}] (T × N × D)")
+            };
+            return Err(RnnError::shape("input", expected, input.shape()));
+        }
         let batch_major = if self.config.batch_first {
             input
         } else {

@@ -120,3 +120,23 @@ fn bad_options_are_errors() {
         assert!(!stderr.trim().is_empty(), "{args:?}: no message");
     }
 }
+
+#[test]
+fn sizes_too_large_to_allocate_are_refused_not_a_panic() {
+    for args in [
+        &["--input-dim", "4294967296", "--units", "4294967296"][..],
+        &["--units", "18446744073709551615"],
+        &[
+            "--batch",
+            "1000000",
+            "--steps",
+            "1000000",
+            "--input-dim",
+            "1000000",
+        ],
+    ] {
+        let (ok, _, stderr) = bench(&[&["--backend", "cpu"][..], args].concat());
+        assert!(!ok, "{args:?} succeeded");
+        assert!(stderr.contains("more than"), "{args:?}: {stderr}");
+    }
+}

@@ -19,8 +19,8 @@ fn bytes(case: &str, file: &str) -> Vec<u8> {
     std::fs::read(fixture(case, file)).unwrap()
 }
 
-/// The `.keras` archive of `case` with its config.json passed through `edit`.
-fn with_config(case: &str, edit: impl Fn(String) -> String) -> Vec<u8> {
+/// The `.keras` archive of `case` with each member passed through `edit(name, data)`.
+fn with_members(case: &str, edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) -> Vec<u8> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes(case, "model.keras"))).unwrap();
     let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for i in 0..archive.len() {
@@ -28,14 +28,23 @@ fn with_config(case: &str, edit: impl Fn(String) -> String) -> Vec<u8> {
         let name = member.name().to_string();
         let mut data = Vec::new();
         member.read_to_end(&mut data).unwrap();
-        if name == "config.json" {
-            data = edit(String::from_utf8(data).unwrap()).into_bytes();
-        }
+        let data = edit(&name, data);
         out.start_file(name, zip::write::SimpleFileOptions::default())
             .unwrap();
         out.write_all(&data).unwrap();
     }
     out.finish().unwrap().into_inner()
+}
+
+/// The `.keras` archive of `case` with its config.json passed through `edit`.
+fn with_config(case: &str, edit: impl Fn(String) -> String) -> Vec<u8> {
+    with_members(case, |name, data| {
+        if name == "config.json" {
+            edit(String::from_utf8(data).unwrap()).into_bytes()
+        } else {
+            data
+        }
+    })
 }
 
 fn load_error(bytes: Vec<u8>) -> String {
@@ -238,4 +247,36 @@ fn the_cli_runs_models_and_prints_their_summary() {
     ] {
         assert!(summary.contains(expected), "{summary}");
     }
+}
+
+#[test]
+fn weights_the_model_would_ignore_are_refused() {
+    // The config says use_bias=False but the file holds the SimpleRNN's bias.
+    let no_bias = with_config("masking_rs1", |c| {
+        c.replacen("\"use_bias\": true", "\"use_bias\": false", 1)
+    });
+    let message = load_error(no_bias);
+    assert!(
+        message.contains("layers/simple_rnn/cell/vars/2") && message.contains("not used"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bytes_past_the_hdf5_end_are_refused() {
+    // 64 MB of zeros after the weights: refused from the sizes alone, before they are inflated.
+    let padded = with_members("masking_rs1", |name, mut data| {
+        if name == "model.weights.h5" {
+            data.resize(data.len() + (64 << 20), 0);
+        }
+        data
+    });
+    assert!(padded.len() < 1 << 20);
+    let message = load_error(padded);
+    assert!(message.contains("trailing data"), "{message}");
+
+    let mut legacy = bytes("masking_rs1", "model.h5");
+    legacy.extend_from_slice(b"appended");
+    let message = load_error(legacy);
+    assert!(message.contains("8 bytes of trailing data"), "{message}");
 }

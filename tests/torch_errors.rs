@@ -282,3 +282,139 @@ fn the_cli_runs_pytorch_models_and_reports_misuse() {
         "{stderr}"
     );
 }
+
+/// A float32 safetensors image of owned (name, shape) pairs.
+fn file_of(tensors: &[(String, Vec<usize>)]) -> Vec<u8> {
+    let refs: Vec<(&str, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.clone()))
+        .collect();
+    safetensors_bytes(&refs, false)
+}
+
+fn load_with(
+    tensors: &[(String, Vec<usize>)],
+    prefix: Option<&str>,
+    ignore_unused: bool,
+) -> Result<TorchRnn, RnnError> {
+    let config = TorchRnnConfig {
+        ignore_unused,
+        ..Default::default()
+    };
+    TorchRnn::from_bytes(&file_of(tensors), prefix, config)
+}
+
+#[test]
+fn a_weight_the_model_would_drop_is_refused() {
+    // bias_hh without bias_ih: not a bias-free model.
+    let mut half_bias = rnn("", 1, 3, 4);
+    half_bias.retain(|(n, _)| n != "bias_ih_l0");
+    expect_error(load(&half_bias), "missing tensor bias_ih_l0");
+    let mut only_ih = rnn("", 1, 3, 4);
+    only_ih.retain(|(n, _)| n != "bias_hh_l0");
+    expect_error(load(&only_ih), "missing tensor bias_hh_l0");
+    // Biases in layer 1 only: layer 0 says bias=False, so they would be dropped.
+    let mut late_bias = rnn("", 2, 3, 4);
+    late_bias.retain(|(n, _)| n != "bias_ih_l0" && n != "bias_hh_l0");
+    expect_error(load(&late_bias), "bias_hh_l1");
+
+    // A tensor that is no part of an nn.RNN: refused, unless asked to ignore it.
+    let mut extra = rnn("", 1, 3, 4);
+    extra.push(("linear.weight".into(), vec![2, 4]));
+    expect_error(load(&extra), "unexpected tensor linear.weight");
+    assert!(load_with(&extra, None, true).is_ok());
+
+    // A found prefix with other modules beside it: only the RNN would run, so refused; naming
+    // the prefix reads the RNN as one submodule (as load_state_dict on it after filtering the
+    // keys by prefix), and other modules' tensors are theirs.
+    let mut model = rnn("encoder.rnn.", 1, 3, 4);
+    model.push(("decoder.weight".into(), vec![2, 4]));
+    expect_error(load(&model), "--prefix");
+    assert!(load_with(&model, Some("encoder.rnn."), false).is_ok());
+    assert!(load_with(&model, None, true).is_ok());
+    // Under the named prefix, strict still applies.
+    model.push(("encoder.rnn.extra".into(), vec![1]));
+    expect_error(
+        load_with(&model, Some("encoder.rnn."), false),
+        "unexpected tensor encoder.rnn.extra",
+    );
+}
+
+#[test]
+fn many_layers_load_in_linear_time() {
+    // 20,000 layers of one unit: 80,000 tensors. A scan of every name per layer (as before)
+    // takes minutes here; a lookup per tensor takes a fraction of a second.
+    let layers = 20_000;
+    let tensors = rnn("", layers, 1, 1);
+    let model = load(&tensors).unwrap();
+    assert_eq!(model.num_layers(), layers);
+    let mut extra = tensors;
+    extra.push(("bias_ih_l20000".into(), vec![1]));
+    expect_error(load(&extra), "unexpected tensor bias_ih_l20000");
+}
+
+#[test]
+fn shape_messages_name_the_real_fault() {
+    // A weight_hh that is not square: the shape itself is wrong, whatever M is.
+    let mut not_square = rnn("", 1, 3, 4);
+    not_square[1].1 = vec![4, 5];
+    let err = load(&not_square).unwrap_err().to_string();
+    assert!(
+        err.contains("weight_hh_l0 has shape [4, 5]") && err.contains("square"),
+        "{err}"
+    );
+    assert!(!err.contains("expected [5, 5]"), "{err}");
+
+    // A reverse direction that takes another input size than the forward one.
+    let mut bi = rnn("", 1, 3, 4);
+    bi.push(("weight_ih_l0_reverse".into(), vec![4, 5]));
+    bi.push(("weight_hh_l0_reverse".into(), vec![4, 4]));
+    bi.push(("bias_ih_l0_reverse".into(), vec![4]));
+    bi.push(("bias_hh_l0_reverse".into(), vec![4]));
+    expect_error(
+        load(&bi),
+        "weight_ih_l0_reverse has shape [4, 5], expected [4, 3]",
+    );
+
+    // The input is quoted in the caller's order (time-first here), not transposed.
+    let model = load(&rnn("", 1, 3, 4))
+        .unwrap()
+        .build(&Backend::Cpu)
+        .unwrap();
+    let err = model
+        .forward(Array3::<f32>::zeros((5, 2, 7)).view(), None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[5, 2, 7]") && err.contains("T × N × D"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_cli_refuses_unused_tensors_unless_told_to_ignore_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let mut tensors = rnn("", 1, 3, 4);
+    tensors.push(("head.weight".into(), vec![2, 4]));
+    std::fs::write(p("m.safetensors"), file_of(&tensors)).unwrap();
+    Array3::<f32>::zeros((5, 2, 3))
+        .write_npy(std::fs::File::create(p("x.npy")).unwrap())
+        .unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wgpu-rnn"))
+            .args(["run", &p("m.safetensors"), &p("x.npy"), "-o", &p("y.npy")])
+            .args(["--nonlinearity", "tanh", "--backend", "cpu"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = run(&[]);
+    assert!(!ok && stderr.contains("head.weight"), "{stderr}");
+    let (ok, stderr) = run(&["--ignore-unused"]);
+    assert!(ok, "{stderr}");
+}

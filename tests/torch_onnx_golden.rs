@@ -39,6 +39,7 @@ fn check_torch(backend: &Backend) {
                 _ => Nonlinearity::Relu,
             },
             batch_first: case["batch_first"].as_bool().unwrap(),
+            ..Default::default()
         };
         // The prefix is found by the loader; the manifest's is only checked against it.
         let rnn = TorchRnn::load(dir.join("weights.safetensors"), None, config).unwrap();

@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2};
 
 use crate::activation::Activation;
-use crate::error::{Result, RnnError};
+use crate::error::{Result, RnnError, clip, show_names};
 use crate::keras::config::{LayerSpec, MergeMode, RnnSpec, parse_model};
 use crate::keras::file::open;
 use crate::keras::weights::WeightStore;
@@ -185,7 +185,20 @@ impl KerasModel {
         let opened = open(bytes, origin)?;
         let (name, specs) = parse_model(&opened.config)?;
         let paths = opened.weights.locate(&specs)?;
-        Self::build(name, &specs, &paths, &opened.weights)
+        let model = Self::build(name, &specs, &paths, &opened.weights)?;
+        // build reads every located path, so anything else in the weights group is unused.
+        let unused = opened.weights.unused(&paths)?;
+        if !unused.is_empty() {
+            return Err(RnnError::bad_file(
+                origin,
+                format!(
+                    "weights {} are not used by any layer of the model (a bias stored for a layer \
+                     with use_bias=False, or a layer the config does not have?)",
+                    show_names(&unused)
+                ),
+            ));
+        }
+        Ok(model)
     }
 
     fn build(
@@ -337,6 +350,14 @@ impl KerasModel {
                     vec![shape.clone()],
                 ),
             };
+            // Every located weight must have been taken, or unused() would not see it dropped.
+            if let Some(extra) = read.next() {
+                return Err(config_error(format!(
+                    "layer {:?} does not use its weight {}",
+                    spec.name(),
+                    clip(extra)
+                )));
+            }
             shape = out[0].clone();
             layers.push(layer);
             output_shapes.push(out);

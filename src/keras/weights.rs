@@ -1,11 +1,16 @@
 //! Weights of a saved Keras model: `model.weights.h5` inside a `.keras` archive (Keras 3), or the
 //! `model_weights` group of a legacy single-file `.h5`. Read with hdf5-pure (no C library).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::error::{Result, RnnError};
+use crate::error::{Result, RnnError, clip};
+
+/// How deep the groups of a weights file may nest (Keras nests four or five deep).
+const MAX_GROUP_DEPTH: usize = 32;
+/// How many groups a weights file may hold (a few per layer).
+const MAX_GROUPS: usize = 100_000;
 use crate::keras::config::LayerSpec;
 
 /// Where a model's weights live.
@@ -97,6 +102,51 @@ impl WeightStore {
             .read_f32()
             .map_err(|e| bad(format!("{path}: not readable as float32: {e}")))?;
         ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| bad(format!("{path}: {e}")))
+    }
+
+    /// The datasets under the store's weights group (`layers/` in Keras 3, `model_weights/` in a
+    /// legacy file) that `used` does not name: weights that no layer of the model takes, such as
+    /// a bias stored for a layer whose config says `use_bias=False`. Keras 3 refuses such a file
+    /// too ("expected 2 variables, but received 3").
+    ///
+    /// # Errors
+    /// A group that cannot be listed, or a tree deeper or larger than a model's weights can be
+    /// (a forged file with looping links).
+    pub fn unused(&self, used: &[Vec<String>]) -> Result<Vec<String>> {
+        let (file, root) = match self {
+            WeightStore::Keras3(f) => (f, "layers"),
+            WeightStore::Legacy(f) => (f, "model_weights"),
+        };
+        let used: HashSet<&str> = used.iter().flatten().map(String::as_str).collect();
+        let mut unused = Vec::new();
+        // A model without weights may have no such group at all.
+        let Ok(group) = file.group(root) else {
+            return Ok(unused);
+        };
+        let mut pending = vec![(group, root.to_string(), 0)];
+        let mut visited = 0usize;
+        while let Some((group, path, depth)) = pending.pop() {
+            visited += 1;
+            if depth > MAX_GROUP_DEPTH || visited > MAX_GROUPS {
+                return Err(bad(format!(
+                    "{root} nests groups deeper than {MAX_GROUP_DEPTH} or holds more than \
+                     {MAX_GROUPS} (looping links?)"
+                )));
+            }
+            let listing = |e: hdf5_pure::Error| bad(format!("{}: {e}", clip(&path)));
+            for name in group.datasets().map_err(listing)? {
+                let full = format!("{path}/{name}");
+                if !used.contains(full.as_str()) {
+                    unused.push(full);
+                }
+            }
+            for name in group.groups().map_err(listing)? {
+                let child = group.group(&name).map_err(listing)?;
+                pending.push((child, format!("{path}/{name}"), depth + 1));
+            }
+        }
+        unused.sort();
+        Ok(unused)
     }
 
     /// Where the weights of each layer of the chain are, in Keras's order

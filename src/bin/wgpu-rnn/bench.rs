@@ -77,6 +77,7 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
             "--repeats must be at least 1".into(),
         ));
     }
+    check_sizes(n, t, d, m)?;
     let config = SimpleRnnConfig {
         activation: args.activation.parse::<Activation>()?,
         return_sequences: args.return_sequences,
@@ -93,7 +94,7 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
         .map_err(|e| RnnError::InvalidInput(format!("bias of {m} units: {e}")))?;
     let layer = SimpleRnn::new(kernel, recurrent_kernel, Some(Array1::from(bias)), config)?;
     let input = Array3::from_shape_simple_fn((n, t, d), || rng.random_range(-1.0f32..=1.0));
-    let flops = 2.0 * (n * t * m * (d + m)) as f64;
+    let flops = 2.0 * n as f64 * t as f64 * m as f64 * (d as f64 + m as f64);
     let shape = format!("n={n} t={t} d={d} m={m} repeats={}", args.repeats);
 
     if args.backend != BenchBackend::Cpu {
@@ -121,6 +122,40 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
         let cpu = CpuRnn::new(layer);
         let times = time(args.repeats, || cpu.forward(input.view(), None).map(drop))?;
         report("cpu", &shape, &times, flops, t);
+    }
+    Ok(())
+}
+
+/// The most elements one benchmark array may hold (16 GiB of float32): past it the allocation
+/// would fail, or take the machine's memory, before anything is timed.
+const MAX_ELEMENTS: u128 = 1 << 32;
+
+/// Refuses sizes whose arrays (kernel D×M, recurrent kernel M×M, input N×T×D, output N×T×M)
+/// would overflow or not fit in memory, before anything is allocated.
+fn check_sizes(n: usize, t: usize, d: usize, m: usize) -> Result<(), RnnError> {
+    let count = |sizes: &[usize]| {
+        sizes
+            .iter()
+            .try_fold(1u128, |acc, &x| acc.checked_mul(x as u128))
+            .filter(|&c| c <= MAX_ELEMENTS)
+    };
+    let arrays = [
+        ("the kernel (--input-dim × --units)", count(&[d, m])),
+        ("the recurrent kernel (--units × --units)", count(&[m, m])),
+        (
+            "the input (--batch × --steps × --input-dim)",
+            count(&[n, t, d]),
+        ),
+        (
+            "the output (--batch × --steps × --units)",
+            count(&[n, t, m]),
+        ),
+    ];
+    if let Some((what, _)) = arrays.iter().find(|(_, count)| count.is_none()) {
+        return Err(RnnError::InvalidOption(format!(
+            "{what} would hold more than the {MAX_ELEMENTS} values a benchmark allocates \
+             (n={n} t={t} d={d} m={m})"
+        )));
     }
     Ok(())
 }

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::{Array2, Array3};
 use wgpu_rnn::{
-    Activation, Backend, GpuContext, KerasModel, KerasRunner, Nonlinearity, NpyInput, RnnError,
-    SimpleRnnConfig, TorchRnn, TorchRnnConfig, load_keras_npz, read_npy_f32, read_npy_input,
-    read_npy_lengths, write_npy_f32,
+    Activation, Backend, GpuContext, KerasModel, KerasRunner, Nonlinearity, NpyInput, OutputSet,
+    OutputSlot, RnnError, SimpleRnnConfig, TorchRnn, TorchRnnConfig, load_keras_npz, read_npy_f32,
+    read_npy_input, read_npy_lengths,
 };
 
 #[derive(Parser)]
@@ -91,6 +91,10 @@ struct RunArgs {
     /// gpu, cpu, or auto (a GPU when one is found, else the CPU with a note).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    /// PyTorch: run even when the file holds tensors the RNN does not use (refused by default,
+    /// as load_state_dict(strict=True) refuses them).
+    #[arg(long)]
+    ignore_unused: bool,
 }
 
 /// `--nonlinearity`.
@@ -171,12 +175,15 @@ fn run_keras(args: RunArgs) -> Result<(), RnnError> {
     refuse("--batch-first", args.batch_first, "Keras (.npz)")?;
     refuse("--lengths", args.lengths.is_some(), "Keras (.npz)")?;
     refuse("--prefix", args.prefix.is_some(), "Keras (.npz)")?;
+    // Extra arrays in a .npz are always refused: which array is the layer's would be a guess.
+    refuse("--ignore-unused", args.ignore_unused, "Keras (.npz)")?;
     let config = SimpleRnnConfig {
         activation: Activation::from_keras_name(args.activation.as_deref().unwrap_or("tanh"))?,
         return_sequences: args.return_sequences,
         go_backwards: args.go_backwards,
         ..Default::default()
     };
+    let (mut outputs, output, final_state) = output_and_final_state(&args)?;
     let layer = load_keras_npz(&args.weights, config)?;
     let input: Array3<f32> = read_npy_f32(&args.input)?;
     let initial_state: Option<Array2<f32>> =
@@ -189,11 +196,25 @@ fn run_keras(args: RunArgs) -> Result<(), RnnError> {
 
     let model = backend_for(args.backend)?.build(layer)?;
     let out = model.forward(input.view(), initial_state.as_ref().map(|h| h.view()))?;
-    write_npy_f32(&args.output, &out.output())?;
-    if let Some(path) = &args.final_state {
-        write_npy_f32(path, &out.final_state)?;
+    outputs.write_npy_f32(output, &out.output())?;
+    if let Some(slot) = final_state {
+        outputs.write_npy_f32(slot, &out.final_state)?;
     }
-    Ok(())
+    outputs.commit()
+}
+
+/// The output files of a single-output run, checked before anything is read or computed.
+fn output_and_final_state(
+    args: &RunArgs,
+) -> Result<(OutputSet, OutputSlot, Option<OutputSlot>), RnnError> {
+    let mut outputs = OutputSet::new();
+    let output = outputs.add(&args.output)?;
+    let final_state = args
+        .final_state
+        .as_ref()
+        .map(|p| outputs.add(p))
+        .transpose()?;
+    Ok((outputs, output, final_state))
 }
 
 fn run_model(args: RunArgs) -> Result<(), RnnError> {
@@ -207,7 +228,24 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
     refuse("--prefix", args.prefix.is_some(), kind)?;
     refuse("--initial-state", args.initial_state.is_some(), kind)?;
     refuse("--final-state", args.final_state.is_some(), kind)?;
+    // Keras itself refuses a file with weights a layer does not take.
+    refuse("--ignore-unused", args.ignore_unused, kind)?;
     let model = KerasModel::load(&args.weights)?;
+    // Every output path is checked before the input is read or anything runs.
+    let count = model.output_shapes().last().map_or(1, Vec::len);
+    let paths = if count == 1 {
+        vec![args.output.clone()]
+    } else {
+        let stem = args.output.with_extension("");
+        (0..count)
+            .map(|i| PathBuf::from(format!("{}_{i}.npy", stem.display())))
+            .collect()
+    };
+    let mut files = OutputSet::new();
+    let slots = paths
+        .iter()
+        .map(|p| files.add(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let input = read_npy_input(&args.input)?;
     let mut runner = KerasRunner::new(model, &backend_for(args.backend)?)?;
     let outputs = match &input {
@@ -215,14 +253,21 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
         NpyInput::Int(ids) => runner.predict_ids(ids.view())?,
     }
     .outputs;
-    if let [only] = outputs.as_slice() {
-        return write_npy_f32(&args.output, only);
+    if outputs.len() != slots.len() {
+        return Err(RnnError::InvalidOption(format!(
+            "the model gave {} outputs where its config declares {}",
+            outputs.len(),
+            slots.len()
+        )));
     }
-    let stem = args.output.with_extension("");
-    for (i, out) in outputs.iter().enumerate() {
-        let path = PathBuf::from(format!("{}_{i}.npy", stem.display()));
-        write_npy_f32(&path, out)?;
-        eprintln!("output {i}: {}", path.display());
+    for (&slot, out) in slots.iter().zip(&outputs) {
+        files.write_npy_f32(slot, out)?;
+    }
+    files.commit()?;
+    if count > 1 {
+        for (i, path) in paths.iter().enumerate() {
+            eprintln!("output {i}: {}", path.display());
+        }
     }
     Ok(())
 }
@@ -255,7 +300,9 @@ fn run_torch(args: RunArgs) -> Result<(), RnnError> {
     let config = TorchRnnConfig {
         nonlinearity,
         batch_first: args.batch_first,
+        ignore_unused: args.ignore_unused,
     };
+    let (mut outputs, output, final_state) = output_and_final_state(&args)?;
     let rnn = TorchRnn::load(&args.weights, args.prefix.as_deref(), config)?;
     let input: Array3<f32> = read_npy_f32(&args.input)?;
     let h0: Option<Array3<f32>> = args.initial_state.as_ref().map(read_npy_f32).transpose()?;
@@ -266,11 +313,11 @@ fn run_torch(args: RunArgs) -> Result<(), RnnError> {
         h0.as_ref().map(|h| h.view()),
         lengths.as_deref(),
     )?;
-    write_npy_f32(&args.output, &out.output)?;
-    if let Some(path) = &args.final_state {
-        write_npy_f32(path, &out.h_n)?;
+    outputs.write_npy_f32(output, &out.output)?;
+    if let Some(slot) = final_state {
+        outputs.write_npy_f32(slot, &out.h_n)?;
     }
-    Ok(())
+    outputs.commit()
 }
 
 /// The backend the user chose; `auto` falls back to the CPU with a note.
