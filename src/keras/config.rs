@@ -134,31 +134,130 @@ fn bool_field(config: &Value, key: &str, default: bool) -> bool {
     config.get(key).and_then(Value::as_bool).unwrap_or(default)
 }
 
-/// An activation as configs write it: a name, `null`, or a serialized function.
+/// A layer's `activation` as configs write it (see [`activation_value`]).
 fn activation(config: &Value, layer: &str) -> Result<Activation> {
-    let value = config.get("activation").unwrap_or(&Value::Null);
-    let name = match value {
-        Value::Null => "linear",
-        Value::String(s) => s.as_str(),
-        Value::Object(o) => o
-            .get("config")
-            .and_then(|c| c.as_str().or_else(|| c.get("name").and_then(Value::as_str)))
-            .ok_or_else(|| {
-                bad(format!(
-                    "layer {layer:?}: activation {value} is not a Keras activation"
-                ))
-            })?,
-        other => {
-            return Err(bad(format!(
-                "layer {layer:?}: activation {other} is not a Keras activation"
-            )));
-        }
-    };
+    activation_value(config.get("activation").unwrap_or(&Value::Null), layer)
+}
+
+/// An activation as configs write it: a name, `null`, a serialized function (an object whose
+/// `config` is the function's name), or an activation layer object (`ELU(alpha=0.5)`, `ReLU`,
+/// `LeakyReLU`, `Softmax`, `Activation`) whose parameters are honoured exactly or refused.
+fn activation_value(value: &Value, layer: &str) -> Result<Activation> {
+    match value {
+        Value::Null => Ok(Activation::Linear),
+        Value::String(name) => named_activation(name, layer),
+        Value::Object(o) => match (o.get("class_name").and_then(Value::as_str), o.get("config")) {
+            (_, Some(Value::String(name))) => named_activation(name, layer),
+            (Some(class), Some(config @ Value::Object(_))) => {
+                activation_layer(class, config, layer)?.ok_or_else(|| {
+                    bad(format!(
+                        "layer {layer:?}: activation {class} is not supported (supported objects: \
+                         ELU, ReLU, LeakyReLU, Softmax, Activation, and Keras's named functions)"
+                    ))
+                })
+            }
+            _ => Err(bad(format!(
+                "layer {layer:?}: activation {} is not a Keras activation",
+                shown(value)
+            ))),
+        },
+        other => Err(bad(format!(
+            "layer {layer:?}: activation {} is not a Keras activation",
+            shown(other)
+        ))),
+    }
+}
+
+fn named_activation(name: &str, layer: &str) -> Result<Activation> {
     Activation::from_keras_name(name).map_err(|_| {
         bad(format!(
             "layer {layer:?}: activation {name:?} is not supported"
         ))
     })
+}
+
+/// The activation an activation layer of class `class` with `config` computes (as an object in
+/// another layer's `activation`, or as a layer of the model); `None` for a class that is not an
+/// activation layer. Every parameter is honoured or refused by name.
+fn activation_layer(class: &str, config: &Value, layer: &str) -> Result<Option<Activation>> {
+    let known: &[&str] = match class {
+        "ELU" => &["alpha"],
+        // tf.keras 2 calls the slope `alpha`.
+        "LeakyReLU" => &["negative_slope", "alpha"],
+        "ReLU" => &["max_value", "negative_slope", "threshold"],
+        "Softmax" => &["axis"],
+        "Activation" => &["activation"],
+        _ => return Ok(None),
+    };
+    check_dtype(config, layer)?;
+    if let Some(map) = config.as_object()
+        && let Some(key) = map
+            .keys()
+            .find(|k| !known.contains(&k.as_str()) && !LAYER_BOOKKEEPING.contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "layer {layer:?}: {class} activation has parameter {key:?}, which this crate does not run"
+        )));
+    }
+    let number = |key: &str| -> Result<Option<f32>> {
+        match config.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_f64().map(|x| Some(x as f32)).ok_or_else(|| {
+                bad(format!(
+                    "layer {layer:?}: {class} parameter {key} must be a number, not {}",
+                    shown(v)
+                ))
+            }),
+        }
+    };
+    let refuse = |what: String| -> Result<Option<Activation>> {
+        Err(bad(format!(
+            "layer {layer:?}: {class} activation with {what} is not supported"
+        )))
+    };
+    Ok(Some(match class {
+        "ELU" => Activation::Elu {
+            alpha: number("alpha")?.unwrap_or(1.0),
+        },
+        "LeakyReLU" => Activation::LeakyRelu {
+            // The layer's default (0.3), not the function's (0.2).
+            negative_slope: match number("negative_slope")? {
+                Some(slope) => slope,
+                None => number("alpha")?.unwrap_or(0.3),
+            },
+        },
+        "ReLU" => {
+            let threshold = number("threshold")?.unwrap_or(0.0);
+            if threshold != 0.0 {
+                return refuse(format!("threshold {threshold}"));
+            }
+            let slope = number("negative_slope")?.unwrap_or(0.0);
+            match number("max_value")? {
+                None if slope == 0.0 => Activation::Relu,
+                None => Activation::LeakyRelu {
+                    negative_slope: slope,
+                },
+                Some(max) if max == 6.0 && slope == 0.0 => Activation::Relu6,
+                Some(max) => {
+                    return refuse(format!("max_value {max} (only 6, with no negative_slope)"));
+                }
+            }
+        }
+        "Softmax" => match config.get("axis") {
+            None | Some(Value::Null) => Activation::Softmax,
+            Some(axis) if axis.as_i64() == Some(-1) => Activation::Softmax,
+            Some(axis) => return refuse(format!("axis {} (only -1, the last)", shown(axis))),
+        },
+        _ => activation_value(config.get("activation").unwrap_or(&Value::Null), layer)?,
+    }))
+}
+
+/// Keys every layer config holds that do not change what it computes.
+const LAYER_BOOKKEEPING: &[&str] = &["name", "trainable", "dtype"];
+
+/// A config value as an error message shows it, capped ([`crate::error::clip`]).
+fn shown(value: &Value) -> String {
+    crate::error::clip(&value.to_string())
 }
 
 /// Checks the layer's dtype policy: only float32 models run.
@@ -336,8 +435,8 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
                 }
             }
         }
-        "Activation" => LayerSpec::Activation {
-            activation: activation(config, &name)?,
+        "Activation" | "ELU" | "ReLU" | "LeakyReLU" | "Softmax" => LayerSpec::Activation {
+            activation: activation_layer(class, config, &name)?.expect("an activation layer class"),
             name,
         },
         "Dropout" | "SpatialDropout1D" | "GaussianNoise" | "GaussianDropout" | "AlphaDropout" => {
@@ -346,7 +445,8 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
         other => {
             return Err(bad(format!(
                 "layer {name:?} is a {other}, which this crate does not run (supported: InputLayer, Embedding, \
-                 Masking, SimpleRNN, Bidirectional(SimpleRNN), Dense, TimeDistributed(Dense), Activation, Dropout)"
+                 Masking, SimpleRNN, Bidirectional(SimpleRNN), Dense, TimeDistributed(Dense), Activation, ELU, ReLU, \
+                 LeakyReLU, Softmax, Dropout)"
             )));
         }
     })
