@@ -107,7 +107,13 @@ fn erf_approx(x: f32) -> f32 {
 }
 
 fn activate(x: f32) -> f32 {
-    switch ACTIVATION {
+    return activate_with(ACTIVATION, ACT_ALPHA, ACT_BETA, x);
+}
+
+// The activation numbered `code` with parameters `alpha` and `beta` (pipeline constants at every
+// call, so the switch folds away): for kernels that apply two activations (gated_cell.wgsl).
+fn activate_with(code: u32, alpha: f32, beta: f32, x: f32) -> f32 {
+    switch code {
         case 0u: { return x; }
         case 1u: { return tanh_safe(x); }
         case 2u: { return select(x, 0.0, x < 0.0); }
@@ -115,9 +121,9 @@ fn activate(x: f32) -> f32 {
         case 4u: {
             // clamp may return either bound for NaN; Keras gives NaN.
             if (is_nan(x)) { return x; }
-            return clamp(ACT_ALPHA * x + ACT_BETA, 0.0, 1.0);
+            return clamp(alpha * x + beta, 0.0, 1.0);
         }
-        case 5u: { return select(ACT_ALPHA * expm1(x), x, x > 0.0); }
+        case 5u: { return select(alpha * expm1(x), x, x > 0.0); }
         case 6u: { return select(SELU_SCALE * SELU_ALPHA * expm1(x), SELU_SCALE * x, x > 0.0); }
         case 7u: { return softplus(x); }
         case 8u: { return x / (1.0 + abs(x)); }
@@ -125,7 +131,7 @@ fn activate(x: f32) -> f32 {
         case 10u: { return x * sigmoid(x); }
         case 11u: { return exp_accurate(x); }
         case 12u: { return relu6(x); }
-        case 13u: { return select(x, ACT_ALPHA * x, x < 0.0); }
+        case 13u: { return select(x, alpha * x, x < 0.0); }
         case 14u: { return x * tanh_safe(softplus(x)); }
         // Keras's order: x · (relu6(x + 3) / 6), which is x itself for huge x.
         case 15u: { return x * (relu6(x + 3.0) / 6.0); }
@@ -159,9 +165,9 @@ fn activate(x: f32) -> f32 {
             if (x >= 1.0) { return 1.0; }
             return 0.5 * (x + 1.0);
         }
-        case 25u: { return ACT_ALPHA * x + ACT_BETA; }
-        case 26u: { return ACT_ALPHA * tanh_safe(ACT_BETA * x); }
-        case 27u: { return select(x, 0.0, x <= ACT_ALPHA); }
+        case 25u: { return alpha * x + beta; }
+        case 26u: { return alpha * tanh_safe(beta * x); }
+        case 27u: { return select(x, 0.0, x <= alpha); }
         default: { return x; }
     }
 }

@@ -4,8 +4,9 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use ndarray::{Array, Array1, Array2, ArrayD, Dimension, IxDyn, ShapeBuilder};
+use ndarray::{Array, Array2, ArrayD, Dimension, Ix1, Ix2, IxDyn, ShapeBuilder};
 
+use crate::cell::Cell;
 use crate::error::{Result, RnnError, clip, quote, show_shape};
 use crate::layer::{SimpleRnn, SimpleRnnConfig};
 
@@ -116,24 +117,43 @@ fn decode_input(bytes: &[u8]) -> std::result::Result<NpyInput, String> {
     }
 }
 
-/// Loads a Keras SimpleRNN layer's weights from a `.npz` file.
+/// Loads a Keras recurrent layer's weights (`SimpleRNN`, `LSTM` or `GRU`) from a `.npz` file,
+/// the cell inferred from the shapes.
 ///
 /// Accepts the file Keras users write with `np.savez(path, *layer.get_weights())`: `arr_0` is the
-/// kernel (*D* × *M*), `arr_1` the recurrent kernel (*M* × *M*), `arr_2` the bias (*M*, absent for
-/// `use_bias=False`). Also accepts the keys `kernel`, `recurrent_kernel` and `bias`. float32 or
-/// float64 (converted). Plain and compressed (`np.savez_compressed`) archives both work.
+/// kernel (*D* × *G*·*M*), `arr_1` the recurrent kernel (*M* × *G*·*M*), `arr_2` the bias
+/// (*G*·*M*; a GRU's is 2 × 3*M*; absent for `use_bias=False`). Also accepts the keys `kernel`,
+/// `recurrent_kernel` and `bias`. float32 or float64 (converted). Plain and compressed
+/// (`np.savez_compressed`) archives both work. The recurrent kernel's shape gives the gates
+/// (*G* = 1: SimpleRNN, 4: LSTM, 3: GRU, see [`Cell`]); the config's activations apply as the
+/// layer's `activation` and `recurrent_activation`.
 ///
 /// # Errors
 /// [`RnnError::Io`] when the file cannot be read; [`RnnError::BadFile`] when it is not a zip
 /// archive, lacks the kernel or recurrent kernel, holds extra arrays, or an array is malformed or
-/// of another dtype; the shape errors of [`SimpleRnn::new`] when the arrays do not fit together.
+/// of another dtype; the shape errors of [`SimpleRnn::gated`] when the arrays do not fit
+/// together; [`RnnError::InvalidOption`] for a GRU whose shapes say `reset_after=False` (not
+/// run) or whose cell cannot be told (a GRU without bias: use [`load_keras_npz_as`]).
 pub fn load_keras_npz(path: impl AsRef<Path>, config: SimpleRnnConfig) -> Result<SimpleRnn> {
+    load_keras_npz_as(path, config, None)
+}
+
+/// [`load_keras_npz`] with the cell given (`Some`) rather than inferred: the shapes must then
+/// agree with it. [`Cell::Gru`] is Keras's `reset_after=True` GRU.
+///
+/// # Errors
+/// As [`load_keras_npz`], and [`RnnError::InvalidOption`] when the shapes are another cell's.
+pub fn load_keras_npz_as(
+    path: impl AsRef<Path>,
+    config: SimpleRnnConfig,
+    cell: Option<Cell>,
+) -> Result<SimpleRnn> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|source| RnnError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_keras_npz(bytes, path, config)
+    parse_keras_npz(bytes, path, config, cell)
 }
 
 /// [`load_keras_npz`] on the bytes of a `.npz` file already in memory (an embedded model, say).
@@ -141,7 +161,7 @@ pub fn load_keras_npz(path: impl AsRef<Path>, config: SimpleRnnConfig) -> Result
 /// # Errors
 /// As [`load_keras_npz`], with `<memory>` in place of the file name.
 pub fn load_keras_npz_bytes(bytes: &[u8], config: SimpleRnnConfig) -> Result<SimpleRnn> {
-    parse_keras_npz(bytes.to_vec(), Path::new("<memory>"), config)
+    parse_keras_npz(bytes.to_vec(), Path::new("<memory>"), config, None)
 }
 
 /// Reads one `.npy` entry of a `.npz` archive: its header first, then exactly the data bytes the
@@ -229,7 +249,12 @@ pub fn parse_npy_f32<D: Dimension>(bytes: &[u8]) -> Result<Array<f32, D>> {
     decode_npy(bytes).map_err(|message| RnnError::bad_file("<memory>", message))
 }
 
-fn parse_keras_npz(bytes: Vec<u8>, path: &Path, config: SimpleRnnConfig) -> Result<SimpleRnn> {
+fn parse_keras_npz(
+    bytes: Vec<u8>,
+    path: &Path,
+    config: SimpleRnnConfig,
+    cell: Option<Cell>,
+) -> Result<SimpleRnn> {
     let bad = |message: String| RnnError::bad_file(path, message);
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| bad(format!("not a readable .npz (zip) archive: {e}")))?;
@@ -271,8 +296,8 @@ fn parse_keras_npz(bytes: Vec<u8>, path: &Path, config: SimpleRnnConfig) -> Resu
     if arrays.len() > 2 + usize::from(bias_at.is_some()) {
         let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
         return Err(bad(format!(
-            "holds {} arrays {names:?}; a SimpleRNN has a kernel, a recurrent kernel and an optional bias \
-             (is this another kind of layer?)",
+            "holds {} arrays {names:?}; a recurrent layer has a kernel, a recurrent kernel and an optional \
+             bias (is this another kind of layer?)",
             arrays.len()
         )));
     }
@@ -284,18 +309,66 @@ fn parse_keras_npz(bytes: Vec<u8>, path: &Path, config: SimpleRnnConfig) -> Resu
     };
     let kernel = take2(kernel_at, "kernel")?;
     let recurrent = take2(recurrent_at, "recurrent_kernel")?;
-    let bias = match bias_at {
-        Some(at) => {
-            let (_, a) = &arrays[at];
-            Some(
-                a.clone()
-                    .into_dimensionality::<ndarray::Ix1>()
-                    .map_err(|_| RnnError::shape("bias", "1 axis", a.shape()))?,
-            )
+    // A GRU's bias is 2 × 3M: the input bias, then the recurrent one.
+    let (bias, recurrent_bias) = match bias_at.map(|at| &arrays[at].1) {
+        None => (None, None),
+        Some(b) if b.ndim() == 1 => (
+            Some(b.clone().into_dimensionality::<Ix1>().expect("1 axis")),
+            None,
+        ),
+        Some(b) if b.ndim() == 2 && b.shape()[0] == 2 => {
+            let b = b.clone().into_dimensionality::<Ix2>().expect("2 axes");
+            (Some(b.row(0).to_owned()), Some(b.row(1).to_owned()))
         }
-        None => None::<Array1<f32>>,
+        Some(b) => {
+            return Err(RnnError::shape(
+                "bias",
+                "[G·M] or, for a GRU, [2, 3·M]",
+                b.shape(),
+            ));
+        }
     };
-    SimpleRnn::new(kernel, recurrent, bias, config)
+    let (m, columns) = recurrent.dim();
+    let inferred = match (m > 0 && columns % m == 0).then(|| columns / m) {
+        Some(1) => Some(Cell::Simple),
+        Some(4) => Some(Cell::Lstm),
+        Some(3) => Some(Cell::Gru),
+        _ => None,
+    };
+    let given = cell.is_some();
+    let cell = match (cell, inferred) {
+        (Some(given), Some(found)) if given != found => {
+            return Err(RnnError::InvalidOption(format!(
+                "the weights are a {found}'s (recurrent kernel {m} × {columns}), not a {given}'s"
+            )));
+        }
+        (Some(given), _) => given,
+        (None, Some(found)) => found,
+        (None, None) => {
+            return Err(RnnError::shape(
+                "recurrent_kernel",
+                "[M, M], [M, 4·M] (LSTM) or [M, 3·M] (GRU)",
+                recurrent.shape(),
+            ));
+        }
+    };
+    if cell == Cell::Gru && recurrent_bias.is_none() {
+        if bias.is_some() {
+            return Err(RnnError::InvalidOption(
+                "a GRU whose bias has one row was built with reset_after=False, which is not run \
+                 (Keras's default, reset_after=True, saves a 2 × 3·M bias)"
+                    .into(),
+            ));
+        }
+        if !given {
+            return Err(RnnError::InvalidOption(
+                "a GRU without bias does not show whether it was built with reset_after=True: give \
+                 the cell (--cell gru, which is reset_after=True, Keras's default)"
+                    .into(),
+            ));
+        }
+    }
+    SimpleRnn::gated(cell, kernel, recurrent, bias, recurrent_bias, config)
 }
 
 /// The element types read from `.npy` files (numpy's `f4`, `i8`, `u1`, ...).
@@ -520,6 +593,7 @@ fn decode_npy<D: Dimension>(bytes: &[u8]) -> std::result::Result<Array<f32, D>, 
 
 #[cfg(test)]
 mod tests {
+    use ndarray::Array1;
     use ndarray_npy::WriteNpyExt;
 
     use super::*;

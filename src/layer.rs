@@ -4,6 +4,7 @@
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewD};
 
 use crate::activation::Activation;
+use crate::cell::Cell;
 use crate::error::{Result, RnnError};
 
 /// Where the state after each step goes in the sequence output when the input is read backwards.
@@ -39,8 +40,12 @@ pub enum Padding<'a> {
 /// `Default` gives Keras's defaults: `tanh`, no `return_sequences`, no `go_backwards`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SimpleRnnConfig {
-    /// Applied to `x_t · kernel + bias + h_{t-1} · recurrent_kernel`.
+    /// Applied to `x_t · kernel + bias + h_{t-1} · recurrent_kernel` (the simple cell), to the
+    /// candidate and the cell state (LSTM), to the candidate (GRU).
     pub activation: Activation,
+    /// The gates' activation of LSTM and GRU (Keras's `recurrent_activation`, default
+    /// `sigmoid`); the simple cell has no gates and ignores it.
+    pub recurrent_activation: Activation,
     /// Return the state after every step (*N* × *T* × *M*) instead of the last one (*N* × *M*).
     pub return_sequences: bool,
     /// Read the input from the last step to the first. With `return_sequences`, output step 0
@@ -59,6 +64,7 @@ impl Default for SimpleRnnConfig {
     fn default() -> Self {
         SimpleRnnConfig {
             activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
             return_sequences: false,
             go_backwards: false,
             output_order: OutputOrder::Processing,
@@ -68,16 +74,22 @@ impl Default for SimpleRnnConfig {
     }
 }
 
-/// A Keras `SimpleRNN` layer: `h_t = activation(x_t · kernel + bias + h_{t-1} · recurrent_kernel)`.
+/// A recurrent layer: Keras's `SimpleRNN`,
+/// `h_t = activation(x_t · kernel + bias + h_{t-1} · recurrent_kernel)`, or with another
+/// [`Cell`] an `LSTM` or a `GRU` ([`SimpleRnn::gated`]).
 ///
-/// Weights follow Keras's layout: `kernel` is *D* × *M*, `recurrent_kernel` is *M* × *M*,
-/// `bias` has *M* entries (absent when the layer was built with `use_bias=False`), where *D* is
-/// the number of input features and *M* the number of units.
+/// Weights follow Keras's layout: `kernel` is *D* × *G*·*M*, `recurrent_kernel` is
+/// *M* × *G*·*M*, `bias` has *G*·*M* entries (absent when the layer was built with
+/// `use_bias=False`), where *D* is the number of input features, *M* the number of units and *G*
+/// the cell's gates ([`Cell::gates`]: 1, 4 for LSTM, 3 for GRU), packed in Keras's gate order.
 #[derive(Clone, Debug)]
 pub struct SimpleRnn {
+    cell: Cell,
     kernel: Array2<f32>,
     recurrent_kernel: Array2<f32>,
     bias: Option<Array1<f32>>,
+    /// GRU's bias of the recurrent product (*G*·*M*); zeros where the layer has no bias.
+    recurrent_bias: Option<Array1<f32>>,
     config: SimpleRnnConfig,
 }
 
@@ -93,7 +105,37 @@ impl SimpleRnn {
         bias: Option<Array1<f32>>,
         config: SimpleRnnConfig,
     ) -> Result<Self> {
-        let (d, m) = kernel.dim();
+        Self::gated(Cell::Simple, kernel, recurrent_kernel, bias, None, config)
+    }
+
+    /// Builds a layer of any [`Cell`] from Keras-layout weights: `kernel` *D* × *G*·*M*,
+    /// `recurrent_kernel` *M* × *G*·*M*, `bias` *G*·*M* (the first row of a GRU's 2 × 3*M* bias),
+    /// `recurrent_bias` *G*·*M* (the second row; GRU only).
+    ///
+    /// # Errors
+    /// [`RnnError::EmptyDimension`] when *D* or *M* is 0; [`RnnError::ShapeMismatch`] when the
+    /// kernel's columns are not a multiple of the gates, `recurrent_kernel` is not
+    /// *M* × *G*·*M*, or a bias does not have *G*·*M* entries; [`RnnError::InvalidOption`] for
+    /// a recurrent bias on a cell that has none, a row-wise activation (softmax) on a gated
+    /// cell, or `clip` on a gated cell (ONNX clips its SimpleRNN only here).
+    pub fn gated(
+        cell: Cell,
+        kernel: Array2<f32>,
+        recurrent_kernel: Array2<f32>,
+        bias: Option<Array1<f32>>,
+        recurrent_bias: Option<Array1<f32>>,
+        config: SimpleRnnConfig,
+    ) -> Result<Self> {
+        let g = cell.gates();
+        let (d, columns) = kernel.dim();
+        if !columns.is_multiple_of(g) {
+            return Err(RnnError::shape(
+                "kernel",
+                format!("[D, {g}·M] (the {cell} gates' columns)"),
+                kernel.shape(),
+            ));
+        }
+        let m = columns / g;
         if d == 0 {
             return Err(RnnError::EmptyDimension {
                 what: "kernel rows (input features D)".into(),
@@ -104,24 +146,65 @@ impl SimpleRnn {
                 what: "kernel columns (units M)".into(),
             });
         }
-        if recurrent_kernel.dim() != (m, m) {
+        if recurrent_kernel.dim() != (m, g * m) {
+            let expected = if g == 1 {
+                format!("[{m}, {m}] (M × M, M from the kernel's columns)")
+            } else {
+                format!("[{m}, {}] (M × {g}·M, M from the kernel's columns)", g * m)
+            };
             return Err(RnnError::shape(
                 "recurrent_kernel",
-                format!("[{m}, {m}] (M × M, M from the kernel's columns)"),
+                expected,
                 recurrent_kernel.shape(),
             ));
         }
-        if let Some(b) = &bias
-            && b.len() != m
-        {
-            return Err(RnnError::shape("bias", format!("[{m}] (M)"), b.shape()));
+        for (name, b) in [("bias", &bias), ("recurrent bias", &recurrent_bias)] {
+            if let Some(b) = b
+                && b.len() != g * m
+            {
+                let expected = if g == 1 {
+                    format!("[{m}] (M)")
+                } else {
+                    format!("[{}] ({g}·M)", g * m)
+                };
+                return Err(RnnError::shape(name, expected, b.shape()));
+            }
+        }
+        if recurrent_bias.is_some() && !cell.has_recurrent_bias() {
+            return Err(RnnError::InvalidOption(format!(
+                "a {cell} has no recurrent bias"
+            )));
+        }
+        if cell != Cell::Simple {
+            if config.activation.is_row_wise() || config.recurrent_activation.is_row_wise() {
+                return Err(RnnError::InvalidOption(format!(
+                    "a {cell} with a softmax activation is not supported"
+                )));
+            }
+            if config.clip.is_some() {
+                return Err(RnnError::InvalidOption(format!(
+                    "clip on a {cell} is not supported"
+                )));
+            }
         }
         Ok(SimpleRnn {
+            cell,
             kernel: kernel.as_standard_layout().into_owned(),
             recurrent_kernel: recurrent_kernel.as_standard_layout().into_owned(),
             bias,
+            recurrent_bias,
             config,
         })
+    }
+
+    /// The cell: simple, LSTM or GRU.
+    pub fn cell(&self) -> Cell {
+        self.cell
+    }
+
+    /// GRU's recurrent bias (*G*·*M*), when the layer has one.
+    pub fn recurrent_bias(&self) -> Option<&Array1<f32>> {
+        self.recurrent_bias.as_ref()
     }
 
     /// *D*, the number of input features.
@@ -131,20 +214,20 @@ impl SimpleRnn {
 
     /// *M*, the number of units (the size of the state).
     pub fn units(&self) -> usize {
-        self.kernel.ncols()
+        self.kernel.ncols() / self.cell.gates()
     }
 
-    /// The input kernel, *D* × *M*, in standard (row-major) layout.
+    /// The input kernel, *D* × *G*·*M*, in standard (row-major) layout.
     pub fn kernel(&self) -> &Array2<f32> {
         &self.kernel
     }
 
-    /// The recurrent kernel, *M* × *M*, in standard (row-major) layout.
+    /// The recurrent kernel, *M* × *G*·*M*, in standard (row-major) layout.
     pub fn recurrent_kernel(&self) -> &Array2<f32> {
         &self.recurrent_kernel
     }
 
-    /// The bias, *M* entries, or `None` for a layer without bias.
+    /// The bias, *G*·*M* entries, or `None` for a layer without bias.
     pub fn bias(&self) -> Option<&Array1<f32>> {
         self.bias.as_ref()
     }
@@ -155,9 +238,43 @@ impl SimpleRnn {
     }
 
     /// Changes the layer's options, keeping its weights.
-    pub fn with_config(mut self, config: SimpleRnnConfig) -> Self {
-        self.config = config;
-        self
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::gated`] for options a gated cell does not run.
+    pub fn with_config(self, config: SimpleRnnConfig) -> Result<Self> {
+        SimpleRnn::gated(
+            self.cell,
+            self.kernel,
+            self.recurrent_kernel,
+            self.bias,
+            self.recurrent_bias,
+            config,
+        )
+    }
+
+    /// Checks an initial cell state (*N* × *M*, LSTM only) against the layer and a batch of `n`.
+    ///
+    /// # Errors
+    /// [`RnnError::InvalidOption`] for a cell state on a cell without one;
+    /// [`RnnError::ShapeMismatch`] when it is not *N* × *M*.
+    pub fn check_initial_cell(&self, n: usize, c0: Option<&ArrayView2<'_, f32>>) -> Result<()> {
+        let Some(c0) = c0 else {
+            return Ok(());
+        };
+        if !self.cell.has_cell_state() {
+            return Err(RnnError::InvalidOption(format!(
+                "an initial cell state was given, but a {} has none",
+                self.cell
+            )));
+        }
+        if c0.dim() != (n, self.units()) {
+            return Err(RnnError::shape(
+                "initial cell state",
+                format!("[{n}, {}] (N × M)", self.units()),
+                c0.shape(),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks an input (*N* × *T* × *D*) and optional initial state (*N* × *M*) against the layer.
@@ -341,6 +458,7 @@ impl Schedule<'_> {
             sequences,
             last_output,
             final_state,
+            final_cell: None,
         }
     }
 }
@@ -356,6 +474,9 @@ pub struct RnnOutput {
     pub last_output: Array2<f32>,
     /// The state after the last step, *N* × *M* (Keras's `return_state`, PyTorch's `h_n`).
     pub final_state: Array2<f32>,
+    /// An LSTM's cell state after the last step, *N* × *M* (PyTorch's `c_n`); `None` for cells
+    /// without one.
+    pub final_cell: Option<Array2<f32>>,
 }
 
 impl RnnOutput {
@@ -369,7 +490,7 @@ impl RnnOutput {
     }
 }
 
-/// A SimpleRNN layer ready to run on one backend. [`crate::CpuRnn`] and [`crate::GpuRnn`]
+/// A recurrent layer ready to run on one backend. [`crate::CpuRnn`] and [`crate::GpuRnn`]
 /// implement it, so callers can pick a backend at run time.
 pub trait RnnForward: Send + Sync {
     /// The layer this backend runs.
@@ -396,6 +517,21 @@ pub trait RnnForward: Send + Sync {
         &self,
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
+    ) -> Result<RnnOutput> {
+        self.forward_states(input, initial_state, None, padding)
+    }
+
+    /// [`RnnForward::forward_padded`] from an initial state *h* and, for an LSTM, an initial
+    /// cell state *c* (*N* × *M*, zeros when `None`); [`RnnOutput::final_cell`] holds the last.
+    ///
+    /// # Errors
+    /// As [`RnnForward::forward_padded`] and [`SimpleRnn::check_initial_cell`].
+    fn forward_states(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        initial_cell: Option<ArrayView2<'_, f32>>,
         padding: Padding<'_>,
     ) -> Result<RnnOutput>;
 

@@ -28,6 +28,7 @@
 
 mod activation;
 mod backend;
+mod cell;
 mod cpu;
 mod error;
 pub mod gpu;
@@ -41,14 +42,15 @@ mod torch;
 
 pub use activation::Activation;
 pub use backend::Backend;
+pub use cell::Cell;
 pub use cpu::CpuRnn;
 pub use error::{Result, RnnError};
 pub use gpu::{
     ADAPTER_NAME_VARIABLE, AdapterSummary, GpuContext, GpuOptions, GpuRnn, StepStrategy,
 };
 pub use io::{
-    NpyInput, load_keras_npz, load_keras_npz_bytes, parse_npy_f32, parse_npy_input,
-    parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths,
+    NpyInput, load_keras_npz, load_keras_npz_as, load_keras_npz_bytes, parse_npy_f32,
+    parse_npy_input, parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths,
 };
 pub use keras::{KerasLayer, KerasModel, KerasRunner, MergeMode, ModelOutput};
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};

@@ -193,7 +193,7 @@ impl OnnxRnn {
             let mut only = layer.into_iter().next().expect("one direction");
             let mut config = *only.config();
             config.go_backwards = true;
-            only = only.with_config(config);
+            only = only.with_config(config)?;
             RnnStack::new(vec![vec![only]], backend)?
         } else {
             RnnStack::new(vec![layer], backend)?

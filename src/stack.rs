@@ -79,7 +79,7 @@ impl RnnStack {
                     config.go_backwards = dir == 1;
                 }
                 config.output_order = OutputOrder::Input;
-                directions.push(backend.build(rnn.with_config(config))?);
+                directions.push(backend.build(rnn.with_config(config)?)?);
             }
             built.push(directions);
         }

@@ -200,6 +200,7 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
                         output_order,
                         clip: None,
                         zero_output_for_mask,
+                        ..Default::default()
                     };
                     let layer = random_layer(&mut r, d, m, true, config);
                     let cpu = CpuRnn::new(layer.clone());

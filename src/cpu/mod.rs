@@ -7,6 +7,7 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMu
 use rayon::prelude::*;
 
 use crate::activation::Activation;
+use crate::cell::Cell;
 use crate::error::Result;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn};
 use kernels::{matmul_acc, tanh_in_place};
@@ -54,31 +55,52 @@ impl CpuRnn {
         initial_state: Option<ArrayView2<'_, f32>>,
         padding: Padding<'_>,
     ) -> Result<RnnOutput> {
-        self.forward_in_chunks(input, initial_state, padding, CHUNK_FLOATS)
+        self.forward_states(input, initial_state, None, padding)
     }
 
-    /// [`CpuRnn::forward_padded`] with each slice keeping at most about `chunk_floats` floats of
-    /// input and projection at a time.
+    /// [`CpuRnn::forward_padded`] from an initial state and, for an LSTM, an initial cell state
+    /// (*N* × *M*, zeros when `None`).
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::check_padded_input`] and [`SimpleRnn::check_initial_cell`].
+    pub fn forward_states(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        initial_cell: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
+    ) -> Result<RnnOutput> {
+        self.forward_in_chunks(input, initial_state, initial_cell, padding, CHUNK_FLOATS)
+    }
+
+    /// [`CpuRnn::forward_states`] with each slice keeping at most about `chunk_floats` floats
+    /// of input and projection at a time.
     fn forward_in_chunks(
         &self,
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
+        initial_cell: Option<ArrayView2<'_, f32>>,
         padding: Padding<'_>,
         chunk_floats: usize,
     ) -> Result<RnnOutput> {
         let layer = &self.layer;
         layer.check_padded_input(&input, initial_state.as_ref(), &padding)?;
+        layer.check_initial_cell(input.dim().0, initial_cell.as_ref())?;
         let (n, t, _) = input.dim();
         let m = layer.units();
         let schedule = layer.schedule(t, padding);
         let input = input.as_standard_layout();
         let initial_state = initial_state.map(|h| h.as_standard_layout().into_owned());
+        let initial_cell = initial_cell.map(|c| c.as_standard_layout().into_owned());
 
         let mut sequences = layer
             .config()
             .return_sequences
             .then(|| Array3::<f32>::zeros((n, t, m)));
         let mut final_state = Array2::<f32>::zeros((n, m));
+        let has_cell = layer.cell().has_cell_state();
+        // Zero rows when the cell has no cell state, so that the slices below line up.
+        let mut final_cell = Array2::<f32>::zeros((if has_cell { n } else { 0 }, m));
 
         // Sequences are independent: each core runs all the steps of its own slice of the batch,
         // so no thread waits for another between steps.
@@ -86,31 +108,52 @@ impl CpuRnn {
         let rows = n.div_ceil(slices);
         let finals: Vec<ArrayViewMut2<'_, f32>> =
             final_state.axis_chunks_iter_mut(Axis(0), rows).collect();
+        let mut cells: Vec<Option<ArrayViewMut2<'_, f32>>> = match has_cell {
+            true => final_cell
+                .axis_chunks_iter_mut(Axis(0), rows)
+                .map(Some)
+                .collect(),
+            false => finals.iter().map(|_| None).collect(),
+        };
         let seqs: Vec<Option<ArrayViewMut3<'_, f32>>> = match sequences.as_mut() {
             Some(seq) => seq.axis_chunks_iter_mut(Axis(0), rows).map(Some).collect(),
             None => finals.iter().map(|_| None).collect(),
         };
         let one_slice = finals.len() == 1;
-        let run = |(i, (final_state, sequences)): (
-            usize,
-            (ArrayViewMut2<'_, f32>, Option<ArrayViewMut3<'_, f32>>),
-        )| {
+        type Outputs<'v> = (
+            ArrayViewMut2<'v, f32>,
+            Option<ArrayViewMut3<'v, f32>>,
+            Option<ArrayViewMut2<'v, f32>>,
+        );
+        let run = |(i, (final_state, sequences, final_cell)): (usize, Outputs<'_>)| {
             let slice = Slice {
                 b0: i * rows,
                 input: input.view(),
                 initial_state: initial_state.as_ref().map(|h| h.view()),
+                initial_cell: initial_cell.as_ref().map(|c| c.view()),
                 schedule: &schedule,
                 parallel_gemm: one_slice,
                 chunk_floats,
             };
-            self.run_slice(slice, final_state, sequences);
+            match layer.cell() {
+                Cell::Simple => self.run_slice(slice, final_state, sequences),
+                cell => self.run_gated_slice(cell, slice, final_state, sequences, final_cell),
+            }
         };
+        let outputs: Vec<Outputs<'_>> = finals
+            .into_iter()
+            .zip(seqs)
+            .zip(cells.drain(..))
+            .map(|((f, s), c)| (f, s, c))
+            .collect();
         if one_slice {
-            finals.into_iter().zip(seqs).enumerate().for_each(run);
+            outputs.into_iter().enumerate().for_each(run);
         } else {
-            finals.into_par_iter().zip(seqs).enumerate().for_each(run);
+            outputs.into_par_iter().enumerate().for_each(run);
         }
-        Ok(schedule.finish(sequences, final_state))
+        let mut out = schedule.finish(sequences, final_state);
+        out.final_cell = has_cell.then_some(final_cell);
+        Ok(out)
     }
 
     /// Runs every step for the batch rows `b0..b0 + final_state.nrows()`, writing their final
@@ -127,7 +170,6 @@ impl CpuRnn {
         let (_, t, _) = slice.input.dim();
         let (b0, nb) = (slice.b0, final_state.nrows());
         let schedule = slice.schedule;
-        let kernel = standard_slice(layer.kernel());
         let recurrent_kernel = standard_slice(layer.recurrent_kernel());
         let carried = schedule.padded_output_is_state();
 
@@ -145,37 +187,8 @@ impl CpuRnn {
 
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
-            for s in 0..ns {
-                for b in 0..nb {
-                    let row = &mut x[(s * nb + b) * d..][..d];
-                    match schedule.input_time(b0 + b, s0 + s) {
-                        Some(time) => {
-                            real[s * nb + b] = true;
-                            row.iter_mut()
-                                .zip(slice.input.slice(s![b0 + b, time, ..]))
-                                .for_each(|(o, v)| *o = *v);
-                        }
-                        None => {
-                            real[s * nb + b] = false;
-                            row.fill(0.0);
-                        }
-                    }
-                }
-            }
             let p = &mut p[..ns * nb * m];
-            match layer.bias() {
-                Some(bias) => p
-                    .chunks_exact_mut(m)
-                    .for_each(|row| row.iter_mut().zip(bias).for_each(|(o, b)| *o = *b)),
-                None => p.fill(0.0),
-            }
-            matmul_acc(
-                (ns * nb, d, m),
-                p,
-                &x[..ns * nb * d],
-                kernel,
-                slice.parallel_gemm,
-            );
+            slice.project(layer, (s0, ns, nb), &mut x, &mut real, p);
 
             for s in 0..ns {
                 let (done, rest) = p.split_at_mut(s * nb * m);
@@ -225,6 +238,96 @@ impl CpuRnn {
     }
 }
 
+impl CpuRnn {
+    /// [`CpuRnn::run_slice`] for a gated cell (LSTM, GRU): the projection covers the *G*·*M*
+    /// gate columns, each step's recurrent GEMM fills its own *nb* × *G*·*M* block (from the
+    /// recurrent bias or zeros), and [`Cell::step_row`] combines the two into *h* and *c*.
+    fn run_gated_slice(
+        &self,
+        cell: Cell,
+        slice: Slice<'_, '_>,
+        mut final_state: ArrayViewMut2<'_, f32>,
+        mut sequences: Option<ArrayViewMut3<'_, f32>>,
+        final_cell: Option<ArrayViewMut2<'_, f32>>,
+    ) {
+        let layer = &self.layer;
+        let config = layer.config();
+        let (d, m) = (layer.input_dim(), layer.units());
+        let gm = cell.gates() * m;
+        let (_, t, _) = slice.input.dim();
+        let (b0, nb) = (slice.b0, final_state.nrows());
+        let schedule = slice.schedule;
+        let recurrent_kernel = standard_slice(layer.recurrent_kernel());
+        let carried = schedule.padded_output_is_state();
+        let rows_of = |state: Option<ArrayView2<'_, f32>>| -> Vec<f32> {
+            match state {
+                Some(s0) => s0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
+                None => vec![0.0; nb * m],
+            }
+        };
+        let mut h = rows_of(slice.initial_state);
+        let mut c = rows_of(slice.initial_cell);
+
+        let chunk = (slice.chunk_floats / (nb * (d + gm)).max(1)).clamp(1, t);
+        let mut x = vec![0.0f32; chunk * nb * d];
+        let mut p = vec![0.0f32; chunk * nb * gm];
+        let mut r = vec![0.0f32; nb * gm];
+        let mut real = vec![true; chunk * nb];
+        for s0 in (0..t).step_by(chunk) {
+            let ns = chunk.min(t - s0);
+            let p = &mut p[..ns * nb * gm];
+            slice.project(layer, (s0, ns, nb), &mut x, &mut real, p);
+            for s in 0..ns {
+                let bias = layer.recurrent_bias().map(|b| b.as_slice().expect("owned"));
+                fill_rows(&mut r, bias, gm);
+                matmul_acc(
+                    (nb, m, gm),
+                    &mut r,
+                    &h,
+                    recurrent_kernel,
+                    slice.parallel_gemm && nb * m * gm >= PARALLEL_STEP_FLOPS,
+                );
+                for b in 0..nb {
+                    // A padded step keeps h and c.
+                    if real[s * nb + b] {
+                        cell.step_row(
+                            &p[(s * nb + b) * gm..][..gm],
+                            &r[b * gm..][..gm],
+                            &mut h[b * m..][..m],
+                            &mut c[b * m..][..m],
+                            config.activation,
+                            config.recurrent_activation,
+                        );
+                    }
+                    if let Some(seq) = sequences.as_mut()
+                        && (real[s * nb + b] || carried)
+                    {
+                        let at = schedule.output_position(b0 + b, s0 + s);
+                        seq.slice_mut(s![b, at, ..])
+                            .iter_mut()
+                            .zip(&h[b * m..][..m])
+                            .for_each(|(o, v)| *o = *v);
+                    }
+                }
+            }
+        }
+        final_state.iter_mut().zip(&h).for_each(|(o, v)| *o = *v);
+        if let Some(mut final_cell) = final_cell {
+            final_cell.iter_mut().zip(&c).for_each(|(o, v)| *o = *v);
+        }
+    }
+}
+
+/// Sets every `width`-wide row of `rows` to `bias`, or to zeros without one.
+fn fill_rows(rows: &mut [f32], bias: Option<&[f32]>, width: usize) {
+    match bias {
+        Some(bias) => rows
+            .chunks_exact_mut(width)
+            .for_each(|row| row.copy_from_slice(bias)),
+        None => rows.fill(0.0),
+    }
+}
+
 /// Floats of input and projection one slice keeps per chunk of time (4 MiB each way at most).
 const CHUNK_FLOATS: usize = 1 << 20;
 
@@ -236,9 +339,62 @@ struct Slice<'a, 's> {
     b0: usize,
     input: ArrayView3<'a, f32>,
     initial_state: Option<ArrayView2<'a, f32>>,
+    initial_cell: Option<ArrayView2<'a, f32>>,
     schedule: &'a Schedule<'s>,
     parallel_gemm: bool,
     chunk_floats: usize,
+}
+
+impl Slice<'_, '_> {
+    /// The input projection `x · kernel + bias` of processing steps `s0 .. s0 + ns` for the
+    /// slice's `nb` rows into `p` (time-major, the kernel's columns per row), gathering the
+    /// input into `x` and the real steps into `real` first.
+    fn project(
+        &self,
+        layer: &SimpleRnn,
+        (s0, ns, nb): (usize, usize, usize),
+        x: &mut [f32],
+        real: &mut [bool],
+        p: &mut [f32],
+    ) {
+        let (d, columns) = layer.kernel().dim();
+        self.gather_input(s0, ns, nb, x, real);
+        fill_rows(
+            p,
+            layer.bias().map(|b| b.as_slice().expect("owned")),
+            columns,
+        );
+        matmul_acc(
+            (ns * nb, d, columns),
+            p,
+            &x[..ns * nb * d],
+            standard_slice(layer.kernel()),
+            self.parallel_gemm,
+        );
+    }
+
+    /// The time-major input rows of processing steps `s0 .. s0 + ns` for the slice's `nb` rows
+    /// into `x`, zeros at padded steps, and which (step, row) pairs are real into `real`.
+    fn gather_input(&self, s0: usize, ns: usize, nb: usize, x: &mut [f32], real: &mut [bool]) {
+        let d = self.input.dim().2;
+        for s in 0..ns {
+            for b in 0..nb {
+                let row = &mut x[(s * nb + b) * d..][..d];
+                match self.schedule.input_time(self.b0 + b, s0 + s) {
+                    Some(time) => {
+                        real[s * nb + b] = true;
+                        row.iter_mut()
+                            .zip(self.input.slice(s![self.b0 + b, time, ..]))
+                            .for_each(|(o, v)| *o = *v);
+                    }
+                    None => {
+                        real[s * nb + b] = false;
+                        row.fill(0.0);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn standard_slice(a: &Array2<f32>) -> &[f32] {
@@ -251,13 +407,14 @@ impl RnnForward for CpuRnn {
         &self.layer
     }
 
-    fn forward_padded(
+    fn forward_states(
         &self,
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
+        initial_cell: Option<ArrayView2<'_, f32>>,
         padding: Padding<'_>,
     ) -> Result<RnnOutput> {
-        CpuRnn::forward_padded(self, input, initial_state, padding)
+        CpuRnn::forward_states(self, input, initial_state, initial_cell, padding)
     }
 
     fn backend_name(&self) -> &'static str {
@@ -307,11 +464,17 @@ mod tests {
                 Padding::Lengths(&lengths),
             ] {
                 let whole = cpu
-                    .forward_in_chunks(input.view(), Some(h0.view()), padding, usize::MAX)
+                    .forward_in_chunks(input.view(), Some(h0.view()), None, padding, usize::MAX)
                     .unwrap();
                 for chunk_floats in [1, 20, 100] {
                     let chunked = cpu
-                        .forward_in_chunks(input.view(), Some(h0.view()), padding, chunk_floats)
+                        .forward_in_chunks(
+                            input.view(),
+                            Some(h0.view()),
+                            None,
+                            padding,
+                            chunk_floats,
+                        )
                         .unwrap();
                     for (a, b) in chunked
                         .sequences

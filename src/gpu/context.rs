@@ -116,6 +116,7 @@ pub(crate) struct ContextInner {
     pub(crate) projection_layout: wgpu::BindGroupLayout,
     pub(crate) step_layout: wgpu::BindGroupLayout,
     pub(crate) softmax_layout: wgpu::BindGroupLayout,
+    pub(crate) gated_layout: wgpu::BindGroupLayout,
     /// The projection GEMM: `[element-wise loads, vec4 loads]`.
     pub(crate) projection: [wgpu::ComputePipeline; 2],
     pub(crate) softmax: wgpu::ComputePipeline,
@@ -125,6 +126,8 @@ pub(crate) struct ContextInner {
     step_pipeline_layout: wgpu::PipelineLayout,
     step_module: wgpu::ShaderModule,
     persistent_module: wgpu::ShaderModule,
+    gated_pipeline_layout: wgpu::PipelineLayout,
+    gated_module: wgpu::ShaderModule,
     /// Step and persistent pipelines by what their pipeline constants hold.
     step_pipelines: RwLock<HashMap<StepKey, wgpu::ComputePipeline>>,
     /// Set by the device-lost callback: every later call fails, the device is gone.
@@ -263,6 +266,23 @@ impl GpuContext {
                 Binding::Read,
             ],
         );
+        let gated_layout = bind_group_layout(
+            &device,
+            "rnn.gated_cell.layout",
+            &[
+                Binding::Read,
+                Binding::Read,
+                Binding::Read,
+                Binding::ReadWrite,
+                Binding::Read,
+                Binding::ReadWrite,
+                Binding::ReadWrite,
+                Binding::DynamicUniform,
+                Binding::Read,
+            ],
+        );
+        let gated_pipeline_layout = pipeline_layout(&device, "rnn.gated_cell", &gated_layout);
+        let gated_module = module(&device, "rnn.gated_cell", &shaders::gated_cell_module());
         let projection_pipeline_layout =
             pipeline_layout(&device, "rnn.projection", &projection_layout);
         let projection = [("rnn.projection", false), ("rnn.projection.vec4", true)].map(
@@ -307,12 +327,15 @@ impl GpuContext {
                 projection_layout,
                 step_layout,
                 softmax_layout,
+                gated_layout,
                 projection,
                 softmax,
                 model,
                 step_pipeline_layout,
                 step_module,
                 persistent_module,
+                gated_pipeline_layout,
+                gated_module,
                 step_pipelines: RwLock::new(HashMap::new()),
                 lost,
                 uncaptured,
@@ -394,6 +417,23 @@ impl ContextInner {
         self.cached_pipeline(key)
     }
 
+    /// The gated-cell pipeline for a cell and its two activations, compiled on first use.
+    pub(crate) fn gated_pipeline(
+        &self,
+        cell: crate::Cell,
+        activation: Activation,
+        recurrent_activation: Activation,
+    ) -> Result<wgpu::ComputePipeline> {
+        let (alpha, beta) = recurrent_activation.shader_params();
+        let kernel = Kernel::Gated {
+            cell: cell.shader_code(),
+            rec_code: recurrent_activation.shader_code(),
+            rec_alpha: alpha.to_bits(),
+            rec_beta: beta.to_bits(),
+        };
+        self.cached_pipeline(StepKey::new(activation, None, kernel))
+    }
+
     /// The rows-activation pipeline for an activation (elementwise, softmax or log-softmax),
     /// compiled on first use.
     pub(crate) fn rows_pipeline(&self, activation: Activation) -> Result<wgpu::ComputePipeline> {
@@ -443,6 +483,26 @@ impl ContextInner {
                     "rnn.recurrent_persistent",
                     &self.persistent_module,
                     &self.step_pipeline_layout,
+                )
+            }
+            Kernel::Gated {
+                cell,
+                rec_code,
+                rec_alpha,
+                rec_beta,
+            } => {
+                // The gated kernel has no clip.
+                constants.retain(|(name, _)| *name != "CLIP");
+                constants.extend([
+                    ("CELL", f64::from(cell)),
+                    ("REC_ACTIVATION", f64::from(rec_code)),
+                    ("REC_ALPHA", f64::from(f32::from_bits(rec_alpha))),
+                    ("REC_BETA", f64::from(f32::from_bits(rec_beta))),
+                ]);
+                (
+                    "rnn.gated_cell",
+                    &self.gated_module,
+                    &self.gated_pipeline_layout,
                 )
             }
             Kernel::Rows { row_wise } => {
@@ -577,6 +637,13 @@ enum Kernel {
     /// `rows_activation.wgsl`.
     Rows {
         row_wise: u32,
+    },
+    /// `gated_cell.wgsl`: the cell and its recurrent activation (floats by their bits).
+    Gated {
+        cell: u32,
+        rec_code: u32,
+        rec_alpha: u32,
+        rec_beta: u32,
     },
 }
 

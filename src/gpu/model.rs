@@ -828,7 +828,8 @@ impl<'a> Builder<'a> {
         let layer = rnn.layer();
         let config = *layer.config();
         let (d, m) = (layer.input_dim(), layer.units());
-        if x.width != d {
+        // Gated cells run layer by layer for now.
+        if x.width != d || layer.cell() != crate::Cell::Simple {
             return None;
         }
         let inner = self.inner;
@@ -892,6 +893,7 @@ impl<'a> Builder<'a> {
             params_stride: stride,
             dims: &dims,
             mask: mask.unwrap_or(&self.dummy),
+            gated: None,
         });
         let final_index = rnn.final_state_index(n, t);
         self.work.push(Work::Recurrent {

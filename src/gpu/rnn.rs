@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use bytemuck::{Pod, Zeroable};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, s};
 
+use crate::cell::Cell;
 use crate::error::{Result, RnnError};
 use crate::gpu::context::{
     ContextInner, DYNAMIC_PARAMS_SIZE, ErrorScope, GpuContext, StepStrategy, poisoned,
@@ -63,6 +64,10 @@ pub struct GpuRnn {
     kernel: wgpu::Buffer,
     recurrent_kernel: wgpu::Buffer,
     bias: wgpu::Buffer,
+    /// GRU's recurrent bias, zeros for other cells (bound as the recurrent GEMM's bias).
+    recurrent_bias: wgpu::Buffer,
+    /// The gated-cell kernel of an LSTM or GRU.
+    gated: Option<wgpu::ComputePipeline>,
     /// The per-step kernel with one row per thread, and with [`STEP_ROWS_PER_THREAD_LARGE`].
     step_pipelines: [wgpu::ComputePipeline; 2],
     /// The persistent kernel and its layout, unless the strategy never picks it, the layer's
@@ -94,13 +99,25 @@ impl GpuRnn {
         let inner = &ctx.inner;
         inner.check_alive()?;
         let (d, m) = (layer.input_dim(), layer.units());
-        check_weights(d, m, &plan_limits(inner))?;
+        let cell = layer.cell();
+        let gm = cell.gates() * m;
+        // A gated cell's weights are checked as if U were gm × gm: conservative, and its h · U
+        // runs through the bounded projection GEMM.
+        check_weights(d, gm, &plan_limits(inner))?;
         let (activation, clip) = (layer.config().activation, layer.config().clip);
+        let gated = match cell {
+            Cell::Simple => None,
+            _ => {
+                Some(inner.gated_pipeline(cell, activation, layer.config().recurrent_activation)?)
+            }
+        };
         let step_pipelines = [
             inner.step_pipeline(activation, clip, 1)?,
             inner.step_pipeline(activation, clip, STEP_ROWS_PER_THREAD_LARGE)?,
         ];
         let persistent = match inner.options.strategy {
+            // The persistent kernel runs the simple cell only.
+            _ if cell != Cell::Simple => None,
             StepStrategy::PerStep => None,
             StepStrategy::Auto | StepStrategy::Persistent => {
                 match persistent_shape(
@@ -124,15 +141,13 @@ impl GpuRnn {
             "rnn.recurrent_kernel",
             standard_slice(layer.recurrent_kernel()),
         );
-        let zeros;
-        let bias_values = match layer.bias() {
-            Some(b) => b.as_slice().expect("an owned 1-D array is contiguous"),
-            None => {
-                zeros = vec![0.0f32; m];
-                &zeros
-            }
+        let zeros = vec![0.0f32; gm];
+        let values = |b: Option<&ndarray::Array1<f32>>| -> Vec<f32> {
+            b.map_or_else(|| zeros.clone(), |b| b.to_vec())
         };
-        let bias = inner.upload_weights("rnn.bias", bias_values);
+        let bias = inner.upload_weights("rnn.bias", &values(layer.bias()));
+        let recurrent_bias =
+            inner.upload_weights("rnn.recurrent_bias", &values(layer.recurrent_bias()));
         pollster::block_on(scope.pop())?;
         Ok(GpuRnn {
             ctx: ctx.clone(),
@@ -140,6 +155,8 @@ impl GpuRnn {
             kernel,
             recurrent_kernel,
             bias,
+            recurrent_bias,
+            gated,
             step_pipelines,
             persistent,
             workspaces: Mutex::new(Vec::new()),
@@ -199,17 +216,35 @@ impl GpuRnn {
         initial_state: Option<ArrayView2<'_, f32>>,
         padding: Padding<'_>,
     ) -> Result<RnnOutput> {
+        self.forward_states(input, initial_state, None, padding)
+    }
+
+    /// [`GpuRnn::forward_padded`] from an initial state and, for an LSTM, an initial cell state
+    /// (*N* × *M*, zeros when `None`); the cell state stays on the GPU between chunks like the
+    /// state does.
+    ///
+    /// # Errors
+    /// As [`GpuRnn::forward_padded`] and [`SimpleRnn::check_initial_cell`].
+    pub fn forward_states(
+        &self,
+        input: ArrayView3<'_, f32>,
+        initial_state: Option<ArrayView2<'_, f32>>,
+        initial_cell: Option<ArrayView2<'_, f32>>,
+        padding: Padding<'_>,
+    ) -> Result<RnnOutput> {
         let inner = &*self.ctx.inner;
         inner.check_alive()?;
         self.layer
             .check_padded_input(&input, initial_state.as_ref(), &padding)?;
+        self.layer
+            .check_initial_cell(input.dim().0, initial_cell.as_ref())?;
         let (n, t, d) = input.dim();
-        let m = self.layer.units();
-        let chunk = plan(n, t, d, m, &plan_limits(inner))?;
+        let chunk = plan(n, t, d, self.gate_columns(), &plan_limits(inner))?;
         let schedule = self.layer.schedule(t, padding);
 
         let mut workspace = self.take_workspace(chunk)?;
-        let result = self.run_chunks(&mut workspace, chunk, input, initial_state, &schedule);
+        let states = (initial_state, initial_cell);
+        let result = self.run_chunks(&mut workspace, chunk, input, states, &schedule);
         // A workspace that saw an error may hold a mapped buffer; drop it rather than reuse it.
         // Past MAX_IDLE_WORKSPACES the GPU memory goes back: a burst of concurrent callers does
         // not keep its buffers for the model's lifetime.
@@ -222,12 +257,17 @@ impl GpuRnn {
         result
     }
 
+    /// Columns of the input projection: *G*·*M*.
+    fn gate_columns(&self) -> usize {
+        self.layer.cell().gates() * self.layer.units()
+    }
+
     fn run_chunks(
         &self,
         ws: &mut Workspace,
         chunk: ChunkPlan,
         input: ArrayView3<'_, f32>,
-        initial_state: Option<ArrayView2<'_, f32>>,
+        (initial_state, initial_cell): (Option<ArrayView2<'_, f32>>, Option<ArrayView2<'_, f32>>),
         schedule: &Schedule<'_>,
     ) -> Result<RnnOutput> {
         let inner = &*self.ctx.inner;
@@ -239,16 +279,29 @@ impl GpuRnn {
             .return_sequences
             .then(|| Array3::<f32>::zeros((n, t, m)));
         let mut final_state = Array2::<f32>::zeros((n, m));
+        let has_cell = self.layer.cell().has_cell_state();
+        let mut final_cell = has_cell.then(|| Array2::<f32>::zeros((n, m)));
 
         for b0 in (0..n).step_by(chunk.batch) {
             let nb = chunk.batch.min(n - b0);
-            let h0: Vec<f32> = match &initial_state {
-                Some(h0) => h0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
-                None => vec![0.0; nb * m],
+            let rows_of = |state: &Option<ArrayView2<'_, f32>>| -> Vec<f32> {
+                match state {
+                    Some(s0) => s0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
+                    None => vec![0.0; nb * m],
+                }
             };
-            inner
-                .queue
-                .write_buffer(&ws.state[0], 0, bytemuck::cast_slice(&h0));
+            inner.queue.write_buffer(
+                &ws.state[0],
+                0,
+                bytemuck::cast_slice(&rows_of(&initial_state)),
+            );
+            if let Some(gated) = &ws.gated {
+                inner.queue.write_buffer(
+                    &gated.cell[0],
+                    0,
+                    bytemuck::cast_slice(&rows_of(&initial_cell)),
+                );
+            }
             let mut current = 0;
 
             for s0 in (0..t).step_by(chunk.steps) {
@@ -299,6 +352,8 @@ impl GpuRnn {
                 if seq_bytes > 0 {
                     encoder.copy_buffer_to_buffer(&ws.sequence, 0, &ws.readback, 0, seq_bytes);
                 }
+                // The last chunk also reads back h and, for an LSTM, c after it.
+                let mut read_bytes = seq_bytes;
                 if last_chunk {
                     encoder.copy_buffer_to_buffer(
                         &ws.state[current],
@@ -307,9 +362,19 @@ impl GpuRnn {
                         seq_bytes,
                         state_bytes,
                     );
+                    read_bytes += state_bytes;
+                    if let (true, Some(gated)) = (has_cell, &ws.gated) {
+                        encoder.copy_buffer_to_buffer(
+                            &gated.cell[current],
+                            0,
+                            &ws.readback,
+                            read_bytes,
+                            state_bytes,
+                        );
+                        read_bytes += state_bytes;
+                    }
                 }
                 inner.queue.submit([encoder.finish()]);
-                let read_bytes = seq_bytes + if last_chunk { state_bytes } else { 0 };
                 let values = if read_bytes > 0 {
                     read_back(inner, &ws.readback, read_bytes)?
                 } else {
@@ -331,16 +396,27 @@ impl GpuRnn {
                     }
                 }
                 if last_chunk {
-                    let state = &values[(seq_bytes / 4) as usize..];
+                    let at = (seq_bytes / 4) as usize;
+                    let state = &values[at..at + nb * m];
                     final_state
                         .slice_mut(s![b0..b0 + nb, ..])
                         .iter_mut()
                         .zip(state)
                         .for_each(|(o, v)| *o = *v);
+                    if let Some(final_cell) = final_cell.as_mut() {
+                        let cell = &values[at + nb * m..at + 2 * nb * m];
+                        final_cell
+                            .slice_mut(s![b0..b0 + nb, ..])
+                            .iter_mut()
+                            .zip(cell)
+                            .for_each(|(o, v)| *o = *v);
+                    }
                 }
             }
         }
-        Ok(schedule.finish(sequences, final_state))
+        let mut out = schedule.finish(sequences, final_state);
+        out.final_cell = final_cell;
+        Ok(out)
     }
 
     /// Encodes the projection and `ns` steps; returns which state buffer holds the last state.
@@ -373,7 +449,7 @@ impl GpuRnn {
         let inner = &*self.ctx.inner;
         let (d, m) = (self.layer.input_dim(), self.layer.units());
         let row_softmax = self.layer.config().activation.is_row_wise();
-        Projection::new(inner, ns * nb, d, m).encode(
+        Projection::new(inner, ns * nb, d, self.gate_columns()).encode(
             inner,
             pass,
             &bindings.projection,
@@ -381,6 +457,29 @@ impl GpuRnn {
         );
 
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
+        if let (Some(pipeline), Some(gated)) = (&self.gated, &bindings.gated) {
+            // Per step: r = h · U (+ b_r) through the bounded GEMM, then the gates combined.
+            let recurrent = Projection::new(inner, nb, m, self.gate_columns());
+            let cells = ((nb * m) as u64).div_ceil(GATED_CELL_THREADS);
+            let groups = (
+                cells.min(most) as u32,
+                cells.div_ceil(cells.min(most)) as u32,
+            );
+            for s in 0..ns {
+                recurrent.encode(
+                    inner,
+                    pass,
+                    &gated.recurrent[current],
+                    bindings.params_stride,
+                );
+                let offset = (s as u64 * bindings.params_stride) as u32;
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &gated.cell[current], &[offset]);
+                pass.dispatch_workgroups(groups.0, groups.1, 1);
+                current = 1 - current;
+            }
+            return current;
+        }
         if let Some(((shape, pipeline), per_dispatch)) = self.persistent_for(nb) {
             // The dispatches' parameters follow the `ns` per-step ones; the state alternates
             // between the two buffers from one dispatch to the next.
@@ -418,6 +517,9 @@ impl GpuRnn {
     /// `ns` steps over `nb` rows starting from buffer 0: every dispatch, persistent or per-step,
     /// writes the other buffer.
     pub(crate) fn final_state_index(&self, nb: usize, ns: usize) -> usize {
+        if self.gated.is_some() {
+            return ns % 2;
+        }
         match self.persistent_for(nb) {
             Some((_, per_dispatch)) => ns.div_ceil(per_dispatch) % 2,
             None => ns % 2,
@@ -452,10 +554,18 @@ impl GpuRnn {
     fn write_params(&self, ws: &Workspace, nb: usize, ns: usize, schedule: &Schedule<'_>) {
         let inner = &*self.ctx.inner;
         let projection =
-            Projection::new(inner, ns * nb, self.layer.input_dim(), self.layer.units());
+            Projection::new(inner, ns * nb, self.layer.input_dim(), self.gate_columns());
         inner
             .queue
             .write_buffer(&ws.dims, 0, &projection.params_bytes(ws.params_stride));
+        if let Some(gated) = &ws.gated {
+            let recurrent = Projection::new(inner, nb, self.layer.units(), self.gate_columns());
+            inner.queue.write_buffer(
+                &gated.recurrent_dims,
+                0,
+                &recurrent.params_bytes(ws.params_stride),
+            );
+        }
         let order = if schedule.has_padding() {
             READS_MASK
         } else {
@@ -554,13 +664,15 @@ impl GpuRnn {
         let inner = &*self.ctx.inner;
         let limits = plan_limits(inner);
         let (d, m) = (self.layer.input_dim() as u64, self.layer.units() as u64);
+        let gm = self.gate_columns() as u64;
         let (nb, ns) = (capacity.batch as u64, capacity.steps as u64);
         let seq_len = if self.layer.config().return_sequences {
             ns * nb * m
         } else {
             1
         };
-        let bytes = [ns * nb * d, ns * nb * m, seq_len, ns * nb * m + nb * m].map(|e| 4 * e);
+        // The readback holds the sequence chunk, h and (LSTM) c.
+        let bytes = [ns * nb * d, ns * nb * gm, seq_len, ns * nb * m + 2 * nb * m].map(|e| 4 * e);
         if bytes
             .iter()
             .any(|b| *b > limits.max_binding_bytes.min(limits.max_buffer_bytes))
@@ -596,12 +708,27 @@ impl GpuRnn {
             U::UNIFORM | U::COPY_DST,
         );
         // Smaller chunks cut their projection into no more dispatches than the largest.
-        let projection = Projection::new(inner, (ns * nb) as usize, d as usize, m as usize);
+        let projection = Projection::new(inner, (ns * nb) as usize, d as usize, gm as usize);
         let dims = buffer(
             "rnn.projection_dims",
             projection.dispatch_count() as u64 * params_stride,
             U::UNIFORM | U::COPY_DST,
         );
+        let gated = self.gated.is_some().then(|| {
+            let recurrent = Projection::new(inner, nb as usize, m as usize, gm as usize);
+            GatedBuffers {
+                cell: [
+                    buffer("rnn.cell_state.0", 4 * nb * m, storage),
+                    buffer("rnn.cell_state.1", 4 * nb * m, storage),
+                ],
+                recurrent: buffer("rnn.recurrent_product", 4 * nb * gm, U::STORAGE),
+                recurrent_dims: buffer(
+                    "rnn.recurrent_dims",
+                    recurrent.dispatch_count() as u64 * params_stride,
+                    U::UNIFORM | U::COPY_DST,
+                ),
+            }
+        });
 
         let bindings = self.chunk_bindings(ChunkBuffers {
             x: &x,
@@ -612,6 +739,7 @@ impl GpuRnn {
             params_stride,
             dims: &dims,
             mask: &mask,
+            gated: gated.as_ref(),
         });
         pollster::block_on(scope.pop())?;
         Ok(Workspace {
@@ -624,6 +752,7 @@ impl GpuRnn {
             params,
             params_stride,
             dims,
+            gated,
             bindings,
         })
     }
@@ -640,8 +769,43 @@ impl GpuRnn {
             params_stride,
             dims,
             mask,
+            gated,
         } = buffers;
         let params_binding = dynamic_params(params);
+        let gated = gated.map(|g| GatedBindings {
+            recurrent: [0, 1].map(|i| {
+                bind_group(
+                    inner,
+                    "rnn.recurrent_product.bind",
+                    &inner.projection_layout,
+                    &[
+                        state[i].as_entire_binding(),
+                        self.recurrent_kernel.as_entire_binding(),
+                        self.recurrent_bias.as_entire_binding(),
+                        g.recurrent.as_entire_binding(),
+                        dynamic_params(&g.recurrent_dims),
+                    ],
+                )
+            }),
+            cell: [0, 1].map(|i| {
+                bind_group(
+                    inner,
+                    "rnn.gated_cell.bind",
+                    &inner.gated_layout,
+                    &[
+                        projected.as_entire_binding(),
+                        g.recurrent.as_entire_binding(),
+                        state[i].as_entire_binding(),
+                        state[1 - i].as_entire_binding(),
+                        g.cell[i].as_entire_binding(),
+                        g.cell[1 - i].as_entire_binding(),
+                        sequence.as_entire_binding(),
+                        dynamic_params(params),
+                        mask.as_entire_binding(),
+                    ],
+                )
+            }),
+        });
         let projection = bind_group(
             inner,
             "rnn.projection.bind",
@@ -687,6 +851,7 @@ impl GpuRnn {
             projection,
             step,
             softmax,
+            gated,
             params_stride,
         }
     }
@@ -704,6 +869,26 @@ pub(crate) struct ChunkBuffers<'a> {
     pub(crate) params_stride: u64,
     pub(crate) dims: &'a wgpu::Buffer,
     pub(crate) mask: &'a wgpu::Buffer,
+    /// A gated cell's buffers (`None` for the simple cell).
+    pub(crate) gated: Option<&'a GatedBuffers>,
+}
+
+/// Threads in one workgroup of the gated-cell kernel (`shaders/gated_cell.wgsl`).
+const GATED_CELL_THREADS: u64 = 256;
+
+/// The buffers only a gated cell needs: the cell state (LSTM; unused by GRU, which still binds
+/// them), the step's recurrent product (*N* × *G*·*M*) and its GEMM's dispatch parameters.
+pub(crate) struct GatedBuffers {
+    pub(crate) cell: [wgpu::Buffer; 2],
+    pub(crate) recurrent: wgpu::Buffer,
+    pub(crate) recurrent_dims: wgpu::Buffer,
+}
+
+/// A gated cell's bind groups: `recurrent[i]` multiplies `state[i]` by U, `cell[i]` reads
+/// `state[i]` and `cell[i]` and writes the other two.
+pub(crate) struct GatedBindings {
+    pub(crate) recurrent: [wgpu::BindGroup; 2],
+    pub(crate) cell: [wgpu::BindGroup; 2],
 }
 
 /// A bind group of `resources` at bindings 0, 1, … in order.
@@ -733,13 +918,14 @@ impl RnnForward for GpuRnn {
         &self.layer
     }
 
-    fn forward_padded(
+    fn forward_states(
         &self,
         input: ArrayView3<'_, f32>,
         initial_state: Option<ArrayView2<'_, f32>>,
+        initial_cell: Option<ArrayView2<'_, f32>>,
         padding: Padding<'_>,
     ) -> Result<RnnOutput> {
-        GpuRnn::forward_padded(self, input, initial_state, padding)
+        GpuRnn::forward_states(self, input, initial_state, initial_cell, padding)
     }
 
     fn backend_name(&self) -> &'static str {
@@ -759,6 +945,7 @@ struct Workspace {
     params: wgpu::Buffer,
     params_stride: u64,
     dims: wgpu::Buffer,
+    gated: Option<GatedBuffers>,
     bindings: ChunkBindings,
 }
 
@@ -770,6 +957,8 @@ pub(crate) struct ChunkBindings {
     pub(crate) step: [wgpu::BindGroup; 2],
     /// `softmax[i]` normalises `state[i]` in place.
     pub(crate) softmax: [wgpu::BindGroup; 2],
+    /// A gated cell's bind groups.
+    pub(crate) gated: Option<GatedBindings>,
     /// Bytes between consecutive steps' parameters.
     pub(crate) params_stride: u64,
 }

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::{Array2, Array3};
 use wgpu_rnn::{
-    Activation, Backend, GpuContext, KerasModel, KerasRunner, Nonlinearity, NpyInput, OutputSet,
-    OutputSlot, RnnError, SimpleRnnConfig, TorchRnn, TorchRnnConfig, load_keras_npz, read_npy_f32,
-    read_npy_input, read_npy_lengths,
+    Activation, Backend, Cell, GpuContext, KerasModel, KerasRunner, Nonlinearity, NpyInput,
+    OutputSet, OutputSlot, Padding, RnnError, SimpleRnnConfig, TorchRnn, TorchRnnConfig,
+    load_keras_npz_as, read_npy_f32, read_npy_input, read_npy_lengths,
 };
 
 #[derive(Parser)]
@@ -64,6 +64,19 @@ struct RunArgs {
     /// Keras: activation name (tanh, relu, linear, gelu, softmax, ...).
     #[arg(long)]
     activation: Option<String>,
+    /// Keras .npz: the layer's cell (inferred from the shapes when absent: kernel D×M SimpleRNN,
+    /// D×4M LSTM, D×3M GRU; `gru` is Keras's default reset_after=True).
+    #[arg(long, value_enum)]
+    cell: Option<CellArg>,
+    /// Keras .npz, LSTM and GRU: the gates' activation (default sigmoid).
+    #[arg(long)]
+    recurrent_activation: Option<String>,
+    /// Keras .npz, LSTM: the initial cell state .npy, N×M (zeros when absent).
+    #[arg(long)]
+    initial_cell: Option<PathBuf>,
+    /// Keras .npz, LSTM: also write the final cell state to this .npy file (N×M).
+    #[arg(long)]
+    final_cell: Option<PathBuf>,
     /// Keras: output the state after every step instead of only the last.
     #[arg(long)]
     return_sequences: bool,
@@ -95,6 +108,14 @@ struct RunArgs {
     /// as load_state_dict(strict=True) refuses them).
     #[arg(long)]
     ignore_unused: bool,
+}
+
+/// `--cell`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum CellArg {
+    Simple,
+    Lstm,
+    Gru,
 }
 
 /// `--nonlinearity`.
@@ -157,6 +178,19 @@ fn run(args: RunArgs) -> Result<(), RnnError> {
     }
 }
 
+/// The `.npz`-layer flags for the cell: refused for models and PyTorch files, whose files say
+/// what their cells are (and whose LSTMs and GRUs are not run yet).
+fn refuse_layer_cell_flags(args: &RunArgs, kind: &str) -> Result<(), RnnError> {
+    refuse("--cell", args.cell.is_some(), kind)?;
+    refuse(
+        "--recurrent-activation",
+        args.recurrent_activation.is_some(),
+        kind,
+    )?;
+    refuse("--initial-cell", args.initial_cell.is_some(), kind)?;
+    refuse("--final-cell", args.final_cell.is_some(), kind)
+}
+
 fn refuse(flag: &str, given: bool, kind: &str) -> Result<(), RnnError> {
     if given {
         return Err(RnnError::InvalidOption(format!(
@@ -179,26 +213,67 @@ fn run_keras(args: RunArgs) -> Result<(), RnnError> {
     refuse("--ignore-unused", args.ignore_unused, "Keras (.npz)")?;
     let config = SimpleRnnConfig {
         activation: Activation::from_keras_name(args.activation.as_deref().unwrap_or("tanh"))?,
+        recurrent_activation: Activation::from_keras_name(
+            args.recurrent_activation.as_deref().unwrap_or("sigmoid"),
+        )?,
         return_sequences: args.return_sequences,
         go_backwards: args.go_backwards,
         ..Default::default()
     };
+    let cell = args.cell.map(|c| match c {
+        CellArg::Simple => Cell::Simple,
+        CellArg::Lstm => Cell::Lstm,
+        CellArg::Gru => Cell::Gru,
+    });
     let (mut outputs, output, final_state) = output_and_final_state(&args)?;
-    let layer = load_keras_npz(&args.weights, config)?;
+    let final_cell = args
+        .final_cell
+        .as_ref()
+        .map(|p| outputs.add(p))
+        .transpose()?;
+    let layer = load_keras_npz_as(&args.weights, config, cell)?;
+    let gated = layer.cell() != Cell::Simple;
+    let kind = layer.cell().to_string();
+    refuse(
+        "--recurrent-activation",
+        args.recurrent_activation.is_some() && !gated,
+        &kind,
+    )?;
+    let lstm = layer.cell().has_cell_state();
+    refuse(
+        "--initial-cell",
+        args.initial_cell.is_some() && !lstm,
+        &kind,
+    )?;
+    refuse("--final-cell", args.final_cell.is_some() && !lstm, &kind)?;
     let input: Array3<f32> = read_npy_f32(&args.input)?;
     let initial_state: Option<Array2<f32>> =
         args.initial_state.as_ref().map(read_npy_f32).transpose()?;
+    let initial_cell: Option<Array2<f32>> =
+        args.initial_cell.as_ref().map(read_npy_f32).transpose()?;
     // Shapes are checked before any GPU work starts, so a bad input fails fast on every backend.
     layer.check_input(
         &input.view(),
         initial_state.as_ref().map(|h| h.view()).as_ref(),
     )?;
+    layer.check_initial_cell(
+        input.dim().0,
+        initial_cell.as_ref().map(|c| c.view()).as_ref(),
+    )?;
 
     let model = backend_for(args.backend)?.build(layer)?;
-    let out = model.forward(input.view(), initial_state.as_ref().map(|h| h.view()))?;
+    let out = model.forward_states(
+        input.view(),
+        initial_state.as_ref().map(|h| h.view()),
+        initial_cell.as_ref().map(|c| c.view()),
+        Padding::None,
+    )?;
     outputs.write_npy_f32(output, &out.output())?;
     if let Some(slot) = final_state {
         outputs.write_npy_f32(slot, &out.final_state)?;
+    }
+    if let (Some(slot), Some(c)) = (final_cell, &out.final_cell) {
+        outputs.write_npy_f32(slot, c)?;
     }
     outputs.commit()
 }
@@ -228,6 +303,7 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
     refuse("--prefix", args.prefix.is_some(), kind)?;
     refuse("--initial-state", args.initial_state.is_some(), kind)?;
     refuse("--final-state", args.final_state.is_some(), kind)?;
+    refuse_layer_cell_flags(&args, kind)?;
     // Keras itself refuses a file with weights a layer does not take.
     refuse("--ignore-unused", args.ignore_unused, kind)?;
     let model = KerasModel::load(&args.weights)?;
@@ -273,6 +349,7 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
 }
 
 fn run_torch(args: RunArgs) -> Result<(), RnnError> {
+    refuse_layer_cell_flags(&args, "PyTorch (.safetensors)")?;
     refuse(
         "--activation",
         args.activation.is_some(),

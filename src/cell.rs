@@ -1,0 +1,108 @@
+//! What a recurrent cell computes, described once: the CPU path, the GPU kernels and the loaders
+//! all read this description.
+//!
+//! Every cell first projects the input onto its packed gates, `x_t · kernel + bias` (*D* ×
+//! *G*·*M*, one GEMM over all steps), then per step multiplies the state onto the same gates,
+//! `h_{t-1} · recurrent_kernel` (*M* × *G*·*M*), and combines the two. Gates are packed in
+//! Keras's order, each a block of *M* columns.
+
+/// A recurrent cell, with Keras 3's equations (`act` is the layer's `activation`, `rec` its
+/// `recurrent_activation`; `x`, `r` the input and recurrent products of one gate's block).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cell {
+    /// Keras's `SimpleRNN`: one gate, `h = act(x + r)`.
+    #[default]
+    Simple,
+    /// Keras's `LSTM`: gates i, f, c, o; `i = rec(x_i + r_i)`, `f = rec(x_f + r_f)`,
+    /// `g = act(x_c + r_c)`, `o = rec(x_o + r_o)`, `c' = f·c + i·g`, `h' = o·act(c')`. The state
+    /// is *h* and the cell state *c*.
+    Lstm,
+    /// Keras's `GRU` with `reset_after=True` (its default; PyTorch's `nn.GRU` and ONNX's
+    /// `linear_before_reset=1` compute the same): gates z, r, h; the recurrent product has its
+    /// own bias `b_r` (the second row of Keras's 2 × 3*M* bias), `z = rec(x_z + r_z)`,
+    /// `q = rec(x_r + r_r)`, `n = act(x_h + q·r_h)`, `h' = z·h + (1 - z)·n`.
+    Gru,
+}
+
+impl Cell {
+    /// Gates per unit: the kernels have this many blocks of *M* columns.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Simple => 1,
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+
+    /// Whether the cell carries a cell state *c* beside *h* (LSTM).
+    pub fn has_cell_state(self) -> bool {
+        self == Cell::Lstm
+    }
+
+    /// Whether the recurrent product has a bias of its own (GRU's `reset_after`).
+    pub fn has_recurrent_bias(self) -> bool {
+        self == Cell::Gru
+    }
+
+    /// The Keras layer class: `SimpleRNN`, `LSTM` or `GRU`.
+    pub fn keras_class(self) -> &'static str {
+        match self {
+            Cell::Simple => "SimpleRNN",
+            Cell::Lstm => "LSTM",
+            Cell::Gru => "GRU",
+        }
+    }
+
+    /// The number the GPU kernels select the cell by (`CELL` in `shaders/gated_cell.wgsl`).
+    pub(crate) fn shader_code(self) -> u32 {
+        match self {
+            Cell::Simple => 0,
+            Cell::Lstm => 1,
+            Cell::Gru => 2,
+        }
+    }
+
+    /// One step of a gated cell for one row, on the CPU: `x` and `r` are the row's input and
+    /// recurrent products (*G*·*M* each, biases included), `h` and `c` the state, updated in
+    /// place. The simple cell runs through its own path, not this one.
+    pub(crate) fn step_row(
+        self,
+        x: &[f32],
+        r: &[f32],
+        h: &mut [f32],
+        c: &mut [f32],
+        activation: crate::Activation,
+        recurrent_activation: crate::Activation,
+    ) {
+        let m = h.len();
+        let (act, rec) = (activation, recurrent_activation);
+        match self {
+            Cell::Simple => unreachable!("the simple cell has its own step"),
+            Cell::Lstm => {
+                for j in 0..m {
+                    let i = rec.apply(x[j] + r[j]);
+                    let f = rec.apply(x[m + j] + r[m + j]);
+                    let g = act.apply(x[2 * m + j] + r[2 * m + j]);
+                    let o = rec.apply(x[3 * m + j] + r[3 * m + j]);
+                    c[j] = f * c[j] + i * g;
+                    h[j] = o * act.apply(c[j]);
+                }
+            }
+            Cell::Gru => {
+                for j in 0..m {
+                    let z = rec.apply(x[j] + r[j]);
+                    let q = rec.apply(x[m + j] + r[m + j]);
+                    let n = act.apply(x[2 * m + j] + q * r[2 * m + j]);
+                    h[j] = z * h[j] + (1.0 - z) * n;
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.keras_class())
+    }
+}

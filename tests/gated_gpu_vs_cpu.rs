@@ -1,0 +1,238 @@
+//! LSTM and GRU on the GPU against the CPU path on random layers and inputs: every direction and
+//! output order, masks and lengths, initial h and c, chunked runs, long and wide shapes, under
+//! every step strategy (gated cells run the per-step path under each).
+
+mod common;
+
+use common::{assert_close, context, gpu_with, rng, uniform2, uniform3};
+use ndarray::{Array1, Array2};
+use rand::RngExt;
+use rand::rngs::StdRng;
+use wgpu_rnn::{
+    Activation, Cell, CpuRnn, GpuOptions, GpuRnn, OutputOrder, Padding, RnnOutput, SimpleRnn,
+    SimpleRnnConfig, StepStrategy,
+};
+
+const STRATEGIES: [StepStrategy; 3] = [
+    StepStrategy::Auto,
+    StepStrategy::PerStep,
+    StepStrategy::Persistent,
+];
+
+fn gated_layer(
+    r: &mut StdRng,
+    cell: Cell,
+    (d, m): (usize, usize),
+    bias: bool,
+    config: SimpleRnnConfig,
+) -> SimpleRnn {
+    let g = cell.gates();
+    let kernel = uniform2(r, (d, g * m), 1.0 / (d as f32).sqrt());
+    let recurrent = uniform2(r, (m, g * m), 1.0 / (m as f32).sqrt());
+    let mut vector = |len| Array1::from_shape_simple_fn(len, || r.random_range(-0.5..0.5));
+    let b = bias.then(|| vector(g * m));
+    let rb = (bias && cell == Cell::Gru).then(|| vector(g * m));
+    SimpleRnn::gated(cell, kernel, recurrent, b, rb, config).unwrap()
+}
+
+fn same(got: &RnnOutput, want: &RnnOutput, what: &str) {
+    assert_close(got.output(), want.output(), what);
+    assert_close(
+        got.final_state.view().into_dyn(),
+        want.final_state.view().into_dyn(),
+        what,
+    );
+    match (&got.final_cell, &want.final_cell) {
+        (Some(g), Some(w)) => assert_close(g.view().into_dyn(), w.view().into_dyn(), what),
+        (None, None) => {}
+        _ => panic!("{what}: one backend returned a cell state, the other none"),
+    }
+}
+
+#[test]
+fn lstm_and_gru_match_the_cpu_in_every_direction_with_padding_and_initial_states() {
+    let mut r = rng(1);
+    let (n, t, d, m) = (5, 9, 4, 7);
+    let lengths = [9, 1, 4, 9, 6];
+    let mask = Array2::from_shape_fn((n, t), |(b, _)| b == 3 || r.random_range(0.0..1.0) < 0.7);
+    for cell in [Cell::Lstm, Cell::Gru] {
+        for (i, (go_backwards, return_sequences, order)) in [
+            (false, true, OutputOrder::Processing),
+            (true, true, OutputOrder::Processing),
+            (true, true, OutputOrder::Input),
+            (false, false, OutputOrder::Processing),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let config = SimpleRnnConfig {
+                go_backwards,
+                return_sequences,
+                output_order: order,
+                zero_output_for_mask: i == 1,
+                ..Default::default()
+            };
+            let layer = gated_layer(&mut r, cell, (d, m), i != 3, config);
+            let x = uniform3(&mut r, (n, t, d), 1.5);
+            let h0 = uniform2(&mut r, (n, m), 0.8);
+            let c0 = (cell == Cell::Lstm).then(|| uniform2(&mut r, (n, m), 0.8));
+            let cpu = CpuRnn::new(layer.clone());
+            for strategy in STRATEGIES {
+                let gpu = GpuRnn::new(gpu_with(strategy), layer.clone()).unwrap();
+                for padding in [
+                    Padding::None,
+                    Padding::Lengths(&lengths),
+                    Padding::Mask(mask.view()),
+                ] {
+                    let what = format!("{cell} {strategy:?} {config:?} {padding:?}");
+                    let c0 = c0.as_ref().map(|c| c.view());
+                    let want = cpu
+                        .forward_states(x.view(), Some(h0.view()), c0, padding)
+                        .unwrap();
+                    let got = gpu
+                        .forward_states(x.view(), Some(h0.view()), c0, padding)
+                        .unwrap();
+                    same(&got, &want, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_activation_pair_of_a_gated_cell() {
+    let mut r = rng(2);
+    for cell in [Cell::Lstm, Cell::Gru] {
+        for (activation, recurrent_activation) in [
+            (Activation::Tanh, Activation::Sigmoid),
+            (Activation::Relu, Activation::KERAS_HARD_SIGMOID),
+            (Activation::Softsign, Activation::HardSilu),
+            (Activation::Elu { alpha: 0.5 }, Activation::Tanh),
+        ] {
+            let config = SimpleRnnConfig {
+                activation,
+                recurrent_activation,
+                return_sequences: true,
+                ..Default::default()
+            };
+            let layer = gated_layer(&mut r, cell, (3, 5), true, config);
+            let x = uniform3(&mut r, (2, 6, 3), 1.5);
+            let want = CpuRnn::new(layer.clone()).forward(x.view(), None).unwrap();
+            let got = GpuRnn::new(gpu_with(StepStrategy::Auto), layer)
+                .unwrap()
+                .forward(x.view(), None)
+                .unwrap();
+            same(
+                &got,
+                &want,
+                &format!("{cell} {activation} {recurrent_activation}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn long_wide_and_chunked_gated_layers_match_the_cpu() {
+    let mut r = rng(3);
+    let small_chunks = context(GpuOptions {
+        max_chunk_bytes: Some(4096),
+        ..Default::default()
+    });
+    for cell in [Cell::Lstm, Cell::Gru] {
+        let config = SimpleRnnConfig {
+            return_sequences: true,
+            ..Default::default()
+        };
+        for (n, t, d, m) in [(2, 2000, 3, 16), (1, 20, 8, 300), (3, 5, 600, 9)] {
+            let layer = gated_layer(&mut r, cell, (d, m), true, config);
+            let x = uniform3(&mut r, (n, t, d), 1.0);
+            let want = CpuRnn::new(layer.clone()).forward(x.view(), None).unwrap();
+            let got = GpuRnn::new(gpu_with(StepStrategy::Auto), layer.clone())
+                .unwrap()
+                .forward(x.view(), None)
+                .unwrap();
+            same(&got, &want, &format!("{cell} N={n} T={t} D={d} M={m}"));
+        }
+        // Many chunks over time and batch carry h and c between them on the GPU.
+        let layer = gated_layer(&mut r, cell, (4, 12), true, config);
+        let x = uniform3(&mut r, (20, 30, 4), 1.0);
+        let want = CpuRnn::new(layer.clone()).forward(x.view(), None).unwrap();
+        let got = GpuRnn::new(&small_chunks, layer)
+            .unwrap()
+            .forward(x.view(), None)
+            .unwrap();
+        same(&got, &want, &format!("{cell} chunked"));
+    }
+}
+
+#[test]
+fn bad_gated_layers_and_states_are_clear_errors() {
+    let mut r = rng(4);
+    // Kernel columns that are not a multiple of the gates.
+    let e = SimpleRnn::gated(
+        Cell::Lstm,
+        uniform2(&mut r, (3, 10), 1.0),
+        uniform2(&mut r, (2, 8), 1.0),
+        None,
+        None,
+        SimpleRnnConfig::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("4·M"), "{e}");
+    // A recurrent kernel that is not M × G·M.
+    let e = SimpleRnn::gated(
+        Cell::Gru,
+        uniform2(&mut r, (3, 12), 1.0),
+        uniform2(&mut r, (4, 4), 1.0),
+        None,
+        None,
+        SimpleRnnConfig::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("recurrent_kernel"), "{e}");
+    // Softmax on a gated cell, a recurrent bias on an LSTM.
+    let softmax = SimpleRnnConfig {
+        activation: Activation::Softmax,
+        ..Default::default()
+    };
+    assert!(
+        SimpleRnn::gated(
+            Cell::Lstm,
+            uniform2(&mut r, (3, 8), 1.0),
+            uniform2(&mut r, (2, 8), 1.0),
+            None,
+            None,
+            softmax,
+        )
+        .is_err()
+    );
+    assert!(
+        SimpleRnn::gated(
+            Cell::Lstm,
+            uniform2(&mut r, (3, 8), 1.0),
+            uniform2(&mut r, (2, 8), 1.0),
+            None,
+            Some(Array1::zeros(8)),
+            SimpleRnnConfig::default(),
+        )
+        .is_err()
+    );
+    // A cell state for a GRU, a misshapen one for an LSTM, on both backends.
+    let gru = gated_layer(&mut r, Cell::Gru, (3, 4), true, SimpleRnnConfig::default());
+    let lstm = gated_layer(&mut r, Cell::Lstm, (3, 4), true, SimpleRnnConfig::default());
+    let x = uniform3(&mut r, (2, 5, 3), 1.0);
+    let c = uniform2(&mut r, (2, 4), 1.0);
+    let bad_c = uniform2(&mut r, (2, 5), 1.0);
+    for (layer, c) in [(&gru, &c), (&lstm, &bad_c)] {
+        let cpu = CpuRnn::new(layer.clone()).forward_states(
+            x.view(),
+            None,
+            Some(c.view()),
+            Padding::None,
+        );
+        let gpu = GpuRnn::new(gpu_with(StepStrategy::Auto), layer.clone())
+            .unwrap()
+            .forward_states(x.view(), None, Some(c.view()), Padding::None);
+        assert!(cpu.is_err() && gpu.is_err());
+    }
+}
