@@ -99,8 +99,23 @@ fn configs_that_lie_about_shapes_are_refused() {
 
 #[test]
 fn unsupported_layers_dtypes_and_graphs_are_named() {
+    let conv = with_config("masking_rs1", |c| {
+        c.replace("\"SimpleRNN\"", "\"ConvLSTM1D\"")
+    });
+    assert!(load_error(conv).contains("ConvLSTM1D"));
+    // A SimpleRNN's weights under a config that says LSTM: an LSTM's weights are not there.
     let lstm = with_config("masking_rs1", |c| c.replace("\"SimpleRNN\"", "\"LSTM\""));
-    assert!(load_error(lstm).contains("LSTM"));
+    let message = load_error(lstm);
+    assert!(message.contains("layers/lstm"), "{message}");
+    // GRU's reset_after=False is refused by name, not run as reset_after=True.
+    let gru = with_config("masking_rs1", |c| {
+        c.replace("\"SimpleRNN\"", "\"GRU\"").replacen(
+            "\"units\": 6",
+            "\"units\": 6, \"reset_after\": false",
+            1,
+        )
+    });
+    assert!(load_error(gru).contains("reset_after"));
     let half = with_config("masking_rs1", |c| {
         c.replace("\"name\": \"float32\"", "\"name\": \"mixed_float16\"")
     });
@@ -300,4 +315,17 @@ fn activation_objects_with_parameters_the_crate_cannot_honour_are_refused() {
         };
         assert!(message.contains(names), "{file}: {message}");
     }
+}
+
+/// A GRU saved with reset_after=False (tests/fixtures/keras_models/gated_models.py) is refused
+/// by name, never run as the reset_after=True GRU it is not.
+#[test]
+fn a_gru_with_reset_after_false_is_refused() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/keras_models/gated_refused/gru_reset_before.keras");
+    let message = match KerasModel::load(path) {
+        Ok(_) => panic!("a reset_after=False GRU loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(message.contains("reset_after"), "{message}");
 }

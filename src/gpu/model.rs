@@ -20,8 +20,8 @@ use crate::gpu::plan::{
 };
 use crate::gpu::projection::Projection;
 use crate::gpu::rnn::{
-    ChunkBindings, ChunkBuffers, FLIP_OUTPUT, GpuRnn, PADDED_OUTPUT_IS_STATE, READS_MASK,
-    REVERSE_TIME, bind_group, dynamic_params, read_back,
+    ChunkBindings, ChunkBuffers, FLIP_OUTPUT, GatedBuffers, GpuRnn, PADDED_OUTPUT_IS_STATE,
+    READS_MASK, REVERSE_TIME, bind_group, dynamic_params, read_back,
 };
 use crate::keras::{KerasLayer, KerasModel, MergeMode};
 
@@ -132,6 +132,8 @@ struct Plan {
     input: wgpu::Buffer,
     /// The first state buffer of each recurrent layer: (model layer, which, buffer, units).
     initial_states: Vec<(usize, usize, wgpu::Buffer, usize)>,
+    /// The first cell-state buffer of each LSTM and GRU, zeroed by every call.
+    initial_cells: Vec<wgpu::Buffer>,
     work: Vec<Work>,
     outputs: Vec<Value>,
     readback: wgpu::Buffer,
@@ -371,6 +373,9 @@ impl ResidentModel {
                 _ => encoder.clear_buffer(h0, 0, None),
             }
         }
+        for c0 in &plan.initial_cells {
+            encoder.clear_buffer(c0, 0, None);
+        }
         let mut pass: Option<wgpu::ComputePass<'static>> = None;
         for work in &plan.work {
             match work {
@@ -464,6 +469,7 @@ struct Builder<'a> {
     fits: bool,
     work: Vec<Work>,
     initial_states: Vec<(usize, usize, wgpu::Buffer, usize)>,
+    initial_cells: Vec<wgpu::Buffer>,
     dummy: wgpu::Buffer,
 }
 
@@ -487,6 +493,7 @@ impl<'a> Builder<'a> {
             fits: true,
             work: Vec::new(),
             initial_states: Vec::new(),
+            initial_cells: Vec::new(),
             dummy,
         }
     }
@@ -724,6 +731,7 @@ impl<'a> Builder<'a> {
             key,
             input,
             initial_states: self.initial_states,
+            initial_cells: self.initial_cells,
             work: self.work,
             outputs: values,
             readback,
@@ -828,12 +836,12 @@ impl<'a> Builder<'a> {
         let layer = rnn.layer();
         let config = *layer.config();
         let (d, m) = (layer.input_dim(), layer.units());
-        // Gated cells run layer by layer for now.
-        if x.width != d || layer.cell() != crate::Cell::Simple {
+        if x.width != d {
             return None;
         }
+        let gm = layer.cell().gates() * m;
         let inner = self.inner;
-        let projected = self.buffer("model.projected", t * n * m, wgpu::BufferUsages::STORAGE);
+        let projected = self.buffer("model.projected", t * n * gm, wgpu::BufferUsages::STORAGE);
         let state = [0, 1].map(|_| self.storage("model.state", n * m));
         // Without return_sequences nothing is stored there, but it is bound read-write, so it
         // cannot be the (read-only) unused buffer bound as the mask.
@@ -865,15 +873,32 @@ impl<'a> Builder<'a> {
                 contents: &rnn.step_params_bytes(n, t, stride, order),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        let projection = self.projection(t * n, d, m);
+        let projection = self.projection(t * n, d, gm);
         let dims = self.params("model.projection_dims", &projection);
+        // A gated cell's cell state (cleared by every call: a stateful LSTM, whose carried cell
+        // state stays on the host, does not run resident) and its step's recurrent product.
+        let gated = (gm != m).then(|| {
+            let recurrent_dims = Projection::new(inner, n, m, gm);
+            GatedBuffers {
+                cell: [0, 1].map(|_| self.storage("model.cell_state", n * m)),
+                recurrent: self.buffer(
+                    "model.recurrent_product",
+                    n * gm,
+                    wgpu::BufferUsages::STORAGE,
+                ),
+                recurrent_dims: self.params("model.recurrent_dims", &recurrent_dims),
+            }
+        });
+        if let Some(g) = &gated {
+            self.initial_cells.push(g.cell[0].clone());
+        }
         // The step kernels' dispatches must fit too, in workgroups and in work.
         let most = self.max_groups;
         let (gx, gy) = step_workgroups(n, m);
         if gx > most
             || gy > most
             || (n as u64).div_ceil(most) > most
-            || (n as u64).saturating_mul((m as u64).pow(2)) > DISPATCH_FMA_BUDGET
+            || (n as u64).saturating_mul((gm as u64).pow(2)) > DISPATCH_FMA_BUDGET
             || (config.activation.is_row_wise() && !row_kernel_fits(m))
         {
             self.fits = false;
@@ -893,7 +918,7 @@ impl<'a> Builder<'a> {
             params_stride: stride,
             dims: &dims,
             mask: mask.unwrap_or(&self.dummy),
-            gated: None,
+            gated: gated.as_ref(),
         });
         let final_index = rnn.final_state_index(n, t);
         self.work.push(Work::Recurrent {

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::activation::Activation;
+use crate::cell::Cell;
 use crate::error::{Result, RnnError};
 
 /// Bidirectional's `merge_mode`.
@@ -22,12 +23,15 @@ pub enum MergeMode {
     Separate,
 }
 
-/// One SimpleRNN as the config describes it.
+/// One recurrent layer (SimpleRNN, LSTM, GRU) as the config describes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RnnSpec {
     pub name: String,
+    pub cell: Cell,
     pub units: usize,
     pub activation: Activation,
+    /// LSTM's and GRU's gate activation (sigmoid for a SimpleRNN, which has none).
+    pub recurrent_activation: Activation,
     pub use_bias: bool,
     pub return_sequences: bool,
     pub go_backwards: bool,
@@ -82,7 +86,7 @@ impl LayerSpec {
             LayerSpec::Input { .. } => "InputLayer",
             LayerSpec::Embedding { .. } => "Embedding",
             LayerSpec::Masking { .. } => "Masking",
-            LayerSpec::SimpleRnn(_) => "SimpleRNN",
+            LayerSpec::SimpleRnn(spec) => spec.cell.keras_class(),
             LayerSpec::Bidirectional { .. } => "Bidirectional",
             LayerSpec::Dense {
                 time_distributed: false,
@@ -292,20 +296,40 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
         .and_then(Value::as_str)
         .unwrap_or("?")
         .to_string();
-    if class != "SimpleRNN" {
+    let cell = match class {
+        "SimpleRNN" => Cell::Simple,
+        "LSTM" => Cell::Lstm,
+        "GRU" => Cell::Gru,
+        _ => {
+            return Err(bad(format!(
+                "layer {name:?} is a {class}; the recurrent layers supported are SimpleRNN, LSTM and GRU"
+            )));
+        }
+    };
+    check_dtype(config, &name)?;
+    if cell == Cell::Gru && !bool_field(config, "reset_after", true) {
         return Err(bad(format!(
-            "layer {name:?} is a {class}; only SimpleRNN recurrent layers are supported"
+            "layer {name:?}: GRU with reset_after=False is not supported (Keras's default, \
+             reset_after=True, is)"
         )));
     }
-    check_dtype(config, &name)?;
+    let recurrent_activation = match cell {
+        Cell::Simple => Activation::Sigmoid,
+        _ => activation_value(
+            config.get("recurrent_activation").unwrap_or(&Value::Null),
+            &name,
+        )?,
+    };
     if bool_field(config, "return_state", false) {
         return Err(bad(format!(
             "layer {name:?}: return_state=True is not supported in a model"
         )));
     }
     Ok(RnnSpec {
+        cell,
         units: usize_field(config, "units", &name)?,
         activation: activation(config, &name)?,
+        recurrent_activation,
         use_bias: bool_field(config, "use_bias", true),
         return_sequences: bool_field(config, "return_sequences", false),
         go_backwards: bool_field(config, "go_backwards", false),
@@ -362,7 +386,7 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
                 .unwrap_or(0.0) as f32,
             name,
         },
-        "SimpleRNN" => LayerSpec::SimpleRnn(rnn_spec(layer)?),
+        "SimpleRNN" | "LSTM" | "GRU" => LayerSpec::SimpleRnn(rnn_spec(layer)?),
         "Bidirectional" => {
             let inner = field(config, "layer", &name)?;
             let mut forward = rnn_spec(inner)?;
@@ -445,8 +469,8 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
         other => {
             return Err(bad(format!(
                 "layer {name:?} is a {other}, which this crate does not run (supported: InputLayer, Embedding, \
-                 Masking, SimpleRNN, Bidirectional(SimpleRNN), Dense, TimeDistributed(Dense), Activation, ELU, ReLU, \
-                 LeakyReLU, Softmax, Dropout)"
+                 Masking, SimpleRNN, LSTM, GRU, Bidirectional(SimpleRNN, LSTM or GRU), Dense, TimeDistributed(Dense), \
+                 Activation, ELU, ReLU, LeakyReLU, Softmax, Dropout)"
             )));
         }
     })

@@ -101,7 +101,7 @@ impl KerasLayer {
         match self {
             KerasLayer::Embedding { .. } => "Embedding",
             KerasLayer::Masking { .. } => "Masking",
-            KerasLayer::SimpleRnn { .. } => "SimpleRNN",
+            KerasLayer::SimpleRnn { layer, .. } => layer.cell().keras_class(),
             KerasLayer::Bidirectional { .. } => "Bidirectional",
             KerasLayer::Dense {
                 time_distributed: false,
@@ -119,7 +119,10 @@ impl KerasLayer {
     /// The number of weights (`layer.count_params()`).
     pub fn param_count(&self) -> usize {
         let rnn = |l: &SimpleRnn| {
-            l.kernel().len() + l.recurrent_kernel().len() + l.bias().map_or(0, |b| b.len())
+            l.kernel().len()
+                + l.recurrent_kernel().len()
+                + l.bias().map_or(0, |b| b.len())
+                + l.recurrent_bias().map_or(0, |b| b.len())
         };
         match self {
             KerasLayer::Embedding { table, .. } => table.len(),
@@ -475,19 +478,25 @@ fn rnn_layer(
     weight: &mut impl FnMut(&[usize]) -> Result<ArrayD<f32>>,
 ) -> Result<SimpleRnn> {
     let m = spec.units;
-    let kernel = into2(weight(&[d, m])?)?;
-    let recurrent = into2(weight(&[m, m])?)?;
-    let bias = if spec.use_bias {
-        Some(into1(weight(&[m])?)?)
-    } else {
-        None
+    let gm = spec.cell.gates() * m;
+    let kernel = into2(weight(&[d, gm])?)?;
+    let recurrent = into2(weight(&[m, gm])?)?;
+    // A GRU (reset_after=True) stores its input and recurrent biases as the two rows of one.
+    let (bias, recurrent_bias) = match (spec.use_bias, spec.cell.has_recurrent_bias()) {
+        (false, _) => (None, None),
+        (true, false) => (Some(into1(weight(&[gm])?)?), None),
+        (true, true) => {
+            let both = into2(weight(&[2, gm])?)?;
+            (Some(both.row(0).to_owned()), Some(both.row(1).to_owned()))
+        }
     };
     let config = SimpleRnnConfig {
         activation: spec.activation,
+        recurrent_activation: spec.recurrent_activation,
         return_sequences: spec.return_sequences,
         go_backwards: spec.go_backwards,
         zero_output_for_mask: spec.zero_output_for_mask,
         ..Default::default()
     };
-    SimpleRnn::new(kernel, recurrent, bias, config)
+    SimpleRnn::gated(spec.cell, kernel, recurrent, bias, recurrent_bias, config)
 }

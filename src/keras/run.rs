@@ -47,6 +47,9 @@ pub struct KerasRunner {
     /// The carried state of each recurrent layer, when stateful and held on the host (after a
     /// call on the per-layer path).
     states: Vec<Vec<Option<Array2<f32>>>>,
+    /// An LSTM's carried cell state beside its state (always on the host: models with gated
+    /// cells run layer by layer).
+    cells: Vec<Vec<Option<Array2<f32>>>>,
     /// The device-resident model, on a GPU backend.
     resident: Option<ResidentModel>,
     /// Whether the last call ran device-resident.
@@ -119,6 +122,7 @@ impl KerasRunner {
             backend_name: backend.name(),
             rnns,
             stateful_all: false,
+            cells: states.clone(),
             states,
             resident,
             last_resident: false,
@@ -158,7 +162,7 @@ impl KerasRunner {
 
     /// Forgets the carried state: the next call starts from zeros (Keras's `reset_state`).
     pub fn reset_state(&mut self) {
-        for layer in &mut self.states {
+        for layer in self.states.iter_mut().chain(self.cells.iter_mut()) {
             layer.iter_mut().for_each(|s| *s = None);
         }
         if let Some(resident) = &mut self.resident {
@@ -277,7 +281,19 @@ impl KerasRunner {
     /// Runs the model device-resident when it can (a GPU backend, and buffers that fit); None
     /// when the call must take the per-layer path.
     fn try_resident(&mut self, input: &ResidentInput<'_>) -> Result<Option<ModelOutput>> {
-        let Some(resident) = self.resident.as_mut().filter(|_| self.allow_resident) else {
+        // The device path carries h between calls, not an LSTM's c: a stateful LSTM runs layer
+        // by layer.
+        let stateful_lstm = (0..self.model.layers().len()).any(|i| {
+            self.is_stateful(i)
+                && self.rnns[i]
+                    .first()
+                    .is_some_and(|r| r.layer().cell().has_cell_state())
+        });
+        let Some(resident) = self
+            .resident
+            .as_mut()
+            .filter(|_| self.allow_resident && !stateful_lstm)
+        else {
             return Ok(None);
         };
         if !resident.prepare(input)? {
@@ -369,17 +385,6 @@ impl KerasRunner {
         Ok(ModelOutput { outputs: flow.data })
     }
 
-    /// The initial state of recurrent layer `which` of model layer `index`, checked against
-    /// the batch size.
-    fn initial_state(&self, index: usize, which: usize, n: usize) -> Result<Option<Array2<f32>>> {
-        match &self.states[index][which] {
-            Some(state) if state.nrows() != n => {
-                Err(batch_error(&self.model, index, state.nrows(), n))
-            }
-            other => Ok(other.clone()),
-        }
-    }
-
     fn is_stateful(&self, index: usize) -> bool {
         self.stateful_all
             || matches!(
@@ -420,19 +425,19 @@ impl KerasRunner {
             }
             KerasLayer::SimpleRnn { layer, .. } => {
                 let x = into3(x)?;
-                let h0 = self.initial_state(index, 0, x.dim().0)?;
                 let padding = mask
                     .as_ref()
                     .map_or(Padding::None, |m| Padding::Mask(m.view()));
-                let out = self.rnns[index][0].forward_padded(
-                    x.view(),
-                    h0.as_ref().map(|h| h.view()),
-                    padding,
-                )?;
                 let keep_mask = layer.config().return_sequences;
-                if self.is_stateful(index) {
-                    self.states[index][0] = Some(out.final_state.clone());
-                }
+                let stateful = self.is_stateful(index);
+                let out = run_recurrent(
+                    &*self.rnns[index][0],
+                    (&mut self.states[index][0], &mut self.cells[index][0]),
+                    stateful,
+                    &x,
+                    padding,
+                    |held| batch_error(&self.model, index, held, x.dim().0),
+                )?;
                 Flow {
                     data: vec![out.output().to_owned()],
                     mask: if keep_mask { mask } else { None },
@@ -446,16 +451,19 @@ impl KerasRunner {
                     .map_or(Padding::None, |m| Padding::Mask(m.view()));
                 let return_sequences = forward.config().return_sequences;
                 let mut outs = Vec::with_capacity(2);
+                let stateful = self.is_stateful(index);
                 for which in 0..2 {
-                    let h0 = self.initial_state(index, which, n)?;
-                    let out = self.rnns[index][which].forward_padded(
-                        x.view(),
-                        h0.as_ref().map(|h| h.view()),
+                    let out = run_recurrent(
+                        &*self.rnns[index][which],
+                        (
+                            &mut self.states[index][which],
+                            &mut self.cells[index][which],
+                        ),
+                        stateful,
+                        &x,
                         padding,
+                        |held| batch_error(&self.model, index, held, n),
                     )?;
-                    if self.is_stateful(index) {
-                        self.states[index][which] = Some(out.final_state.clone());
-                    }
                     let mut y = out.output().to_owned();
                     if which == 1 && return_sequences {
                         // Bidirectional turns the backward sequence to input order.
@@ -524,6 +532,38 @@ impl KerasRunner {
             },
         })
     }
+}
+
+/// Runs one recurrent layer from its carried state and cell state (`held`, checked against the
+/// batch: `mismatch` makes the error), and carries the final ones on when `stateful`.
+fn run_recurrent(
+    rnn: &dyn RnnForward,
+    held: (&mut Option<Array2<f32>>, &mut Option<Array2<f32>>),
+    stateful: bool,
+    x: &Array3<f32>,
+    padding: Padding<'_>,
+    mismatch: impl Fn(usize) -> RnnError,
+) -> Result<crate::RnnOutput> {
+    let (state, cell) = held;
+    let n = x.dim().0;
+    if let Some(held) = [&*state, &*cell]
+        .into_iter()
+        .flatten()
+        .find(|s| s.nrows() != n)
+    {
+        return Err(mismatch(held.nrows()));
+    }
+    let out = rnn.forward_states(
+        x.view(),
+        state.as_ref().map(|h| h.view()),
+        cell.as_ref().map(|c| c.view()),
+        padding,
+    )?;
+    if stateful {
+        *state = Some(out.final_state.clone());
+        *cell = out.final_cell.clone();
+    }
+    Ok(out)
 }
 
 fn batch_error(model: &KerasModel, index: usize, held: usize, n: usize) -> RnnError {
