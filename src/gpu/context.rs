@@ -26,6 +26,7 @@ pub(crate) const PARAMS_SIZE: u64 = 16;
 /// amount of work (lavapipe silently ends longer loops; real drivers reset GPUs whose dispatches
 /// run for seconds): long work is cut into more dispatches, never into wrong numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StepStrategy {
     /// [`StepStrategy::Persistent`] when a chunk's state, *N* × *M*, holds at most
     /// [`StepStrategy::AUTO_MAX_PERSISTENT_STATE`] values and the persistent kernel can run the
@@ -93,6 +94,7 @@ impl Default for GpuOptions {
 
 /// An adapter as [`GpuContext::adapters`] reports it.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct AdapterSummary {
     /// wgpu's description of the adapter (name, backend, device type, driver).
     pub info: wgpu::AdapterInfo,
@@ -121,6 +123,7 @@ pub(crate) struct ContextInner {
     pub(crate) softmax: wgpu::ComputePipeline,
     /// The whole-model kernels' layouts and pipelines (`shaders/embedding.wgsl`,
     /// `masking.wgsl`, `merge.wgsl`, `rows_activation.wgsl`).
+    #[cfg(feature = "keras")]
     pub(crate) model: ModelKernels,
     step_pipeline_layout: wgpu::PipelineLayout,
     step_module: wgpu::ShaderModule,
@@ -294,6 +297,7 @@ impl GpuContext {
             "rnn.recurrent_persistent",
             &shaders::recurrent_persistent_module(),
         );
+        #[cfg(feature = "keras")]
         let model = ModelKernels::new(&device);
         scope.pop().await?;
 
@@ -309,6 +313,7 @@ impl GpuContext {
                 softmax_layout,
                 projection,
                 softmax,
+                #[cfg(feature = "keras")]
                 model,
                 step_pipeline_layout,
                 step_module,
@@ -394,6 +399,7 @@ impl ContextInner {
         self.cached_pipeline(key)
     }
 
+    #[cfg(feature = "keras")]
     /// The rows-activation pipeline for an activation (elementwise, softmax or log-softmax),
     /// compiled on first use.
     pub(crate) fn rows_pipeline(&self, activation: Activation) -> Result<wgpu::ComputePipeline> {
@@ -445,6 +451,7 @@ impl ContextInner {
                     &self.step_pipeline_layout,
                 )
             }
+            #[cfg(feature = "keras")]
             Kernel::Rows { row_wise } => {
                 // The rows kernel has no clip.
                 constants.retain(|(name, _)| *name != "CLIP");
@@ -488,6 +495,7 @@ impl ContextInner {
     }
 }
 
+#[cfg(feature = "keras")]
 /// The layouts and fixed pipelines of the kernels a device-resident model adds to the recurrent
 /// ones; the rows-activation pipelines depend on the activation and are built on first use by
 /// [`ContextInner::rows_pipeline`].
@@ -503,6 +511,7 @@ pub(crate) struct ModelKernels {
     rows_module: wgpu::ShaderModule,
 }
 
+#[cfg(feature = "keras")]
 impl ModelKernels {
     fn new(device: &wgpu::Device) -> Self {
         use Binding::{Read, ReadWrite, Uniform};
@@ -575,6 +584,7 @@ enum Kernel {
         shape: PersistentShape,
     },
     /// `rows_activation.wgsl`.
+    #[cfg(feature = "keras")]
     Rows {
         row_wise: u32,
     },
@@ -674,6 +684,8 @@ fn instance() -> wgpu::Instance {
 enum Binding {
     Read,
     ReadWrite,
+    // Only the whole-model kernels take a plain uniform.
+    #[cfg_attr(not(feature = "keras"), allow(dead_code))]
     Uniform,
     DynamicUniform,
 }
