@@ -674,6 +674,18 @@ pub(crate) fn adapter_name_from_env() -> Option<String> {
 
 /// Vulkan, Metal, DX12 (and WebGPU in a browser) unless `WGPU_BACKEND` names others: the GL
 /// backend's compute support is thin, and its EGL probing is noisy on headless machines.
+///
+/// No display handle is given, but on Linux a headless run may still print `error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment.` (twice, on stderr). It is not
+/// ours and not a failure: wgpu-hal 30 enables every window-system instance extension the
+/// Vulkan loader offers (`desired_extensions`, whatever the flags or display handle), Mesa's
+/// implicit device-select layer sees `VK_KHR_wayland_surface` enabled and calls
+/// `wl_display_connect` to find the compositor's GPU, and libwayland prints the line. wgpu has no
+/// option to leave those extensions out: its one hook, `vulkan::Instance::init_with_callback`,
+/// forbids removing any, and building the `VkInstance` ourselves (`Instance::from_raw`) carries
+/// the same requirement. Silencing stderr or changing the environment would hide or alter what
+/// the caller's own process does, so the crate does neither; `NODEVICE_SELECT=1` (the layer's
+/// own switch) quiets it for a user who wants that (README, "No GPU?").
 fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::PRIMARY;
