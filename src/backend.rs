@@ -7,6 +7,7 @@ use crate::layer::{RnnForward, SimpleRnn};
 
 /// Where layers run: the CPU reference path or a GPU context (shared by every layer built on it).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Backend {
     /// [`CpuRnn`], on ndarray.
     Cpu,

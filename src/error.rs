@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in this crate, with enough context to say what to fix.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RnnError {
     /// An array does not have the shape the layer needs.
     #[error("{what} has shape {}, expected {expected}", show_shape(got))]
@@ -88,6 +89,7 @@ const MAX_QUOTED_CHARS: usize = 200;
 /// How many axes of a shape an error message prints.
 const MAX_SHOWN_AXES: usize = 8;
 /// How many items of a list read from a file an error message prints.
+#[cfg(any(feature = "keras", feature = "torch"))]
 const MAX_SHOWN_ITEMS: usize = 8;
 
 /// A string read from a file, for an error message, cut short when long (as [`quote`], without
@@ -121,6 +123,7 @@ pub(crate) fn show_shape(shape: &[usize]) -> String {
 }
 
 /// Names read from a file, for an error message: each quoted, the first few of a long list.
+#[cfg(any(feature = "keras", feature = "torch"))]
 pub(crate) fn show_names<S: AsRef<str>>(names: &[S]) -> String {
     let shown: Vec<String> = names
         .iter()
@@ -180,8 +183,11 @@ mod tests {
             long.chars().count() < 230 && long.ends_with("(5000 chars)"),
             "{long}"
         );
-        let names: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
-        assert!(show_names(&names).ends_with("… and 92 more]"));
-        assert_eq!(show_names(&["a"]), "[\"a\"]");
+        #[cfg(any(feature = "keras", feature = "torch"))]
+        {
+            let names: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+            assert!(show_names(&names).ends_with("… and 92 more]"));
+            assert_eq!(show_names(&["a"]), "[\"a\"]");
+        }
     }
 }

@@ -465,6 +465,7 @@ impl Schedule<'_> {
 
 /// What a forward pass returns.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct RnnOutput {
     /// The output after every step, *N* × *T* × *M*; `Some` only with `return_sequences`.
     pub sequences: Option<Array3<f32>>,

@@ -33,11 +33,14 @@ mod cpu;
 mod error;
 pub mod gpu;
 mod io;
+#[cfg(feature = "keras")]
 pub mod keras;
 mod layer;
+#[cfg(feature = "onnx")]
 mod onnx;
 mod output;
 mod stack;
+#[cfg(feature = "torch")]
 mod torch;
 
 pub use activation::Activation;
@@ -52,9 +55,12 @@ pub use io::{
     NpyInput, load_keras_npz, load_keras_npz_as, load_keras_npz_bytes, parse_npy_f32,
     parse_npy_input, parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths,
 };
+#[cfg(feature = "keras")]
 pub use keras::{KerasLayer, KerasModel, KerasRunner, MergeMode, ModelOutput};
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
+#[cfg(feature = "onnx")]
 pub use onnx::{OnnxDirection, OnnxRnn, OnnxRnnAttributes, OnnxRnnOutput};
 pub use output::{OutputSet, OutputSlot, write_npy_f32};
 pub use stack::{RnnStack, StackOutput};
+#[cfg(feature = "torch")]
 pub use torch::{Nonlinearity, TorchRnn, TorchRnnConfig, TorchRnnModel, TorchRnnOutput};

@@ -97,6 +97,26 @@ impl OnnxRnnAttributes {
 }
 
 /// An ONNX `RNN` node ready to run.
+///
+/// ```
+/// use ndarray::{Array2, Array3};
+/// use wgpu_rnn::{Activation, Backend, OnnxDirection, OnnxRnn, OnnxRnnAttributes};
+///
+/// // One direction, hidden_size M = 2, D = 3: W is dirs × M × D, R dirs × M × M, B dirs × 2M.
+/// let w = Array3::from_elem((1, 2, 3), 0.1f32);
+/// let r = Array3::zeros((1, 2, 2));
+/// let b = Array2::zeros((1, 4));
+/// let attributes = OnnxRnnAttributes {
+///     direction: OnnxDirection::Forward,
+///     activations: vec![Activation::Tanh],
+///     ..Default::default()
+/// };
+/// let node = OnnxRnn::new(w.view(), r.view(), Some(b.view()), &attributes, &Backend::Cpu)?;
+/// let x = Array3::<f32>::ones((4, 1, 3)); // layout 0: T × N × D
+/// let out = node.forward(x.view(), None, None)?;
+/// assert!((out.y_h[[0, 0, 0]] - 0.3f32.tanh()).abs() < 1e-6);
+/// # Ok::<(), wgpu_rnn::RnnError>(())
+/// ```
 pub struct OnnxRnn {
     stack: RnnStack,
     layout: u8,
@@ -104,6 +124,7 @@ pub struct OnnxRnn {
 
 /// The node's outputs.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct OnnxRnnOutput {
     /// `Y`: *T* × dirs × *N* × *M* (layout 0) or *N* × *T* × dirs × *M* (layout 1).
     pub y: Array4<f32>,

@@ -1,7 +1,9 @@
 //! Stacks of one- or two-direction layers, as PyTorch's `nn.RNN` and ONNX's `RNN` run them: each
 //! layer reads the outputs of the one below, both directions side by side.
 
-use ndarray::{Array2, Array3, ArrayView3, Axis, s};
+#[cfg(any(feature = "torch", feature = "onnx"))]
+use ndarray::Array2;
+use ndarray::{Array3, ArrayView3, Axis, s};
 
 use crate::backend::Backend;
 use crate::error::{Result, RnnError};
@@ -16,6 +18,7 @@ pub struct RnnStack {
 
 /// What a stack returns.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct StackOutput {
     /// The last layer's outputs, *N* × *T* × (dirs·*M*): the forward direction's *M* features,
     /// then the reverse direction's.
@@ -159,6 +162,7 @@ impl RnnStack {
 
 /// Builds the weights of one direction from PyTorch/ONNX-layout matrices: `w_ih` *M* × *D*,
 /// `w_hh` *M* × *M* (transposed here into Keras's layout), and the two biases added.
+#[cfg(any(feature = "torch", feature = "onnx"))]
 pub(crate) fn layer_from_transposed(
     w_ih: Array2<f32>,
     w_hh: Array2<f32>,

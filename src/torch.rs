@@ -15,6 +15,7 @@ use crate::{Activation, SimpleRnn};
 
 /// `nn.RNN`'s `nonlinearity`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Nonlinearity {
     /// `tanh` (PyTorch's default).
     #[default]
@@ -39,6 +40,23 @@ pub struct TorchRnnConfig {
 /// An `nn.RNN`'s weights, read from its `state_dict`: `layers[k][dir]` in Keras's layout
 /// (`weight_ih_l{k}` transposed to *D* × *M*, `weight_hh_l{k}` to *M* × *M*, `bias_ih_l{k}` +
 /// `bias_hh_l{k}`), direction 1 from the `_reverse` tensors.
+///
+/// ```
+/// use ndarray::Array3;
+/// use wgpu_rnn::{Backend, Nonlinearity, TorchRnn, TorchRnnConfig};
+///
+/// let path = concat!(
+///     env!("CARGO_MANIFEST_DIR"),
+///     "/tests/fixtures/torch/l2_bi_tanh_bias_tf_noh0_packed/weights.safetensors"
+/// );
+/// let config = TorchRnnConfig { nonlinearity: Nonlinearity::Tanh, ..Default::default() };
+/// let model = TorchRnn::load(path, None, config)?.build(&Backend::Cpu)?;
+/// let (t, n, d) = (5, 3, model.stack().input_dim());
+/// let out = model.forward(Array3::<f32>::ones((t, n, d)).view(), None, Some(&[5, 2, 4]))?;
+/// assert_eq!(out.output.shape()[..2], [t, n]); // T × N × (dirs·M), zeros past each length
+/// assert_eq!(out.h_n.shape()[..2], [4, n]);    // (layers·dirs) × N × M
+/// # Ok::<(), wgpu_rnn::RnnError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct TorchRnn {
     layers: Vec<Vec<SimpleRnn>>,
@@ -361,6 +379,7 @@ impl TorchRnn {
 
 /// What `nn.RNN` returns: `output` and `h_n`.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct TorchRnnOutput {
     /// *T* × *N* × (dirs·*M*), or *N* × *T* × (dirs·*M*) with `batch_first`; zeros past each
     /// sequence's length (as `pad_packed_sequence(..., total_length=T)` returns it).

@@ -56,8 +56,18 @@ pub(crate) fn matmul_acc(
 /// tanh of every element, in place: a branch-free rational approximation that the compiler
 /// vectorises (libm's tanhf is scalar and dominated the step time). Its error against the exact
 /// tanh is under 5e-7 (checked by a test below); NaN stays NaN and ±inf gives ±1.
+/// Dispatched at run time to the widest of the targets below that the CPU has, else to the
+/// portable build of the same loop ([`tanh_portable`], which the tests run on every machine).
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 pub(crate) fn tanh_in_place(values: &mut [f32]) {
+    tanh_portable(values);
+}
+
+/// [`tanh_in_place`] without target features: what a CPU outside the list above runs. Inlined
+/// into each of the dispatched versions, which compile it with their features; every operation
+/// is exactly rounded (`mul_add` is fused on every target), so all versions agree bit for bit.
+#[inline(always)]
+fn tanh_portable(values: &mut [f32]) {
     for v in values.iter_mut() {
         *v = tanh_rational(*v);
     }
@@ -119,6 +129,33 @@ mod tests {
         tanh_in_place(&mut special);
         assert!(special[0].is_nan());
         assert_eq!(&special[1..], &[1.0, -1.0, 0.0, -0.0, 1e-30]);
+    }
+
+    /// The portable loop, forced, gives the same bits as the version this CPU dispatches to
+    /// (AVX-512, AVX2+FMA or NEON where the machine has them), so the vectorised builds cannot
+    /// drift from the one other CPUs run.
+    #[test]
+    fn portable_tanh_matches_the_dispatched_one_bit_for_bit() {
+        let inputs: Vec<f32> = (-130_000..130_000)
+            .map(|i| i as f32 * 1.0e-4)
+            .chain([
+                f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                -0.0,
+                1e-30,
+                3.9e-4,
+                7.9053,
+            ])
+            .collect();
+        let mut dispatched = inputs.clone();
+        tanh_in_place(&mut dispatched);
+        let mut portable = inputs.clone();
+        tanh_portable(&mut portable);
+        for ((x, d), p) in inputs.iter().zip(&dispatched).zip(&portable) {
+            let same = d.to_bits() == p.to_bits() || (d.is_nan() && p.is_nan());
+            assert!(same, "tanh({x}): dispatched {d}, portable {p}");
+        }
     }
 
     #[test]

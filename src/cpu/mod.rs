@@ -14,6 +14,24 @@ use kernels::{matmul_acc, tanh_in_place};
 
 /// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
 /// when no GPU adapter exists.
+///
+/// ```
+/// use ndarray::{Array1, Array2, Array3};
+/// use wgpu_rnn::{Activation, CpuRnn, SimpleRnn, SimpleRnnConfig};
+///
+/// let config = SimpleRnnConfig { activation: Activation::Relu, ..Default::default() };
+/// let layer = SimpleRnn::new(
+///     Array2::from_elem((3, 4), 0.1),  // kernel, D × M
+///     Array2::zeros((4, 4)),           // recurrent_kernel, M × M
+///     Some(Array1::from_elem(4, 0.5)), // bias, M
+///     config,
+/// )?;
+/// let out = CpuRnn::new(layer).forward(Array3::ones((2, 5, 3)).view(), None)?;
+/// // Without return_sequences: the last step's output, N × M: relu(3 · 0.1 + 0.5).
+/// assert_eq!(out.output().shape(), &[2, 4]);
+/// assert!(out.output().iter().all(|&v| (v - 0.8).abs() < 1e-6));
+/// # Ok::<(), wgpu_rnn::RnnError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct CpuRnn {
     layer: SimpleRnn,

@@ -26,6 +26,7 @@ pub(crate) const PARAMS_SIZE: u64 = 16;
 /// amount of work (lavapipe silently ends longer loops; real drivers reset GPUs whose dispatches
 /// run for seconds): long work is cut into more dispatches, never into wrong numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StepStrategy {
     /// [`StepStrategy::Persistent`] when a chunk's state, *N* × *M*, holds at most
     /// [`StepStrategy::AUTO_MAX_PERSISTENT_STATE`] values and the persistent kernel can run the
@@ -93,6 +94,7 @@ impl Default for GpuOptions {
 
 /// An adapter as [`GpuContext::adapters`] reports it.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct AdapterSummary {
     /// wgpu's description of the adapter (name, backend, device type, driver).
     pub info: wgpu::AdapterInfo,
@@ -122,6 +124,7 @@ pub(crate) struct ContextInner {
     pub(crate) softmax: wgpu::ComputePipeline,
     /// The whole-model kernels' layouts and pipelines (`shaders/embedding.wgsl`,
     /// `masking.wgsl`, `merge.wgsl`, `rows_activation.wgsl`).
+    #[cfg(feature = "keras")]
     pub(crate) model: ModelKernels,
     step_pipeline_layout: wgpu::PipelineLayout,
     step_module: wgpu::ShaderModule,
@@ -314,6 +317,7 @@ impl GpuContext {
             "rnn.recurrent_persistent",
             &shaders::recurrent_persistent_module(),
         );
+        #[cfg(feature = "keras")]
         let model = ModelKernels::new(&device);
         scope.pop().await?;
 
@@ -330,6 +334,7 @@ impl GpuContext {
                 gated_layout,
                 projection,
                 softmax,
+                #[cfg(feature = "keras")]
                 model,
                 step_pipeline_layout,
                 step_module,
@@ -434,6 +439,7 @@ impl ContextInner {
         self.cached_pipeline(StepKey::new(activation, None, kernel))
     }
 
+    #[cfg(feature = "keras")]
     /// The rows-activation pipeline for an activation (elementwise, softmax or log-softmax),
     /// compiled on first use.
     pub(crate) fn rows_pipeline(&self, activation: Activation) -> Result<wgpu::ComputePipeline> {
@@ -505,6 +511,7 @@ impl ContextInner {
                     &self.gated_pipeline_layout,
                 )
             }
+            #[cfg(feature = "keras")]
             Kernel::Rows { row_wise } => {
                 // The rows kernel has no clip.
                 constants.retain(|(name, _)| *name != "CLIP");
@@ -548,6 +555,7 @@ impl ContextInner {
     }
 }
 
+#[cfg(feature = "keras")]
 /// The layouts and fixed pipelines of the kernels a device-resident model adds to the recurrent
 /// ones; the rows-activation pipelines depend on the activation and are built on first use by
 /// [`ContextInner::rows_pipeline`].
@@ -563,6 +571,7 @@ pub(crate) struct ModelKernels {
     rows_module: wgpu::ShaderModule,
 }
 
+#[cfg(feature = "keras")]
 impl ModelKernels {
     fn new(device: &wgpu::Device) -> Self {
         use Binding::{Read, ReadWrite, Uniform};
@@ -635,6 +644,7 @@ enum Kernel {
         shape: PersistentShape,
     },
     /// `rows_activation.wgsl`.
+    #[cfg(feature = "keras")]
     Rows {
         row_wise: u32,
     },
@@ -731,6 +741,18 @@ pub(crate) fn adapter_name_from_env() -> Option<String> {
 
 /// Vulkan, Metal, DX12 (and WebGPU in a browser) unless `WGPU_BACKEND` names others: the GL
 /// backend's compute support is thin, and its EGL probing is noisy on headless machines.
+///
+/// No display handle is given, but on Linux a headless run may still print `error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment.` (twice, on stderr). It is not
+/// ours and not a failure: wgpu-hal 30 enables every window-system instance extension the
+/// Vulkan loader offers (`desired_extensions`, whatever the flags or display handle), Mesa's
+/// implicit device-select layer sees `VK_KHR_wayland_surface` enabled and calls
+/// `wl_display_connect` to find the compositor's GPU, and libwayland prints the line. wgpu has no
+/// option to leave those extensions out: its one hook, `vulkan::Instance::init_with_callback`,
+/// forbids removing any, and building the `VkInstance` ourselves (`Instance::from_raw`) carries
+/// the same requirement. Silencing stderr or changing the environment would hide or alter what
+/// the caller's own process does, so the crate does neither; `NODEVICE_SELECT=1` (the layer's
+/// own switch) quiets it for a user who wants that (README, "No GPU?").
 fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::PRIMARY;
@@ -741,6 +763,8 @@ fn instance() -> wgpu::Instance {
 enum Binding {
     Read,
     ReadWrite,
+    // Only the whole-model kernels take a plain uniform.
+    #[cfg_attr(not(feature = "keras"), allow(dead_code))]
     Uniform,
     DynamicUniform,
 }

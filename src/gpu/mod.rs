@@ -1,6 +1,7 @@
 //! The GPU path: WGSL kernels run through wgpu on Vulkan, Metal, DX12 or a software adapter.
 
 mod context;
+#[cfg(feature = "keras")]
 pub(crate) mod model;
 mod plan;
 mod projection;

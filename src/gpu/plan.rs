@@ -221,12 +221,14 @@ pub(crate) fn persistent_steps_per_dispatch(
 
 /// Whether a kernel that gives each row a workgroup of 64 threads and walks the row three times
 /// (`rows_activation.wgsl`, `softmax_rows.wgsl`) stays within [`LOOP_BUDGET`] on rows of `width`.
+#[cfg(feature = "keras")]
 pub(crate) fn row_kernel_fits(width: usize) -> bool {
     3 * (width as u64).div_ceil(64) + 32 <= LOOP_BUDGET
 }
 
 /// Whether the masking kernel (`masking.wgsl`: one thread walks its row twice) stays within
 /// [`LOOP_BUDGET`] on rows of `width`.
+#[cfg(feature = "keras")]
 pub(crate) fn masking_fits(width: usize) -> bool {
     2 * (width as u64 + 1) <= LOOP_BUDGET
 }
@@ -521,6 +523,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "keras")]
     fn row_kernels_refuse_rows_past_the_loop_budget() {
         assert!(row_kernel_fits(100_000));
         assert!(!row_kernel_fits(1 << 20));

@@ -43,9 +43,11 @@ pub(crate) const READS_MASK: u32 = 8;
 pub(crate) const PADDED_OUTPUT_IS_STATE: u32 = 16;
 /// Step `s` reads P and the mask at input time `t_len - 1 - s`: the input stays in input order
 /// on the GPU and the layer reads it backwards.
+#[cfg(feature = "keras")]
 pub(crate) const REVERSE_TIME: u32 = 32;
 /// Step `s` stores its output at `t_len - 1 - s` (Bidirectional's backward sequence, which
 /// Keras flips to input order).
+#[cfg(feature = "keras")]
 pub(crate) const FLIP_OUTPUT: u32 = 64;
 
 /// Working buffers a model keeps for its next calls; concurrent callers beyond this many make
@@ -58,6 +60,25 @@ const MAX_IDLE_WORKSPACES: usize = 2;
 /// `GpuRnn` is `Send + Sync`: concurrent [`GpuRnn::forward`] calls from several threads each
 /// take their own working buffers and give correct results; at most two sets stay allocated
 /// between calls.
+///
+/// ```no_run
+/// use ndarray::{Array1, Array2, Array3};
+/// use wgpu_rnn::{GpuContext, GpuRnn, SimpleRnn, SimpleRnnConfig};
+///
+/// // D = 3 input features, M = 4 units, in Keras's layout.
+/// let layer = SimpleRnn::new(
+///     Array2::from_elem((3, 4), 0.1),          // kernel, D × M
+///     Array2::from_elem((4, 4), 0.05),         // recurrent_kernel, M × M
+///     Some(Array1::zeros(4)),                  // bias, M
+///     SimpleRnnConfig { return_sequences: true, ..Default::default() },
+/// )?;
+/// let ctx = GpuContext::new_blocking(Default::default())?; // one per program; share it
+/// let model = GpuRnn::new(&ctx, layer)?;                  // weights uploaded once
+/// let x = Array3::<f32>::ones((2, 10, 3));                 // N × T × D
+/// let out = model.forward(x.view(), None)?;
+/// assert_eq!(out.output().shape(), &[2, 10, 4]);           // N × T × M
+/// # Ok::<(), wgpu_rnn::RnnError>(())
+/// ```
 pub struct GpuRnn {
     ctx: GpuContext,
     layer: SimpleRnn,
@@ -516,6 +537,7 @@ impl GpuRnn {
     /// Which of the two state buffers holds the last state after [`GpuRnn::encode_steps`] of
     /// `ns` steps over `nb` rows starting from buffer 0: every dispatch, persistent or per-step,
     /// writes the other buffer.
+    #[cfg(feature = "keras")]
     pub(crate) fn final_state_index(&self, nb: usize, ns: usize) -> usize {
         if self.gated.is_some() {
             return ns % 2;

@@ -16,6 +16,7 @@ use crate::layer::{SimpleRnn, SimpleRnnConfig};
 // A model holds a handful of layers; boxing the two-RNN variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum KerasLayer {
     /// `Embedding`: token ids to rows of `table` (*V* × *E*); `mask_zero` masks id 0.
     Embedding {
@@ -142,6 +143,16 @@ impl KerasLayer {
 /// their weights, checked against the shapes its config declares.
 ///
 /// Run it with [`crate::KerasRunner`].
+///
+/// ```
+/// use wgpu_rnn::KerasModel;
+///
+/// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras_models/demo_text/model.keras");
+/// let model = KerasModel::load(path)?; // a .keras archive or a legacy .h5 file
+/// println!("{model}");                  // the layers and parameter counts, as model.summary()
+/// assert!(model.takes_token_ids());     // it starts with an Embedding
+/// # Ok::<(), wgpu_rnn::RnnError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct KerasModel {
     name: String,

@@ -16,6 +16,7 @@ use crate::layer::{Padding, RnnForward};
 /// What a model returns: one array, or two for a model that ends in a `Bidirectional` with
 /// `merge_mode=None` (forward output, then backward output).
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ModelOutput {
     /// The model's outputs, in Keras's order.
     pub outputs: Vec<ArrayD<f32>>,
@@ -38,6 +39,24 @@ pub struct ModelOutput {
 /// *N* × *T* (× *D*)), the call instead runs layer by layer through the host, each recurrent
 /// layer chunking its work; [`KerasRunner::is_device_resident`] says which path the last call
 /// took. Both give the same results.
+///
+/// ```
+/// use ndarray::{Array2, Array3};
+/// use wgpu_rnn::{Backend, KerasModel, KerasRunner};
+///
+/// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras_models/stateful_stream");
+/// let model = KerasModel::load(format!("{dir}/model.keras"))?;
+/// // Backend::auto() picks a hardware GPU when there is one; the CPU here, for the doctest.
+/// let mut runner = KerasRunner::new(model, &Backend::Cpu)?;
+/// runner.set_stateful(true);
+/// let features = 3; // what this model's input layer takes
+/// let first = runner.predict(Array3::<f32>::zeros((2, 5, features)).into_dyn().view())?;
+/// let next = runner.predict(Array3::<f32>::ones((2, 4, features)).into_dyn().view())?; // continues
+/// runner.reset_state();
+/// assert_eq!(first.outputs[0].shape()[..2], [2, 5]);
+/// # let _ = (next, Array2::<f32>::zeros((1, 1)));
+/// # Ok::<(), wgpu_rnn::RnnError>(())
+/// ```
 pub struct KerasRunner {
     model: KerasModel,
     backend_name: &'static str,

@@ -28,6 +28,7 @@ pub fn gpu_with(strategy: StepStrategy) -> &'static GpuContext {
         StepStrategy::Auto => return gpu(),
         StepStrategy::PerStep => &PER_STEP,
         StepStrategy::Persistent => &PERSISTENT,
+        other => panic!("no shared context for {other:?}"),
     };
     cell.get_or_init(|| {
         context(GpuOptions {
