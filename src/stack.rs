@@ -25,6 +25,8 @@ pub struct StackOutput {
     pub output: Array3<f32>,
     /// The final state of every layer and direction, (layers·dirs) × *N* × *M*, layer-major.
     pub h_n: Array3<f32>,
+    /// An LSTM's final cell state, shaped as `h_n`; `None` for other cells.
+    pub c_n: Option<Array3<f32>>,
 }
 
 impl RnnStack {
@@ -124,19 +126,45 @@ impl RnnStack {
         h0: Option<ArrayView3<'_, f32>>,
         lengths: Option<&[usize]>,
     ) -> Result<StackOutput> {
+        self.forward_states(input, h0, None, lengths)
+    }
+
+    /// [`RnnStack::forward`] with, for a stack of LSTMs, the initial cell states `c0` (shaped
+    /// as `h0`, zeros when `None`); [`StackOutput::c_n`] holds the final ones.
+    ///
+    /// # Errors
+    /// As [`RnnStack::forward`]; [`RnnError::ShapeMismatch`] for a `c0` of the wrong shape,
+    /// [`RnnError::InvalidOption`] for a `c0` given to cells without a cell state.
+    pub fn forward_states(
+        &self,
+        input: ArrayView3<'_, f32>,
+        h0: Option<ArrayView3<'_, f32>>,
+        c0: Option<ArrayView3<'_, f32>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<StackOutput> {
         let (n, t, _) = input.dim();
         let (layers, dirs, m) = (self.num_layers(), self.directions(), self.units);
-        if let Some(h0) = &h0
-            && h0.dim() != (layers * dirs, n, m)
-        {
-            return Err(RnnError::shape(
-                "initial state h_0",
-                format!("[{}, {n}, {m}] (layers·dirs × N × M)", layers * dirs),
-                h0.shape(),
-            ));
+        for (name, state) in [("initial state h_0", &h0), ("initial cell state c_0", &c0)] {
+            if let Some(state) = state
+                && state.dim() != (layers * dirs, n, m)
+            {
+                return Err(RnnError::shape(
+                    name,
+                    format!("[{}, {n}, {m}] (layers·dirs × N × M)", layers * dirs),
+                    state.shape(),
+                ));
+            }
+        }
+        let has_cell = self.layers[0][0].layer().cell().has_cell_state();
+        if c0.is_some() && !has_cell {
+            return Err(RnnError::InvalidOption(format!(
+                "an initial cell state c_0 was given, but a {} has none",
+                self.layers[0][0].layer().cell()
+            )));
         }
         let padding = lengths.map_or(Padding::None, Padding::Lengths);
         let mut h_n = Array3::<f32>::zeros((layers * dirs, n, m));
+        let mut c_n = has_cell.then(|| Array3::<f32>::zeros((layers * dirs, n, m)));
         let mut current: Option<Array3<f32>> = None;
         for (k, layer) in self.layers.iter().enumerate() {
             let layer_input = current.as_ref().map_or(input, |c| c.view());
@@ -144,46 +172,108 @@ impl RnnStack {
             for (dir, rnn) in layer.iter().enumerate() {
                 let index = k * dirs + dir;
                 let state = h0.as_ref().map(|h| h.index_axis(Axis(0), index));
-                let out = rnn.forward_padded(layer_input, state, padding)?;
+                let cell = c0.as_ref().map(|c| c.index_axis(Axis(0), index));
+                let out = rnn.forward_states(layer_input, state, cell, padding)?;
                 let seq = out.sequences.expect("stack layers return sequences");
                 output
                     .slice_mut(s![.., .., dir * m..(dir + 1) * m])
                     .assign(&seq);
                 h_n.index_axis_mut(Axis(0), index).assign(&out.final_state);
+                if let (Some(c_n), Some(c)) = (c_n.as_mut(), &out.final_cell) {
+                    c_n.index_axis_mut(Axis(0), index).assign(c);
+                }
             }
             current = Some(output);
         }
         Ok(StackOutput {
             output: current.expect("a stack has at least one layer"),
             h_n,
+            c_n,
         })
     }
 }
 
 /// Builds the weights of one direction from PyTorch/ONNX-layout matrices: `w_ih` *M* × *D*,
 /// `w_hh` *M* × *M* (transposed here into Keras's layout), and the two biases added.
-#[cfg(any(feature = "torch", feature = "onnx"))]
+#[cfg(feature = "onnx")]
 pub(crate) fn layer_from_transposed(
     w_ih: Array2<f32>,
     w_hh: Array2<f32>,
     biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
     config: crate::SimpleRnnConfig,
 ) -> Result<SimpleRnn> {
-    let bias = biases.map(|(b_ih, b_hh)| {
-        if b_ih.len() == b_hh.len() {
-            Ok(b_ih + b_hh)
-        } else {
-            Err(RnnError::shape(
-                "bias_hh",
-                format!("[{}]", b_ih.len()),
-                b_hh.shape(),
-            ))
+    layer_from_torch(crate::Cell::Simple, w_ih, w_hh, biases, config)
+}
+
+/// [`layer_from_transposed`] for any cell, from PyTorch's layout: gates stacked as row blocks
+/// of *M* (`nn.LSTM`: i, f, g, o, Keras's order; `nn.GRU`: r, z, n, reordered here to Keras's
+/// z, r, h). An LSTM's two biases are added; a GRU keeps `b_hh` apart as its recurrent bias,
+/// since `b_hn` sits inside the reset gate's product.
+#[cfg(any(feature = "torch", feature = "onnx"))]
+pub(crate) fn layer_from_torch(
+    cell: crate::Cell,
+    w_ih: Array2<f32>,
+    w_hh: Array2<f32>,
+    biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
+    config: crate::SimpleRnnConfig,
+) -> Result<SimpleRnn> {
+    let g = cell.gates();
+    let m = w_hh.ncols();
+    // Keras's gate k is PyTorch's block order[k].
+    let order: Vec<usize> = match cell {
+        crate::Cell::Gru => vec![1, 0, 2],
+        _ => (0..g).collect(),
+    };
+    let blocks = |a: &ndarray::ArrayView2<'_, f32>| -> Array2<f32> {
+        let views: Vec<_> = order
+            .iter()
+            .map(|&k| a.slice(s![k * m..(k + 1) * m, ..]))
+            .collect();
+        ndarray::concatenate(Axis(0), &views).expect("blocks of the same width")
+    };
+    let vector = |b: &ndarray::Array1<f32>| -> ndarray::Array1<f32> {
+        order
+            .iter()
+            .flat_map(|&k| b.slice(s![k * m..(k + 1) * m]).to_vec())
+            .collect()
+    };
+    if w_ih.nrows() != g * m || w_hh.nrows() != g * m {
+        return Err(RnnError::shape(
+            "weight_ih / weight_hh",
+            format!("[{}, …] ({g}·M rows, M = {m})", g * m),
+            if w_ih.nrows() != g * m {
+                w_ih.shape()
+            } else {
+                w_hh.shape()
+            },
+        ));
+    }
+    let (bias, recurrent_bias) = match biases {
+        None => (None, None),
+        Some((b_ih, b_hh)) => {
+            if b_ih.len() != g * m || b_hh.len() != g * m {
+                return Err(RnnError::shape(
+                    "bias_ih / bias_hh",
+                    format!("[{}]", g * m),
+                    if b_ih.len() != g * m {
+                        b_ih.shape()
+                    } else {
+                        b_hh.shape()
+                    },
+                ));
+            }
+            match cell {
+                crate::Cell::Gru => (Some(vector(&b_ih)), Some(vector(&b_hh))),
+                _ => (Some(vector(&(b_ih + b_hh))), None),
+            }
         }
-    });
-    SimpleRnn::new(
-        w_ih.reversed_axes(),
-        w_hh.reversed_axes(),
-        bias.transpose()?,
+    };
+    SimpleRnn::gated(
+        cell,
+        blocks(&w_ih.view()).reversed_axes(),
+        blocks(&w_hh.view()).reversed_axes(),
+        bias,
+        recurrent_bias,
         config,
     )
 }

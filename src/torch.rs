@@ -10,8 +10,8 @@ use ndarray::{Array1, Array2, Array3, ArrayD, ArrayView3, IxDyn};
 use crate::backend::Backend;
 use crate::error::{Result, RnnError, clip, quote, show_names, show_shape};
 use crate::layer::SimpleRnnConfig;
-use crate::stack::{RnnStack, layer_from_transposed};
-use crate::{Activation, SimpleRnn};
+use crate::stack::{RnnStack, layer_from_torch};
+use crate::{Activation, Cell, SimpleRnn};
 
 /// `nn.RNN`'s `nonlinearity`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,11 +186,38 @@ impl TorchRnn {
         let has_bias = has("bias_ih_l0") || has("bias_hh_l0");
         let dirs = if bidirectional { 2 } else { 1 };
 
+        // nn.LSTM's projection (proj_size) would be dropped: refused whatever ignore_unused says.
+        if let Some(proj) = names
+            .iter()
+            .find(|n| n.starts_with(&prefix) && n[prefix.len()..].starts_with("weight_hr_l"))
+        {
+            return Err(bad(format!(
+                "{} is an nn.LSTM projection (proj_size), which is not supported",
+                clip(proj)
+            )));
+        }
+        // The cell, from the first weight_hh: (G·M) × M, G = 1 (nn.RNN), 4 (nn.LSTM), 3 (nn.GRU).
+        let cell = match tensors
+            .tensor(&full("weight_hh_l0"))
+            .map(|v| v.shape().to_vec())
+        {
+            Ok(s) if s.len() == 2 && s[1] > 0 && s[0] == 4 * s[1] => Cell::Lstm,
+            Ok(s) if s.len() == 2 && s[1] > 0 && s[0] == 3 * s[1] => Cell::Gru,
+            _ => Cell::Simple,
+        };
+        let activation = match (cell, config.nonlinearity) {
+            (_, Nonlinearity::Tanh) => Activation::Tanh,
+            (Cell::Simple, Nonlinearity::Relu) => Activation::Relu,
+            (cell, Nonlinearity::Relu) => {
+                return Err(RnnError::InvalidOption(format!(
+                    "nonlinearity relu belongs to nn.RNN; the file holds an nn.{}",
+                    if cell == Cell::Lstm { "LSTM" } else { "GRU" }
+                )));
+            }
+        };
+        let g = cell.gates();
         let rnn_config = SimpleRnnConfig {
-            activation: match config.nonlinearity {
-                Nonlinearity::Tanh => Activation::Tanh,
-                Nonlinearity::Relu => Activation::Relu,
-            },
+            activation,
             ..Default::default()
         };
         let mut hidden = None;
@@ -214,19 +241,16 @@ impl TorchRnn {
                 };
                 let w_ih = get("weight_ih_l")?;
                 let w_hh = get("weight_hh_l")?;
-                // The first weight_hh fixes M: it must be square, M × M.
+                // The first weight_hh fixes M: it must be G·M × M (square for nn.RNN).
                 let m = match hidden {
                     Some(m) => m,
                     None => {
                         let s = w_hh.shape();
-                        if s.len() != 2 || s[0] != s[1] {
-                            let hint = if s.len() == 2 && (s[0] == 3 * s[1] || s[0] == 4 * s[1]) {
-                                "3·M or 4·M rows: GRU or LSTM weights, not nn.RNN"
-                            } else {
-                                "nn.RNN's weight_hh is hidden_size × hidden_size, square"
-                            };
+                        if s.len() != 2 || s[0] != g * s[1] {
                             return Err(bad(format!(
-                                "{} has shape {} ({hint})",
+                                "{} has shape {} (nn.RNN's weight_hh is square, hidden_size × \
+                                 hidden_size; nn.LSTM's 4·hidden_size × hidden_size, nn.GRU's \
+                                 3·hidden_size × hidden_size)",
                                 name("weight_hh_l"),
                                 show_shape(s)
                             )));
@@ -240,23 +264,27 @@ impl TorchRnn {
                 let matrix =
                     |a: ArrayD<f32>, w: &str, cols: Option<usize>| -> Result<Array2<f32>> {
                         let ok = a.ndim() == 2
-                            && a.shape()[0] == m
+                            && a.shape()[0] == g * m
                             && cols.is_none_or(|c| a.shape()[1] == c);
                         if !ok {
-                            let hint = if a.ndim() == 2
-                                && (a.shape()[0] == 3 * m || a.shape()[0] == 4 * m)
-                            {
-                                " (3·M or 4·M rows: GRU or LSTM weights, not nn.RNN)"
+                            let hint = if g > 1 && a.ndim() == 2 && a.shape()[0] != g * m {
+                                format!(
+                                    " (weight_hh_l0 makes this an nn.{}: every weight has {g}·M \
+                                     rows)",
+                                    if cell == Cell::Lstm { "LSTM" } else { "GRU" }
+                                )
                             } else if k == 0 && dir == 1 && w == "weight_ih_l" {
                                 " (the forward direction's input size: both directions read the \
                                  same input)"
+                                    .to_string()
                             } else {
-                                ""
+                                String::new()
                             };
                             return Err(bad(format!(
-                                "{} has shape {}, expected [{m}, {}]{hint}",
+                                "{} has shape {}, expected [{}, {}]{hint}",
                                 name(w),
                                 show_shape(a.shape()),
+                                g * m,
                                 cols.map_or("D".to_string(), |c| c.to_string())
                             )));
                         }
@@ -268,11 +296,12 @@ impl TorchRnn {
                 input_size.get_or_insert(w_ih.ncols());
                 let biases = if has_bias {
                     let vector = |a: ArrayD<f32>, w: &str| -> Result<Array1<f32>> {
-                        if a.shape() != [m] {
+                        if a.shape() != [g * m] {
                             return Err(bad(format!(
-                                "{} has shape {}, expected [{m}]",
+                                "{} has shape {}, expected [{}]",
                                 name(w),
-                                show_shape(a.shape())
+                                show_shape(a.shape()),
+                                g * m
                             )));
                         }
                         a.into_dimensionality()
@@ -284,7 +313,7 @@ impl TorchRnn {
                 } else {
                     None
                 };
-                directions.push(layer_from_transposed(w_ih, w_hh, biases, rnn_config)?);
+                directions.push(layer_from_torch(cell, w_ih, w_hh, biases, rnn_config)?);
             }
             layers.push(directions);
         }
@@ -333,6 +362,11 @@ impl TorchRnn {
             config,
             has_bias,
         })
+    }
+
+    /// The module: [`Cell::Simple`] for `nn.RNN`, [`Cell::Lstm`], [`Cell::Gru`].
+    pub fn cell(&self) -> Cell {
+        self.layers[0][0].cell()
     }
 
     /// `num_layers`.
@@ -386,6 +420,8 @@ pub struct TorchRnnOutput {
     pub output: Array3<f32>,
     /// (layers·dirs) × *N* × *M*: each sequence's last real state, per layer and direction.
     pub h_n: Array3<f32>,
+    /// `nn.LSTM`'s `c_n`, shaped as `h_n`; `None` for `nn.RNN` and `nn.GRU`.
+    pub c_n: Option<Array3<f32>>,
 }
 
 impl TorchRnnModel {
@@ -404,6 +440,22 @@ impl TorchRnnModel {
         h_0: Option<ArrayView3<'_, f32>>,
         lengths: Option<&[usize]>,
     ) -> Result<TorchRnnOutput> {
+        self.forward_states(input, h_0, None, lengths)
+    }
+
+    /// [`TorchRnnModel::forward`] for `nn.LSTM`, like `lstm(input, (h_0, c_0))`: `c_0` shaped as
+    /// `h_0` (zeros when `None`); [`TorchRnnOutput::c_n`] holds `c_n`.
+    ///
+    /// # Errors
+    /// As [`TorchRnnModel::forward`]; [`RnnError::InvalidOption`] for a `c_0` given to an
+    /// `nn.RNN` or `nn.GRU`.
+    pub fn forward_states(
+        &self,
+        input: ArrayView3<'_, f32>,
+        h_0: Option<ArrayView3<'_, f32>>,
+        c_0: Option<ArrayView3<'_, f32>>,
+        lengths: Option<&[usize]>,
+    ) -> Result<TorchRnnOutput> {
         // Checked here, in the caller's axis order: the stack below sees the input batch-major
         // and would quote it transposed.
         let want = self.stack.input_dim();
@@ -420,7 +472,7 @@ impl TorchRnnModel {
         } else {
             input.permuted_axes([1, 0, 2])
         };
-        let out = self.stack.forward(batch_major, h_0, lengths)?;
+        let out = self.stack.forward_states(batch_major, h_0, c_0, lengths)?;
         let output = if self.config.batch_first {
             out.output
         } else {
@@ -432,6 +484,7 @@ impl TorchRnnModel {
         Ok(TorchRnnOutput {
             output,
             h_n: out.h_n,
+            c_n: out.c_n,
         })
     }
 

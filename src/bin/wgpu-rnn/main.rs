@@ -349,7 +349,13 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
 }
 
 fn run_torch(args: RunArgs) -> Result<(), RnnError> {
-    refuse_layer_cell_flags(&args, "PyTorch (.safetensors)")?;
+    // The file says the module; an LSTM's cell state is the one cell flag that applies.
+    refuse("--cell", args.cell.is_some(), "PyTorch (.safetensors)")?;
+    refuse(
+        "--recurrent-activation",
+        args.recurrent_activation.is_some(),
+        "PyTorch (.safetensors)",
+    )?;
     refuse(
         "--activation",
         args.activation.is_some(),
@@ -366,13 +372,8 @@ fn run_torch(args: RunArgs) -> Result<(), RnnError> {
         "PyTorch (.safetensors)",
     )?;
     let nonlinearity = match args.nonlinearity {
-        Some(NonlinearityArg::Tanh) => Nonlinearity::Tanh,
         Some(NonlinearityArg::Relu) => Nonlinearity::Relu,
-        None => {
-            return Err(RnnError::InvalidOption(
-                "a .safetensors state_dict does not record the nonlinearity: pass --nonlinearity tanh|relu".into(),
-            ));
-        }
+        Some(NonlinearityArg::Tanh) | None => Nonlinearity::Tanh,
     };
     let config = TorchRnnConfig {
         nonlinearity,
@@ -380,19 +381,55 @@ fn run_torch(args: RunArgs) -> Result<(), RnnError> {
         ignore_unused: args.ignore_unused,
     };
     let (mut outputs, output, final_state) = output_and_final_state(&args)?;
+    let final_cell = args
+        .final_cell
+        .as_ref()
+        .map(|p| outputs.add(p))
+        .transpose()?;
     let rnn = TorchRnn::load(&args.weights, args.prefix.as_deref(), config)?;
+    match (rnn.cell(), args.nonlinearity.is_some()) {
+        (Cell::Simple, false) => {
+            return Err(RnnError::InvalidOption(
+                "a .safetensors state_dict does not record nn.RNN's nonlinearity: pass \
+                 --nonlinearity tanh|relu"
+                    .into(),
+            ));
+        }
+        (Cell::Simple, true) => {}
+        (_, given) => refuse(
+            "--nonlinearity",
+            given,
+            "nn.LSTM or nn.GRU (it belongs to nn.RNN)",
+        )?,
+    }
+    let lstm = rnn.cell().has_cell_state();
+    refuse(
+        "--initial-cell",
+        args.initial_cell.is_some() && !lstm,
+        "nn.RNN or nn.GRU",
+    )?;
+    refuse(
+        "--final-cell",
+        args.final_cell.is_some() && !lstm,
+        "nn.RNN or nn.GRU",
+    )?;
     let input: Array3<f32> = read_npy_f32(&args.input)?;
     let h0: Option<Array3<f32>> = args.initial_state.as_ref().map(read_npy_f32).transpose()?;
+    let c0: Option<Array3<f32>> = args.initial_cell.as_ref().map(read_npy_f32).transpose()?;
     let lengths = args.lengths.as_ref().map(read_npy_lengths).transpose()?;
     let model = rnn.build(&backend_for(args.backend)?)?;
-    let out = model.forward(
+    let out = model.forward_states(
         input.view(),
         h0.as_ref().map(|h| h.view()),
+        c0.as_ref().map(|c| c.view()),
         lengths.as_deref(),
     )?;
     outputs.write_npy_f32(output, &out.output)?;
     if let Some(slot) = final_state {
         outputs.write_npy_f32(slot, &out.h_n)?;
+    }
+    if let (Some(slot), Some(c_n)) = (final_cell, &out.c_n) {
+        outputs.write_npy_f32(slot, c_n)?;
     }
     outputs.commit()
 }
