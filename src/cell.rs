@@ -62,43 +62,6 @@ impl Cell {
             Cell::Gru => 2,
         }
     }
-
-    /// One step of a gated cell for one row, on the CPU: `x` and `r` are the row's input and
-    /// recurrent products (*G*·*M* each, biases included), `h` and `c` the state, updated in
-    /// place. The simple cell runs through its own path, not this one.
-    pub(crate) fn step_row(
-        self,
-        x: &[f32],
-        r: &[f32],
-        h: &mut [f32],
-        c: &mut [f32],
-        activation: crate::Activation,
-        recurrent_activation: crate::Activation,
-    ) {
-        let m = h.len();
-        let (act, rec) = (activation, recurrent_activation);
-        match self {
-            Cell::Simple => unreachable!("the simple cell has its own step"),
-            Cell::Lstm => {
-                for j in 0..m {
-                    let i = rec.apply(x[j] + r[j]);
-                    let f = rec.apply(x[m + j] + r[m + j]);
-                    let g = act.apply(x[2 * m + j] + r[2 * m + j]);
-                    let o = rec.apply(x[3 * m + j] + r[3 * m + j]);
-                    c[j] = f * c[j] + i * g;
-                    h[j] = o * act.apply(c[j]);
-                }
-            }
-            Cell::Gru => {
-                for j in 0..m {
-                    let z = rec.apply(x[j] + r[j]);
-                    let q = rec.apply(x[m + j] + r[m + j]);
-                    let n = act.apply(x[2 * m + j] + q * r[2 * m + j]);
-                    h[j] = z * h[j] + (1.0 - z) * n;
-                }
-            }
-        }
-    }
 }
 
 impl std::fmt::Display for Cell {

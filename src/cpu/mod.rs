@@ -290,6 +290,7 @@ impl CpuRnn {
         let mut x = vec![0.0f32; chunk * nb * d];
         let mut p = vec![0.0f32; chunk * nb * gm];
         let mut r = vec![0.0f32; nb * gm];
+        let mut scratch = vec![0.0f32; m];
         let mut real = vec![true; chunk * nb];
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
@@ -308,13 +309,14 @@ impl CpuRnn {
                 for b in 0..nb {
                     // A padded step keeps h and c.
                     if real[s * nb + b] {
-                        cell.step_row(
+                        gated_step_row(
+                            cell,
                             &p[(s * nb + b) * gm..][..gm],
-                            &r[b * gm..][..gm],
+                            &mut r[b * gm..][..gm],
                             &mut h[b * m..][..m],
                             &mut c[b * m..][..m],
-                            config.activation,
-                            config.recurrent_activation,
+                            (config.activation, config.recurrent_activation),
+                            &mut scratch,
                         );
                     }
                     if let Some(seq) = sequences.as_mut()
@@ -333,6 +335,69 @@ impl CpuRnn {
         if let Some(mut final_cell) = final_cell {
             final_cell.iter_mut().zip(&c).for_each(|(o, v)| *o = *v);
         }
+    }
+}
+
+/// One step of a gated cell for one row, as `src/cell.rs` describes it: `x` and `r` are the
+/// row's input and recurrent products (*G*·*M* each, biases included; `r` is overwritten with
+/// the gates), `h` and `c` the state, updated in place. Each activation runs over a whole gate
+/// block at once, so the common ones vectorise ([`activate_in_place`]).
+fn gated_step_row(
+    cell: Cell,
+    x: &[f32],
+    r: &mut [f32],
+    h: &mut [f32],
+    c: &mut [f32],
+    (act, rec): (Activation, Activation),
+    scratch: &mut [f32],
+) {
+    let m = h.len();
+    match cell {
+        Cell::Simple => unreachable!("the simple cell has its own step"),
+        Cell::Lstm => {
+            // Gates i, f, c, o.
+            r.iter_mut().zip(x).for_each(|(r, x)| *r += x);
+            activate_in_place(rec, &mut r[..2 * m]);
+            activate_in_place(act, &mut r[2 * m..3 * m]);
+            activate_in_place(rec, &mut r[3 * m..]);
+            for j in 0..m {
+                c[j] = r[m + j] * c[j] + r[j] * r[2 * m + j];
+            }
+            scratch.copy_from_slice(c);
+            activate_in_place(act, scratch);
+            for j in 0..m {
+                h[j] = r[3 * m + j] * scratch[j];
+            }
+        }
+        Cell::Gru => {
+            // Gates z, r; the candidate's recurrent product goes inside the reset gate.
+            r[..2 * m]
+                .iter_mut()
+                .zip(&x[..2 * m])
+                .for_each(|(r, x)| *r += x);
+            activate_in_place(rec, &mut r[..2 * m]);
+            for j in 0..m {
+                scratch[j] = x[2 * m + j] + r[m + j] * r[2 * m + j];
+            }
+            activate_in_place(act, scratch);
+            for j in 0..m {
+                h[j] = r[j] * h[j] + (1.0 - r[j]) * scratch[j];
+            }
+        }
+    }
+}
+
+/// `activation` of every element, in place: tanh and sigmoid (as ½ + ½·tanh(x/2)) through the
+/// vectorised tanh, the others element by element.
+fn activate_in_place(activation: Activation, values: &mut [f32]) {
+    match activation {
+        Activation::Tanh => tanh_in_place(values),
+        Activation::Sigmoid => {
+            values.iter_mut().for_each(|v| *v *= 0.5);
+            tanh_in_place(values);
+            values.iter_mut().for_each(|v| *v = 0.5 + 0.5 * *v);
+        }
+        other => values.iter_mut().for_each(|v| *v = other.apply(*v)),
     }
 }
 

@@ -7,7 +7,7 @@ use ndarray::{Array1, Array2, Array3};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use wgpu_rnn::{
-    Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, RnnError, SimpleRnn, SimpleRnnConfig,
+    Activation, Cell, CpuRnn, GpuContext, GpuOptions, GpuRnn, RnnError, SimpleRnn, SimpleRnnConfig,
     StepStrategy,
 };
 
@@ -39,6 +39,10 @@ pub struct BenchArgs {
     #[arg(long, default_value = "tanh")]
     activation: String,
     /// GPU: how the recurrent steps are scheduled (auto picks by shape and device limits).
+    /// The cell: simple (SimpleRNN), lstm or gru. Flops are counted per cell:
+    /// 2·N·T·G·M·(D+M) for the gates' products (G = 1, 4, 3), gate arithmetic not counted.
+    #[arg(long, value_enum, default_value_t = CellArg::Simple)]
+    pub cell: CellArg,
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     strategy: StrategyArg,
 }
@@ -61,6 +65,24 @@ impl From<StrategyArg> for StepStrategy {
     }
 }
 
+/// `--cell`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CellArg {
+    Simple,
+    Lstm,
+    Gru,
+}
+
+impl From<CellArg> for Cell {
+    fn from(c: CellArg) -> Self {
+        match c {
+            CellArg::Simple => Cell::Simple,
+            CellArg::Lstm => Cell::Lstm,
+            CellArg::Gru => Cell::Gru,
+        }
+    }
+}
+
 /// Which backends `bench` times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchBackend {
@@ -77,7 +99,9 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
             "--repeats must be at least 1".into(),
         ));
     }
-    check_sizes(n, t, d, m)?;
+    let cell = Cell::from(args.cell);
+    let g = cell.gates();
+    check_sizes(n, t, d, g.saturating_mul(m))?;
     let config = SimpleRnnConfig {
         activation: args.activation.parse::<Activation>()?,
         return_sequences: args.return_sequences,
@@ -87,15 +111,34 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
     let mut uniform = |shape: (usize, usize), scale: f32| {
         Array2::from_shape_simple_fn(shape, || rng.random_range(-scale..=scale))
     };
-    let kernel = uniform((d, m), 1.0 / (d.max(1) as f32).sqrt());
-    let recurrent_kernel = uniform((m, m), 1.0 / (m.max(1) as f32).sqrt());
-    let bias = uniform((1, m), 0.1)
-        .into_shape_with_order(m)
-        .map_err(|e| RnnError::InvalidInput(format!("bias of {m} units: {e}")))?;
-    let layer = SimpleRnn::new(kernel, recurrent_kernel, Some(Array1::from(bias)), config)?;
+    let kernel = uniform((d, g * m), 1.0 / (d.max(1) as f32).sqrt());
+    let recurrent_kernel = uniform((m, g * m), 1.0 / (m.max(1) as f32).sqrt());
+    let mut vector = || -> Result<Array1<f32>, RnnError> {
+        uniform((1, g * m), 0.1)
+            .into_shape_with_order(g * m)
+            .map_err(|e| RnnError::InvalidInput(format!("bias of {m} units: {e}")))
+    };
+    let bias = vector()?;
+    let recurrent_bias = cell.has_recurrent_bias().then(&mut vector).transpose()?;
+    let layer = SimpleRnn::gated(
+        cell,
+        kernel,
+        recurrent_kernel,
+        Some(bias),
+        recurrent_bias,
+        config,
+    )?;
     let input = Array3::from_shape_simple_fn((n, t, d), || rng.random_range(-1.0f32..=1.0));
-    let flops = 2.0 * n as f64 * t as f64 * m as f64 * (d as f64 + m as f64);
-    let shape = format!("n={n} t={t} d={d} m={m} repeats={}", args.repeats);
+    let flops = 2.0 * n as f64 * t as f64 * (g * m) as f64 * (d as f64 + m as f64);
+    let shape = format!(
+        "cell={} n={n} t={t} d={d} m={m} repeats={}",
+        match args.cell {
+            CellArg::Simple => "simple",
+            CellArg::Lstm => "lstm",
+            CellArg::Gru => "gru",
+        },
+        args.repeats
+    );
 
     if args.backend != BenchBackend::Cpu {
         let ctx = GpuContext::new_blocking(GpuOptions {
