@@ -1,11 +1,13 @@
 //! # wgpu-rnn
 //!
-//! Keras `SimpleRNN` layers (the Elman RNN, `h_t = act(x_t · W + b + h_{t-1} · U)`) on any GPU
-//! through wgpu (Vulkan, Metal, DX12, or a software adapter such as Mesa's lavapipe), with a CPU
-//! reference path on ndarray beside it. Both give the numbers Keras gives.
+//! Keras `SimpleRNN`, `LSTM` and `GRU` layers (and whole Keras models, PyTorch `nn.RNN` /
+//! `nn.LSTM` / `nn.GRU`, ONNX `RNN`) on any GPU through wgpu (Vulkan, Metal, DX12, or a software
+//! adapter such as Mesa's lavapipe), with a CPU path on ndarray beside it. Both give the numbers
+//! the framework gives. A [`Cell`] says which recurrence a layer runs; both backends follow it.
 //!
-//! Weights follow Keras's layout: `kernel` *D* × *M*, `recurrent_kernel` *M* × *M*, `bias` *M*.
-//! Inputs are *N* × *T* × *D* (batch, time steps, features).
+//! Weights follow Keras's layout: `kernel` *D* × *G*·*M*, `recurrent_kernel` *M* × *G*·*M*,
+//! `bias` *G*·*M*, with *G* the cell's gates (1, 4 for LSTM, 3 for GRU). Inputs are *N* × *T* ×
+//! *D* (batch, time steps, features).
 //!
 //! ```no_run
 //! use ndarray::Array3;
