@@ -386,6 +386,19 @@ impl SimpleRnn {
     }
 }
 
+/// Rows `rows` of an initial state (*N* × *M*), flattened, or zeros without one: what a
+/// backend's slice of the batch (a core, a chunk) starts from.
+pub(crate) fn state_rows(
+    state: Option<&ArrayView2<'_, f32>>,
+    rows: std::ops::Range<usize>,
+    m: usize,
+) -> Vec<f32> {
+    match state {
+        Some(s0) => s0.slice(ndarray::s![rows, ..]).iter().copied().collect(),
+        None => vec![0.0; rows.len() * m],
+    }
+}
+
 /// Which input step each (sequence, processing step) reads and where its output goes. Both
 /// backends follow it, so padding and direction mean the same on both.
 pub(crate) struct Schedule<'a> {

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::error::Result;
-use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn};
+use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
 use kernels::{matmul_acc, tanh_in_place};
 
 /// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
@@ -198,10 +198,7 @@ impl CpuRnn {
         let mut x = vec![0.0f32; chunk * nb * d];
         let mut p = vec![0.0f32; chunk * nb * m];
         let mut real = vec![true; chunk * nb];
-        let mut h: Vec<f32> = match slice.initial_state {
-            Some(h0) => h0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
-            None => vec![0.0; nb * m],
-        };
+        let mut h = state_rows(slice.initial_state.as_ref(), b0..b0 + nb, m);
 
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
@@ -277,14 +274,8 @@ impl CpuRnn {
         let schedule = slice.schedule;
         let recurrent_kernel = standard_slice(layer.recurrent_kernel());
         let carried = schedule.padded_output_is_state();
-        let rows_of = |state: Option<ArrayView2<'_, f32>>| -> Vec<f32> {
-            match state {
-                Some(s0) => s0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
-                None => vec![0.0; nb * m],
-            }
-        };
-        let mut h = rows_of(slice.initial_state);
-        let mut c = rows_of(slice.initial_cell);
+        let mut h = state_rows(slice.initial_state.as_ref(), b0..b0 + nb, m);
+        let mut c = state_rows(slice.initial_cell.as_ref(), b0..b0 + nb, m);
 
         let chunk = (slice.chunk_floats / (nb * (d + gm)).max(1)).clamp(1, t);
         let mut x = vec![0.0f32; chunk * nb * d];

@@ -18,7 +18,7 @@ use crate::gpu::plan::{
     step_rows_per_thread, step_workgroups,
 };
 use crate::gpu::projection::Projection;
-use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn};
+use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
 
 /// One step's parameters (`Step` in shaders/step_params.wgsl) for recurrent_step.wgsl and
 /// softmax_rows.wgsl, or one persistent dispatch's (`step` then the first of `count` steps).
@@ -305,23 +305,15 @@ impl GpuRnn {
 
         for b0 in (0..n).step_by(chunk.batch) {
             let nb = chunk.batch.min(n - b0);
-            let rows_of = |state: &Option<ArrayView2<'_, f32>>| -> Vec<f32> {
-                match state {
-                    Some(s0) => s0.slice(s![b0..b0 + nb, ..]).iter().copied().collect(),
-                    None => vec![0.0; nb * m],
-                }
-            };
-            inner.queue.write_buffer(
-                &ws.state[0],
-                0,
-                bytemuck::cast_slice(&rows_of(&initial_state)),
-            );
+            let h0 = state_rows(initial_state.as_ref(), b0..b0 + nb, m);
+            inner
+                .queue
+                .write_buffer(&ws.state[0], 0, bytemuck::cast_slice(&h0));
             if let Some(gated) = &ws.gated {
-                inner.queue.write_buffer(
-                    &gated.cell[0],
-                    0,
-                    bytemuck::cast_slice(&rows_of(&initial_cell)),
-                );
+                let c0 = state_rows(initial_cell.as_ref(), b0..b0 + nb, m);
+                inner
+                    .queue
+                    .write_buffer(&gated.cell[0], 0, bytemuck::cast_slice(&c0));
             }
             let mut current = 0;
 

@@ -226,11 +226,7 @@ fn run_keras(args: RunArgs) -> Result<(), RnnError> {
         CellArg::Gru => Cell::Gru,
     });
     let (mut outputs, output, final_state) = output_and_final_state(&args)?;
-    let final_cell = args
-        .final_cell
-        .as_ref()
-        .map(|p| outputs.add(p))
-        .transpose()?;
+    let final_cell = optional_output(&mut outputs, &args.final_cell)?;
     let layer = load_keras_npz_as(&args.weights, config, cell)?;
     let gated = layer.cell() != Cell::Simple;
     let kind = layer.cell().to_string();
@@ -284,12 +280,16 @@ fn output_and_final_state(
 ) -> Result<(OutputSet, OutputSlot, Option<OutputSlot>), RnnError> {
     let mut outputs = OutputSet::new();
     let output = outputs.add(&args.output)?;
-    let final_state = args
-        .final_state
-        .as_ref()
-        .map(|p| outputs.add(p))
-        .transpose()?;
+    let final_state = optional_output(&mut outputs, &args.final_state)?;
     Ok((outputs, output, final_state))
+}
+
+/// Adds an output the user may have asked for (`--final-state`, `--final-cell`) to the set.
+fn optional_output(
+    outputs: &mut OutputSet,
+    path: &Option<PathBuf>,
+) -> Result<Option<OutputSlot>, RnnError> {
+    path.as_ref().map(|p| outputs.add(p)).transpose()
 }
 
 fn run_model(args: RunArgs) -> Result<(), RnnError> {
@@ -381,11 +381,7 @@ fn run_torch(args: RunArgs) -> Result<(), RnnError> {
         ignore_unused: args.ignore_unused,
     };
     let (mut outputs, output, final_state) = output_and_final_state(&args)?;
-    let final_cell = args
-        .final_cell
-        .as_ref()
-        .map(|p| outputs.add(p))
-        .transpose()?;
+    let final_cell = optional_output(&mut outputs, &args.final_cell)?;
     let rnn = TorchRnn::load(&args.weights, args.prefix.as_deref(), config)?;
     match (rnn.cell(), args.nonlinearity.is_some()) {
         (Cell::Simple, false) => {
