@@ -16,7 +16,8 @@ use crate::activation::Activation;
 use crate::error::{Result, RnnError};
 use crate::gpu::context::{ContextInner, ErrorScope, GpuContext};
 use crate::gpu::plan::{
-    DISPATCH_FMA_BUDGET, masking_fits, persistent_workgroups, row_kernel_fits, step_workgroups,
+    DISPATCH_FMA_BUDGET, grid, masking_fits, persistent_workgroups, row_kernel_fits,
+    step_workgroups,
 };
 use crate::gpu::projection::Projection;
 use crate::gpu::rnn::{
@@ -529,13 +530,11 @@ impl<'a> Builder<'a> {
 
     /// Workgroups for `count` items of `per_group`, spilling into y past the per-dimension limit.
     fn groups(&mut self, count: usize, per_group: u64) -> (u32, u32) {
-        let total = (count as u64).div_ceil(per_group).max(1);
-        let x = total.min(self.max_groups);
-        let y = total.div_ceil(x);
-        if y > self.max_groups {
+        let (x, y) = grid((count as u64).div_ceil(per_group), self.max_groups);
+        if u64::from(y) > self.max_groups {
             self.fits = false;
         }
-        (x as u32, y as u32)
+        (x, y)
     }
 
     fn kernel(

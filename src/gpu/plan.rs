@@ -88,7 +88,13 @@ pub(crate) fn persistent_shape(m: usize, storage_bytes: u64) -> Option<Persisten
 /// Workgroups the persistent kernel launches for `nb` rows, `rows` per workgroup, as a 2-D grid
 /// within `max_per_dimension`.
 pub(crate) fn persistent_workgroups(nb: usize, rows: u32, max_per_dimension: u64) -> (u32, u32) {
-    let groups = (nb as u64).div_ceil(u64::from(rows)).max(1);
+    grid((nb as u64).div_ceil(u64::from(rows)), max_per_dimension)
+}
+
+/// `groups` workgroups (at least one) as a 2-D grid within `max_per_dimension`: x filled
+/// first, the rest in y. Kernels that index past x fold the y index back in.
+pub(crate) fn grid(groups: u64, max_per_dimension: u64) -> (u32, u32) {
+    let groups = groups.max(1);
     let x = groups.min(max_per_dimension);
     (x as u32, groups.div_ceil(x) as u32)
 }

@@ -13,7 +13,7 @@ use crate::gpu::context::{
     ContextInner, DYNAMIC_PARAMS_SIZE, ErrorScope, GpuContext, StepStrategy, poisoned,
 };
 use crate::gpu::plan::{
-    ChunkPlan, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE, check_weights,
+    ChunkPlan, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE, check_weights, grid,
     persistent_shape, persistent_steps_per_dispatch, persistent_workgroups, plan,
     step_rows_per_thread, step_workgroups,
 };
@@ -473,11 +473,7 @@ impl GpuRnn {
         if let (Some(pipeline), Some(gated)) = (&self.gated, &bindings.gated) {
             // Per step: r = h · U (+ b_r) through the bounded GEMM, then the gates combined.
             let recurrent = Projection::new(inner, nb, m, self.gate_columns());
-            let cells = ((nb * m) as u64).div_ceil(GATED_CELL_THREADS);
-            let groups = (
-                cells.min(most) as u32,
-                cells.div_ceil(cells.min(most)) as u32,
-            );
+            let groups = grid(((nb * m) as u64).div_ceil(GATED_CELL_THREADS), most);
             for s in 0..ns {
                 recurrent.encode(
                     inner,
@@ -509,8 +505,7 @@ impl GpuRnn {
 
         let step_pipeline = &self.step_pipelines[usize::from(step_rows_per_thread(nb) != 1)];
         let step_groups = step_workgroups(nb, m);
-        let softmax_x = (nb as u64).min(most);
-        let softmax_groups = (softmax_x as u32, (nb as u64).div_ceil(softmax_x) as u32);
+        let softmax_groups = grid(nb as u64, most);
         for s in 0..ns {
             let offset = (s as u64 * bindings.params_stride) as u32;
             pass.set_pipeline(step_pipeline);
