@@ -58,7 +58,9 @@ pub use io::{
     parse_npy_input, parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths,
 };
 #[cfg(feature = "keras")]
-pub use keras::{KerasLayer, KerasModel, KerasRunner, MergeMode, ModelOutput};
+pub use keras::{
+    InputArray, KerasLayer, KerasModel, KerasRunner, MergeKind, MergeMode, ModelOutput,
+};
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
 #[cfg(feature = "onnx")]
 pub use onnx::{OnnxDirection, OnnxRnn, OnnxRnnAttributes, OnnxRnnOutput};

@@ -1,12 +1,14 @@
-//! A saved Keras model's `config.json` (or the legacy `model_config` attribute) turned into a
-//! chain of layer descriptions. Only what changes the numbers is kept; anything this crate cannot
-//! run faithfully is an error that names it.
+//! The layers of a saved Keras model's `config.json` (or the legacy `model_config` attribute)
+//! turned into layer descriptions; `graph.rs` reads how they connect. Only what changes the
+//! numbers is kept; anything this crate cannot run faithfully is an error that names it.
 
 use serde_json::Value;
 
 use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::error::{Result, RnnError};
+use crate::keras::ops::{KerasOp, is_op_class, parse_op};
+use crate::keras::tensor::DType;
 
 /// Bidirectional's `merge_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,14 +39,58 @@ pub struct RnnSpec {
     pub go_backwards: bool,
     pub stateful: bool,
     pub zero_output_for_mask: bool,
+    /// The layer also returns its final state (`h`, and `c` for an LSTM).
+    pub return_state: bool,
 }
 
-/// A layer of the chain, before its weights are attached.
+impl RnnSpec {
+    /// How many states the layer carries: 2 for an LSTM (*h*, *c*), else 1.
+    pub fn state_count(&self) -> usize {
+        1 + usize::from(self.cell.has_cell_state())
+    }
+}
+
+/// The merge layers: elementwise over several inputs of one shape, or a concatenation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeKind {
+    /// `Add`.
+    Add,
+    /// `Subtract` (two inputs).
+    Subtract,
+    /// `Multiply`.
+    Multiply,
+    /// `Average`.
+    Average,
+    /// `Maximum`.
+    Maximum,
+    /// `Minimum`.
+    Minimum,
+    /// `Concatenate` along an axis (negative from the end).
+    Concatenate(i64),
+}
+
+impl MergeKind {
+    /// The Keras class name.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            MergeKind::Add => "Add",
+            MergeKind::Subtract => "Subtract",
+            MergeKind::Multiply => "Multiply",
+            MergeKind::Average => "Average",
+            MergeKind::Maximum => "Maximum",
+            MergeKind::Minimum => "Minimum",
+            MergeKind::Concatenate(_) => "Concatenate",
+        }
+    }
+}
+
+/// A layer (or op) of the model, before its weights are attached.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
     Input {
+        name: String,
         batch_shape: Vec<Option<usize>>,
-        integer: bool,
+        dtype: DType,
     },
     Embedding {
         name: String,
@@ -77,11 +123,24 @@ pub enum LayerSpec {
     Dropout {
         name: String,
     },
+    Merge {
+        name: String,
+        kind: MergeKind,
+    },
+    RepeatVector {
+        name: String,
+        n: usize,
+    },
+    Op {
+        name: String,
+        class: String,
+        op: KerasOp,
+    },
 }
 
 impl LayerSpec {
     /// The class name as Keras spells it.
-    pub fn class_name(&self) -> &'static str {
+    pub fn class_name(&self) -> &str {
         match self {
             LayerSpec::Input { .. } => "InputLayer",
             LayerSpec::Embedding { .. } => "Embedding",
@@ -98,14 +157,77 @@ impl LayerSpec {
             } => "TimeDistributed",
             LayerSpec::Activation { .. } => "Activation",
             LayerSpec::Dropout { .. } => "Dropout",
+            LayerSpec::Merge { kind, .. } => kind.class_name(),
+            LayerSpec::RepeatVector { .. } => "RepeatVector",
+            LayerSpec::Op { class, .. } => class,
+        }
+    }
+
+    /// Whether the layer's `call` takes a `mask` (and so whether a Sequential model passes it
+    /// the mask of the layer before).
+    pub(crate) fn takes_mask(&self) -> bool {
+        matches!(
+            self,
+            LayerSpec::SimpleRnn(_) | LayerSpec::Bidirectional { .. }
+        ) || matches!(
+            self,
+            LayerSpec::Dense {
+                time_distributed: true,
+                ..
+            }
+        )
+    }
+
+    /// Whether the layer's output carries its input's mask on (Keras's `compute_mask`):
+    /// layers that support masking without changing the time axis, and recurrent layers that
+    /// return sequences. Embedding and Masking make a mask of their own.
+    pub(crate) fn passes_mask(&self) -> bool {
+        match self {
+            LayerSpec::SimpleRnn(spec) => spec.return_sequences,
+            LayerSpec::Bidirectional { forward, .. } => forward.return_sequences,
+            LayerSpec::Dense { .. } | LayerSpec::Activation { .. } | LayerSpec::Dropout { .. } => {
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many tensors a call of the layer returns.
+    pub(crate) fn output_count(&self) -> usize {
+        match self {
+            LayerSpec::SimpleRnn(spec) => {
+                1 + if spec.return_state {
+                    spec.state_count()
+                } else {
+                    0
+                }
+            }
+            LayerSpec::Bidirectional {
+                forward,
+                backward,
+                merge,
+                ..
+            } => {
+                let outputs = if *merge == MergeMode::Separate { 2 } else { 1 };
+                let states = if forward.return_state {
+                    forward.state_count() + backward.state_count()
+                } else {
+                    0
+                };
+                outputs + states
+            }
+            _ => 1,
         }
     }
 
     /// The layer's name in the model.
     pub fn name(&self) -> &str {
         match self {
-            LayerSpec::Input { .. } => "input",
             LayerSpec::Embedding { name, .. }
+            | LayerSpec::Input { name, .. }
+            | LayerSpec::Merge { name, .. }
+            | LayerSpec::RepeatVector { name, .. }
+            | LayerSpec::Op { name, .. }
             | LayerSpec::Masking { name, .. }
             | LayerSpec::Bidirectional { name, .. }
             | LayerSpec::Dense { name, .. }
@@ -320,12 +442,8 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
             &name,
         )?,
     };
-    if bool_field(config, "return_state", false) {
-        return Err(bad(format!(
-            "layer {name:?}: return_state=True is not supported in a model"
-        )));
-    }
     Ok(RnnSpec {
+        return_state: bool_field(config, "return_state", false),
         cell,
         units: usize_field(config, "units", &name)?,
         activation: activation(config, &name)?,
@@ -339,18 +457,41 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
     })
 }
 
-/// Parses one layer entry of a model config.
-fn layer_spec(layer: &Value) -> Result<LayerSpec> {
+/// The name of a layer entry: its config's, else the entry's own, else its class.
+pub(crate) fn entry_name(layer: &Value) -> String {
+    layer
+        .get("config")
+        .and_then(|c| c.get("name"))
+        .or_else(|| layer.get("name"))
+        .and_then(Value::as_str)
+        .or_else(|| layer.get("class_name").and_then(Value::as_str))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Parses one layer (or op) entry of a model config. `legacy` is true for a legacy `.h5`
+/// file, whose loader in Keras knows layers only: an op there is refused, as Keras refuses it.
+pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
     let class = layer
         .get("class_name")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("a layer without class_name"))?;
     let config = layer.get("config").unwrap_or(&Value::Null);
-    let name = config
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or(class)
-        .to_string();
+    let name = entry_name(layer);
+    let module = layer.get("module").and_then(Value::as_str);
+    if is_op_class(class, module) {
+        if legacy {
+            return Err(bad(format!(
+                "layer {name:?} is the op {class}, which Keras cannot load from a legacy .h5 \
+                 file either (\"Unknown layer: '{class}'\"); save the model as .keras"
+            )));
+        }
+        return Ok(LayerSpec::Op {
+            op: parse_op(class, config, &name)?,
+            class: class.to_string(),
+            name,
+        });
+    }
     if class != "InputLayer" {
         check_dtype(config, &name)?;
     }
@@ -361,16 +502,44 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
                 .or_else(|| config.get("batch_input_shape"))
                 .and_then(Value::as_array)
                 .ok_or_else(|| bad(format!("input layer {name:?} has no batch_shape")))?;
-            let dtype = config
-                .get("dtype")
-                .and_then(Value::as_str)
-                .unwrap_or("float32");
+            let dtype = match config.get("dtype") {
+                None | Some(Value::Null) => DType::F32,
+                Some(Value::String(s)) => DType::from_keras(s).ok_or_else(|| {
+                    bad(format!(
+                        "input layer {name:?} has dtype {s:?}; float32, int32, int64 and bool \
+                         inputs are supported"
+                    ))
+                })?,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "input layer {name:?}: dtype {} is not a dtype name",
+                        shown(other)
+                    )));
+                }
+            };
+            if let Some(bad_dim) = shape
+                .iter()
+                .find(|d| !d.is_null() && d.as_u64().is_none_or(|d| d == 0 || d >= 1 << 31))
+            {
+                return Err(bad(format!(
+                    "input layer {name:?}: size {} in its batch_shape is not a positive integer",
+                    shown(bad_dim)
+                )));
+            }
+            if config.get("sparse").and_then(Value::as_bool) == Some(true)
+                || config.get("ragged").and_then(Value::as_bool) == Some(true)
+            {
+                return Err(bad(format!(
+                    "input layer {name:?} is sparse or ragged; only dense inputs are supported"
+                )));
+            }
             LayerSpec::Input {
                 batch_shape: shape
                     .iter()
                     .map(|d| d.as_u64().map(|d| d as usize))
                     .collect(),
-                integer: dtype.starts_with("int") || dtype.starts_with("uint"),
+                dtype,
+                name,
             }
         }
         "Embedding" => LayerSpec::Embedding {
@@ -438,7 +607,7 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
         },
         "TimeDistributed" => {
             let inner = field(config, "layer", &name)?;
-            match layer_spec(inner)? {
+            match layer_spec(inner, legacy)? {
                 LayerSpec::Dense {
                     units,
                     activation,
@@ -466,118 +635,65 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
         "Dropout" | "SpatialDropout1D" | "GaussianNoise" | "GaussianDropout" | "AlphaDropout" => {
             LayerSpec::Dropout { name }
         }
+        "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate" => {
+            let kind = match class {
+                "Add" => MergeKind::Add,
+                "Subtract" => MergeKind::Subtract,
+                "Multiply" => MergeKind::Multiply,
+                "Average" => MergeKind::Average,
+                "Maximum" => MergeKind::Maximum,
+                "Minimum" => MergeKind::Minimum,
+                _ => MergeKind::Concatenate(match config.get("axis") {
+                    None | Some(Value::Null) => -1,
+                    Some(v) => v.as_i64().ok_or_else(|| {
+                        bad(format!(
+                            "layer {name:?}: axis {} is not an integer",
+                            shown(v)
+                        ))
+                    })?,
+                }),
+            };
+            only_keys(config, &name, class, &["axis"])?;
+            LayerSpec::Merge { name, kind }
+        }
+        "RepeatVector" => {
+            only_keys(config, &name, class, &["n"])?;
+            LayerSpec::RepeatVector {
+                n: usize_field(config, "n", &name)?,
+                name,
+            }
+        }
+        "Functional" | "Sequential" | "Model" => {
+            return Err(bad(format!(
+                "layer {name:?} is a nested {class} model; only models whose layers are not \
+                 themselves models load"
+            )));
+        }
         other => {
             return Err(bad(format!(
-                "layer {name:?} is a {other}, which this crate does not run (supported: InputLayer, Embedding, \
-                 Masking, SimpleRNN, LSTM, GRU, Bidirectional(SimpleRNN, LSTM or GRU), Dense, TimeDistributed(Dense), \
-                 Activation, ELU, ReLU, LeakyReLU, Softmax, Dropout)"
+                "layer {name:?} is a {other}, which this crate does not run (supported: {SUPPORTED_LAYERS})"
             )));
         }
     })
 }
 
-/// Parses a Sequential model, or a Functional one that forms a single chain, into its layers
-/// in order (starting with the input).
-pub fn parse_model(config: &Value) -> Result<(String, Vec<LayerSpec>)> {
-    let class = config
-        .get("class_name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    let inner = config.get("config").unwrap_or(&Value::Null);
-    let name = inner
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("model")
-        .to_string();
-    let layers = inner
-        .get("layers")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad(format!("model {name:?} ({class}) has no layer list")))?;
-    match class {
-        "Sequential" => {}
-        "Functional" | "Model" => check_single_chain(inner, layers)?,
-        other => {
-            return Err(bad(format!(
-                "a {other} model; only Sequential and Functional models load"
-            )));
-        }
-    }
-    let specs = layers.iter().map(layer_spec).collect::<Result<Vec<_>>>()?;
-    if !matches!(specs.first(), Some(LayerSpec::Input { .. })) {
-        return Err(bad(format!(
-            "model {name:?} has no InputLayer first; build it with keras.Input(shape) so the input shape is saved"
-        )));
-    }
-    if specs
-        .iter()
-        .skip(1)
-        .any(|s| matches!(s, LayerSpec::Input { .. }))
-    {
-        return Err(bad(format!("model {name:?} has more than one input")));
-    }
-    Ok((name, specs))
-}
+/// The layer classes this crate runs, for messages.
+const SUPPORTED_LAYERS: &str = "InputLayer, Embedding, Masking, SimpleRNN, LSTM, GRU, \
+    Bidirectional(SimpleRNN, LSTM or GRU), Dense, TimeDistributed(Dense), Activation, ELU, ReLU, \
+    LeakyReLU, Softmax, Dropout, Add, Subtract, Multiply, Average, Maximum, Minimum, \
+    Concatenate, RepeatVector";
 
-/// A Functional model must read one input and pass each layer's output to the next one only.
-fn check_single_chain(config: &Value, layers: &[Value]) -> Result<()> {
-    let names: Vec<&str> = layers
-        .iter()
-        .map(|l| {
-            l.get("config")
-                .and_then(|c| c.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-        })
-        .collect();
-    let count = |key: &str| {
-        config
-            .get(key)
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len)
-    };
-    let nested = |key: &str| {
-        config
-            .get(key)
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .map(|first| if first.is_array() { 2 } else { 1 })
-            .unwrap_or(0)
-    };
-    // input_layers is [name, 0, 0] for one input, [[...], [...]] for several.
-    if (nested("input_layers") == 2 && count("input_layers") != 1)
-        || (nested("output_layers") == 2 && count("output_layers") != 1)
-    {
-        return Err(bad(
-            "the model has several inputs or outputs; only single chains load",
-        ));
-    }
-    let output = config
-        .get("output_layers")
-        .map(Value::to_string)
-        .unwrap_or_default();
-    if let Some(last) = names.last()
-        && !output.contains(&format!("\"{last}\""))
+/// Refuses a config key that changes what the layer computes and is not one of `known`
+/// (the bookkeeping keys every layer holds aside).
+fn only_keys(config: &Value, name: &str, class: &str, known: &[&str]) -> Result<()> {
+    if let Some(map) = config.as_object()
+        && let Some(key) = map
+            .keys()
+            .find(|k| !known.contains(&k.as_str()) && !LAYER_BOOKKEEPING.contains(&k.as_str()))
     {
         return Err(bad(format!(
-            "the model's output is {output}, not its last layer {last:?}; only single chains load"
+            "layer {name:?} ({class}) has parameter {key:?}, which this crate does not run"
         )));
-    }
-    for (i, layer) in layers.iter().enumerate().skip(1) {
-        let text = layer
-            .get("inbound_nodes")
-            .map(Value::to_string)
-            .unwrap_or_default();
-        let sources: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| text.contains(&format!("\"{n}\"")))
-            .collect();
-        if sources != [names[i - 1]] {
-            return Err(bad(format!(
-                "layer {:?} reads {:?}; only models whose layers form a single chain load (a branching graph)",
-                names[i], sources
-            )));
-        }
     }
     Ok(())
 }

@@ -308,7 +308,7 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
     refuse("--ignore-unused", args.ignore_unused, kind)?;
     let model = KerasModel::load(&args.weights)?;
     // Every output path is checked before the input is read or anything runs.
-    let count = model.output_shapes().last().map_or(1, Vec::len);
+    let count = model.output_count();
     let paths = if count == 1 {
         vec![args.output.clone()]
     } else {
