@@ -55,7 +55,8 @@ pub use gpu::{
 };
 pub use io::{
     NpyInput, load_keras_npz, load_keras_npz_as, load_keras_npz_bytes, parse_npy_f32,
-    parse_npy_input, parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths,
+    parse_npy_input, parse_npy_lengths, parse_npz_inputs, read_npy_f32, read_npy_input,
+    read_npy_lengths, read_npz_inputs,
 };
 #[cfg(feature = "keras")]
 pub use keras::{

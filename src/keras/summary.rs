@@ -28,7 +28,7 @@ fn human_bytes(bytes: usize) -> String {
         unit += 1;
     }
     if unit == 0 {
-        format!("{bytes} B")
+        format!("{bytes}.00 B")
     } else {
         format!("{value:.2} {}", units[unit])
     }
