@@ -5,9 +5,10 @@
 // what to store. One thread per output element, no loop longer than the rank.
 //
 // OP: 0 copy/cast a; 1 a + b; 2 a - b; 3 a · b; 4 a / b; 5 max(a, b); 6 min(a, b) (both NaN when
-// either is, as jnp.maximum); 7 a == b; 8 a != b (compared as CMP says: 0 float32, 1 int32,
-// 2 boolean); 9 a and b; 10 a or b; 11 not a; 12 where(c, a, b); 13 PReLU: relu(a) - b · relu(-a);
-// 14 a · b + c.
+// either is, as jnp.maximum); 7 a compared with b (the relation in bits 16-23: 0 ==, 1 !=, 2 >,
+// 3 >=, 4 <, 5 <=; in the type bits 8-15 say: 0 float32, 1 int32, 2 boolean); 9 a and b;
+// 10 a or b; 11 not a; 12 where(c, a, b); 13 PReLU: relu(a) - b · relu(-a); 14 a · b + c;
+// 15 1 / sqrt(a + b).
 
 struct Params {
     count: u32,
@@ -112,18 +113,40 @@ fn store_bool(at: u32, v: bool) {
     }
 }
 
-fn equal(x: u32, y: u32) -> bool {
+// Where `x` stands to `y`: -1 below, 0 equal, 1 above; 2 when they are unordered (a NaN).
+fn order(x: u32, y: u32) -> i32 {
     switch (params.op >> 8u) & 255u {
         case 0u: {
             let fx = as_f32(x, kind(1u));
             let fy = as_f32(y, kind(2u));
             if (nan_bits(bitcast<u32>(fx)) || nan_bits(bitcast<u32>(fy))) {
-                return false;
+                return 2;
             }
-            return fx == fy;
+            return select(select(0, 1, fx > fy), -1, fx < fy);
         }
-        case 1u: { return as_i32(x, kind(1u)) == as_i32(y, kind(2u)); }
-        default: { return as_bool(x, kind(1u)) == as_bool(y, kind(2u)); }
+        case 1u: {
+            let ix = as_i32(x, kind(1u));
+            let iy = as_i32(y, kind(2u));
+            return select(select(0, 1, ix > iy), -1, ix < iy);
+        }
+        default: {
+            let bx = select(0, 1, as_bool(x, kind(1u)));
+            let by = select(0, 1, as_bool(y, kind(2u)));
+            return bx - by;
+        }
+    }
+}
+
+// The relation in bits 16-23 of OP between `x` and `y` (unordered: only != holds).
+fn holds(x: u32, y: u32) -> bool {
+    let o = order(x, y);
+    switch (params.op >> 16u) & 255u {
+        case 0u: { return o == 0; }
+        case 1u: { return o != 0; }
+        case 2u: { return o == 1; }
+        case 3u: { return o == 0 || o == 1; }
+        case 4u: { return o == -1; }
+        default: { return o == 0 || o == -1; }
     }
 }
 
@@ -187,9 +210,8 @@ fn main(
                 out[at] = bitcast<u32>(as_f32(x, k));
             }
         }
-        case 7u, 8u: {
-            let same = equal(x, load(2u, index));
-            store_bool(at, select(!same, same, op == 7u));
+        case 7u: {
+            store_bool(at, holds(x, load(2u, index)));
         }
         case 9u, 10u: {
             let p = as_bool(x, kind(1u));
@@ -216,6 +238,7 @@ fn main(
                 case 5u: { v = max_nan(p, q); }
                 case 6u: { v = min_nan(p, q); }
                 case 13u: { v = relu(p) - q * relu(-p); }
+                case 15u: { v = inverseSqrt(p + q); }
                 default: { v = p * q + as_f32(load(3u, index), kind(3u)); }
             }
             store_f32(at, v);

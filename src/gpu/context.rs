@@ -461,6 +461,7 @@ impl ContextInner {
             ("ACTIVATION", f64::from(key.code)),
             ("ACT_ALPHA", f64::from(f32::from_bits(key.alpha))),
             ("ACT_BETA", f64::from(f32::from_bits(key.beta))),
+            ("ACT_GAMMA", f64::from(f32::from_bits(key.gamma))),
             ("CLIP", f64::from(f32::from_bits(key.clip))),
         ];
         let (label, module, layout) = match key.kernel {
@@ -629,6 +630,7 @@ struct StepKey {
     code: u32,
     alpha: u32,
     beta: u32,
+    gamma: u32,
     clip: u32,
     kernel: Kernel,
 }
@@ -665,6 +667,7 @@ impl StepKey {
             code: activation.shader_code(),
             alpha: alpha.to_bits(),
             beta: beta.to_bits(),
+            gamma: activation.shader_gamma().to_bits(),
             clip: clip.unwrap_or(0.0).to_bits(),
             kernel,
         }

@@ -20,7 +20,7 @@ use crate::gpu::context::{ErrorScope, GpuContext};
 use crate::gpu::model_plan::{Builder, Value};
 use crate::gpu::projection::Projection;
 use crate::gpu::rnn::{ChunkBindings, GpuRnn, read_back};
-use crate::keras::host::check_ids;
+use crate::keras::host::{batch_norm_affine, check_ids};
 use crate::keras::model::{KerasLayer, KerasModel};
 use crate::keras::tensor::{DType, HostTensor};
 
@@ -38,6 +38,18 @@ pub(crate) enum GpuLayer {
         bias: wgpu::Buffer,
         d: usize,
         units: usize,
+    },
+    LayerNormalization {
+        gamma: Option<wgpu::Buffer>,
+        beta: Option<wgpu::Buffer>,
+    },
+    /// The per-channel `x · inv + res` of `host::batch_norm_affine`.
+    BatchNormalization {
+        inv: wgpu::Buffer,
+        res: wgpu::Buffer,
+    },
+    PRelu {
+        alpha: wgpu::Buffer,
     },
     Plain,
 }
@@ -147,6 +159,30 @@ impl ResidentModel {
                         units,
                     }
                 }
+                KerasLayer::LayerNormalization { gamma, beta, .. } => {
+                    let upload = |a: &Option<ndarray::ArrayD<f32>>, label| {
+                        a.as_ref().map(|a| {
+                            inner.upload_weights(label, &a.iter().copied().collect::<Vec<_>>())
+                        })
+                    };
+                    GpuLayer::LayerNormalization {
+                        gamma: upload(gamma, "model.layer_norm.gamma"),
+                        beta: upload(beta, "model.layer_norm.beta"),
+                    }
+                }
+                KerasLayer::BatchNormalization { .. } => {
+                    let (inv, res) = batch_norm_affine(layer).expect("a BatchNormalization");
+                    GpuLayer::BatchNormalization {
+                        inv: inner.upload_weights("model.batch_norm.inv", &inv.to_vec()),
+                        res: inner.upload_weights("model.batch_norm.res", &res.to_vec()),
+                    }
+                }
+                KerasLayer::PRelu { alpha, .. } => GpuLayer::PRelu {
+                    alpha: inner.upload_weights(
+                        "model.prelu.alpha",
+                        &alpha.iter().copied().collect::<Vec<_>>(),
+                    ),
+                },
                 _ => GpuLayer::Plain,
             });
         }

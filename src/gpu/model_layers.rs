@@ -21,7 +21,8 @@ use crate::gpu::rnn::{
 };
 use crate::keras::config::{MergeKind, MergeMode};
 use crate::keras::model::{KerasLayer, KerasModel};
-use crate::keras::tensor::DType;
+use crate::keras::ops::Compare;
+use crate::keras::tensor::{DType, reshape_target};
 
 /// The most steps one resident recurrent call runs; longer inputs take the per-layer path,
 /// which chunks them (the step parameters of a call are one uniform buffer, and one submission
@@ -39,6 +40,36 @@ pub(crate) struct LayerCall {
     /// Which model input the first operand is, if it is one (an Embedding's ids must be, so
     /// that they are checked on the host before the lookup).
     pub ids_input: Option<usize>,
+}
+
+/// How rows made by [`Builder::rows_over`] are seen in the axes they came from.
+struct RowsBack {
+    /// The shape with the row axes moved last.
+    shape: Vec<usize>,
+    /// Which axis of the input each axis of `shape` is.
+    order: Vec<usize>,
+}
+
+impl RowsBack {
+    /// A result laid out as the rows were, seen in the input's axes: a view.
+    fn apply(&self, rows: &Value) -> Value {
+        let strides = standard_strides(&self.shape);
+        let mut shape = vec![0; self.order.len()];
+        let mut back = vec![0; self.order.len()];
+        for (i, &axis) in self.order.iter().enumerate() {
+            shape[axis] = self.shape[i];
+            back[axis] = strides[i];
+        }
+        rows.view(shape, back)
+    }
+}
+
+/// `x` with its axes in `order` (axis `i` of the result is axis `order[i]` of `x`): a view.
+fn permuted(x: &Value, order: &[usize]) -> Value {
+    x.view(
+        order.iter().map(|&a| x.shape[a]).collect(),
+        order.iter().map(|&a| x.strides[a]).collect(),
+    )
 }
 
 /// The initial state of one recurrent layer: *h*, and *c* for an LSTM.
@@ -67,7 +98,7 @@ impl Builder<'_> {
                 // Keras multiplies by any(x != value, -1): NaN and infinities stay NaN.
                 let constant = Input::Constant(mask_value.to_bits(), DType::F32);
                 let differs = self.elementwise(
-                    op::NOT_EQUAL,
+                    op::COMPARE | (Compare::NotEqual.code() << 16),
                     DType::F32,
                     DType::Bool,
                     &[Input::Tensor(&x), constant],
@@ -109,6 +140,99 @@ impl Builder<'_> {
             }
             (KerasLayer::Merge { kind, .. }, _) => {
                 vec![self.merge(*kind, &call.inputs, &call.input_masks)?]
+            }
+            (KerasLayer::GlobalPooling { max, keepdims, .. }, _) => {
+                vec![self.global_pooling(
+                    &x,
+                    call.mask.as_ref().filter(|_| !*max),
+                    *max,
+                    *keepdims,
+                )?]
+            }
+            (KerasLayer::Flatten { channels_first, .. }, _) => {
+                let rank = x.shape.len();
+                let x = if *channels_first && rank > 2 {
+                    let mut order = vec![0];
+                    order.extend(2..rank);
+                    order.push(1);
+                    permuted(&x, &order)
+                } else {
+                    x
+                };
+                let rest = x.shape[1..].iter().product();
+                vec![self.reshaped(&x, vec![x.shape[0], rest])?]
+            }
+            (KerasLayer::Reshape { target, .. }, _) => {
+                let mut shape = vec![x.shape[0]];
+                shape.extend(reshape_target(x.shape[1..].iter().product(), target)?);
+                vec![self.reshaped(&x, shape)?]
+            }
+            (
+                KerasLayer::LayerNormalization {
+                    axes,
+                    epsilon,
+                    rms_scaling,
+                    ..
+                },
+                GpuLayer::LayerNormalization { gamma, beta },
+            ) => {
+                let (gamma, beta) = (gamma.clone(), beta.clone());
+                vec![self.layer_normalization(
+                    &x,
+                    axes,
+                    *epsilon,
+                    gamma.as_ref(),
+                    beta.as_ref(),
+                    *rms_scaling,
+                )?]
+            }
+            (
+                KerasLayer::BatchNormalization {
+                    axis, moving_mean, ..
+                },
+                GpuLayer::BatchNormalization { inv, res },
+            ) => {
+                let along = |buffer: &wgpu::Buffer| {
+                    let mut shape = vec![1; x.shape.len()];
+                    shape[*axis] = moving_mean.len();
+                    let mut strides = vec![0; x.shape.len()];
+                    strides[*axis] = 1;
+                    Value {
+                        buffer: buffer.clone(),
+                        shape,
+                        strides,
+                        offset: 0,
+                        dtype: DType::F32,
+                    }
+                };
+                let (inv, res) = (along(inv), along(res));
+                vec![self.elementwise(
+                    op::AFFINE,
+                    DType::F32,
+                    DType::F32,
+                    &[Input::Tensor(&x), Input::Tensor(&inv), Input::Tensor(&res)],
+                )?]
+            }
+            (KerasLayer::PRelu { alpha, .. }, GpuLayer::PRelu { alpha: buffer }) => {
+                let mut shape = vec![1];
+                shape.extend_from_slice(alpha.shape());
+                let strides = standard_strides(&shape);
+                let alpha = Value {
+                    buffer: buffer.clone(),
+                    shape,
+                    strides,
+                    offset: 0,
+                    dtype: DType::F32,
+                };
+                vec![self.elementwise(
+                    op::PRELU,
+                    DType::F32,
+                    DType::F32,
+                    &[Input::Tensor(&x), Input::Tensor(&alpha)],
+                )?]
+            }
+            (KerasLayer::Softmax { axes, .. }, _) => {
+                vec![self.softmax(&x, axes, call.mask.as_ref())?]
             }
             (KerasLayer::SimpleRnn { return_state, .. }, GpuLayer::Recurrent(rnns)) => {
                 let rnn = rnns.first()?.clone();
@@ -186,6 +310,186 @@ impl Builder<'_> {
             }
             _ => return None,
         })
+    }
+
+    /// `GlobalAveragePooling1D` (under a mask, `sum(where(mask, x, 0)) / sum(mask)`) or
+    /// `GlobalMaxPooling1D` over the steps of *N* × *T* × *F*.
+    fn global_pooling(
+        &mut self,
+        x: &Value,
+        mask: Option<&Value>,
+        max: bool,
+        keepdims: bool,
+    ) -> Option<Value> {
+        if x.shape.len() != 3 || x.dtype != DType::F32 {
+            return None;
+        }
+        let out = if max {
+            self.reduce(x, 1, reduce::MAX, DType::F32)?
+        } else if let Some(mask) = mask {
+            if mask.shape != x.shape[..2] {
+                return None;
+            }
+            let keep = self.expand(mask, &[2]);
+            let zero = Input::Constant(0, DType::F32);
+            let kept = self.elementwise(
+                op::WHERE,
+                DType::F32,
+                DType::F32,
+                &[Input::Tensor(x), zero, Input::Tensor(&keep)],
+            )?;
+            let sum = self.reduce(&kept, 1, reduce::SUM, DType::F32)?;
+            let count = self.reduce(mask, 1, reduce::SUM, DType::F32)?;
+            let count = self.expand(&count, &[1]);
+            self.arithmetic(op::DIV, Input::Tensor(&sum), Input::Tensor(&count))?
+        } else {
+            let sum = self.reduce(x, 1, reduce::SUM, DType::F32)?;
+            let steps = Input::Constant((x.shape[1] as f32).to_bits(), DType::F32);
+            self.arithmetic(op::DIV, Input::Tensor(&sum), steps)?
+        };
+        Some(if keepdims {
+            self.expand(&out, &[1])
+        } else {
+            out
+        })
+    }
+
+    /// `x`'s elements in standard order seen as `shape` (copied first when not standard).
+    fn reshaped(&mut self, x: &Value, shape: Vec<usize>) -> Option<Value> {
+        let x = self.in_layout(x, standard_strides(&x.shape), x.dtype)?;
+        let strides = standard_strides(&shape);
+        Some(x.view(shape, strides))
+    }
+
+    /// `x` with `axes` (ascending) moved last and laid out as rows of their sizes together
+    /// (copied when `fresh` or not already so): the rows, and how to see a result of the same
+    /// layout in `x`'s axes again.
+    fn rows_over(&mut self, x: &Value, axes: &[usize], fresh: bool) -> Option<(Value, RowsBack)> {
+        let mut order: Vec<usize> = (0..x.shape.len()).filter(|a| !axes.contains(a)).collect();
+        order.extend_from_slice(axes);
+        let moved = permuted(x, &order);
+        let strides = standard_strides(&moved.shape);
+        let packed = if fresh {
+            self.copy_with(&moved, strides, DType::F32)?
+        } else {
+            self.in_layout(&moved, strides, DType::F32)?
+        };
+        let width: usize = axes.iter().map(|&a| x.shape[a]).product();
+        let rows = packed.len() / width.max(1);
+        let back = RowsBack {
+            shape: moved.shape.clone(),
+            order,
+        };
+        Some((packed.view(vec![rows, width], vec![width, 1]), back))
+    }
+
+    /// `LayerNormalization` over `axes`, in JAX's order of operations (see
+    /// `host::layer_normalization`).
+    fn layer_normalization(
+        &mut self,
+        x: &Value,
+        axes: &[usize],
+        epsilon: f32,
+        gamma: Option<&wgpu::Buffer>,
+        beta: Option<&wgpu::Buffer>,
+        rms_scaling: bool,
+    ) -> Option<Value> {
+        let (flat, back) = self.rows_over(x, axes, false)?;
+        let width = flat.shape[1];
+        let per_row = |b: &wgpu::Buffer| Value {
+            buffer: b.clone(),
+            shape: vec![width],
+            strides: vec![1],
+            offset: 0,
+            dtype: DType::F32,
+        };
+        let count = Input::Constant((width as f32).to_bits(), DType::F32);
+        let sum = self.reduce(&flat, 1, reduce::SUM, DType::F32)?;
+        let mean = self.arithmetic(op::DIV, Input::Tensor(&sum), count.clone())?;
+        let mean = self.expand(&mean, &[1]);
+        let centered = self.arithmetic(op::SUB, Input::Tensor(&flat), Input::Tensor(&mean))?;
+        let squares =
+            self.arithmetic(op::MUL, Input::Tensor(&centered), Input::Tensor(&centered))?;
+        let total = self.reduce(&squares, 1, reduce::SUM, DType::F32)?;
+        let var = self.arithmetic(op::DIV, Input::Tensor(&total), count)?;
+        let eps = Input::Constant(epsilon.to_bits(), DType::F32);
+        let inv = self.arithmetic(op::RSQRT_SUM, Input::Tensor(&var), eps)?;
+        let mut inv = self.expand(&inv, &[1]);
+        if let Some(g) = gamma {
+            inv = self.arithmetic(op::MUL, Input::Tensor(&inv), Input::Tensor(&per_row(g)))?;
+        }
+        let out = if rms_scaling {
+            self.arithmetic(op::MUL, Input::Tensor(&flat), Input::Tensor(&inv))?
+        } else {
+            let zero = Input::Constant(0, DType::F32);
+            let negative = self.arithmetic(op::SUB, zero, Input::Tensor(&mean))?;
+            let mut res =
+                self.arithmetic(op::MUL, Input::Tensor(&negative), Input::Tensor(&inv))?;
+            if let Some(b) = beta {
+                res = self.arithmetic(op::ADD, Input::Tensor(&res), Input::Tensor(&per_row(b)))?;
+            }
+            self.elementwise(
+                op::AFFINE,
+                DType::F32,
+                DType::F32,
+                &[
+                    Input::Tensor(&flat),
+                    Input::Tensor(&inv),
+                    Input::Tensor(&res),
+                ],
+            )?
+        };
+        Some(back.apply(&out))
+    }
+
+    /// The `Softmax` layer (see `host::softmax`).
+    fn softmax(&mut self, x: &Value, axes: &[i64], mask: Option<&Value>) -> Option<Value> {
+        let keep = match mask {
+            None => None,
+            Some(m) if m.dtype == DType::Bool => Some(m.clone()),
+            Some(m) => {
+                let half = Input::Constant(0.5f32.to_bits(), DType::F32);
+                let greater = op::COMPARE | (Compare::Greater.code() << 16);
+                Some(self.elementwise(
+                    greater,
+                    DType::F32,
+                    DType::Bool,
+                    &[Input::Tensor(m), half],
+                )?)
+            }
+        };
+        let masked;
+        let x = match &keep {
+            None => x,
+            Some(keep) => {
+                let low = Input::Constant((-1e9f32).to_bits(), DType::F32);
+                masked = self.elementwise(
+                    op::WHERE,
+                    DType::F32,
+                    DType::F32,
+                    &[Input::Tensor(x), low, Input::Tensor(keep)],
+                )?;
+                &masked
+            }
+        };
+        let axes = crate::keras::ops::resolve_axes(axes, x.shape.len(), "Softmax").ok()?;
+        // The row kernel works in place: on a copy, never on a tensor others read.
+        let (rows, back) = self.rows_over(x, &axes, true)?;
+        self.activation(&rows, Activation::Softmax)?;
+        let out = back.apply(&rows);
+        // Masked positions end at 0, even where a whole row was masked.
+        match &keep {
+            None => Some(out),
+            Some(keep) => {
+                let zero = Input::Constant(0, DType::F32);
+                self.elementwise(
+                    op::WHERE,
+                    DType::F32,
+                    DType::F32,
+                    &[Input::Tensor(&out), zero, Input::Tensor(keep)],
+                )
+            }
+        }
     }
 
     /// `Embedding`: the table's rows for each id; the output keeps the ids' layout with the

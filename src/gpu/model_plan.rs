@@ -15,7 +15,7 @@ use crate::gpu::rnn::bind_group;
 use crate::keras::graph::TensorRef;
 use crate::keras::model::{EntryKind, KerasModel};
 use crate::keras::ops::{
-    Compare, KerasOp, Operand, Scalar, comparison_dtype, expanded_axes, promote, resolve_axes,
+    KerasOp, Operand, Scalar, comparison_dtype, expanded_axes, promote, resolve_axes,
 };
 use crate::keras::tensor::{DType, broadcast_sizes, resolve_axis};
 
@@ -169,16 +169,21 @@ pub(crate) mod op {
     pub const DIV: u32 = 4;
     pub const MAX: u32 = 5;
     pub const MIN: u32 = 6;
-    pub const EQUAL: u32 = 7;
-    pub const NOT_EQUAL: u32 = 8;
+    /// With the relation in bits 16-23 (`Compare::code`).
+    pub const COMPARE: u32 = 7;
     pub const AND: u32 = 9;
     pub const OR: u32 = 10;
     pub const NOT: u32 = 11;
     pub const WHERE: u32 = 12;
+    pub const PRELU: u32 = 13;
+    pub const AFFINE: u32 = 14;
+    pub const RSQRT_SUM: u32 = 15;
 }
 
 /// The reduce kernel's operations (`OP` in reduce_axis.wgsl).
 pub(crate) mod reduce {
+    pub const SUM: u32 = 0;
+    pub const MAX: u32 = 1;
     pub const ANY: u32 = 3;
     pub const ALL: u32 = 4;
 }
@@ -685,10 +690,7 @@ impl<'a> Builder<'a> {
                     })
                     .collect();
                 let compare = comparison_dtype(&dtypes[0], &dtypes[1]);
-                let operation = match kind {
-                    Compare::Equal => op::EQUAL,
-                    Compare::NotEqual => op::NOT_EQUAL,
-                };
+                let operation = op::COMPARE | (kind.code() << 16);
                 let inputs = [input(&operands[0]), input(&operands[1])];
                 self.elementwise(operation, compare, DType::Bool, &inputs)
             }

@@ -7,7 +7,7 @@ use crate::keras::config::{LayerSpec, MergeKind, MergeMode};
 use crate::keras::graph::{Arg, Node, TensorRef};
 use crate::keras::model::KerasLayer;
 use crate::keras::ops::{KerasOp, Operand, arity, output_type};
-use crate::keras::tensor::{DType, TensorType, broadcast_shapes, resolve_axis};
+use crate::keras::tensor::{DType, TensorType, broadcast_shapes, reshape_target, resolve_axis};
 
 /// A call's inputs, resolved from its node.
 #[derive(Clone, Debug)]
@@ -82,16 +82,7 @@ pub(crate) fn resolve(spec: &LayerSpec, node: &Node) -> Result<Call> {
         input_masks: node.input_masks.clone(),
     };
     if let Some(mask) = &node.mask {
-        let takes = matches!(
-            spec,
-            LayerSpec::SimpleRnn(_)
-                | LayerSpec::Bidirectional { .. }
-                | LayerSpec::Dense {
-                    time_distributed: true,
-                    ..
-                }
-        );
-        if !takes {
+        if !spec.takes_mask() {
             return Err(bad(format!(
                 "layer {what:?} ({}) is called with a mask, which it does not take",
                 spec.class_name()
@@ -300,6 +291,107 @@ pub(crate) fn layer_output_types(
             out
         }
         KerasLayer::Merge { kind, .. } => merge_type(*kind, inputs, &err)?,
+        KerasLayer::GlobalPooling { keepdims, .. } => {
+            float(x)?;
+            if x.shape.len() != 3 {
+                return Err(err(format!(
+                    "its input {} is not (batch, steps, features)",
+                    show(&x.shape)
+                )));
+            }
+            if let Some(m) = mask
+                && (m.shape.len() != 2
+                    || broadcast_shapes(&m.shape, &x.shape[..2], "mask").is_err())
+            {
+                return Err(err(format!(
+                    "its mask {} is not (batch, steps) = {}",
+                    show(&m.shape),
+                    show(&x.shape[..2])
+                )));
+            }
+            let shape = if *keepdims {
+                vec![x.shape[0], Some(1), x.shape[2]]
+            } else {
+                vec![x.shape[0], x.shape[2]]
+            };
+            vec![TensorType::new(DType::F32, shape)]
+        }
+        KerasLayer::Flatten { .. } => {
+            let size = x.shape[1..]
+                .iter()
+                .try_fold(1usize, |acc, d| d.map(|d| acc.saturating_mul(d)));
+            vec![TensorType::new(x.dtype, vec![x.shape[0], size])]
+        }
+        KerasLayer::Reshape { target, .. } => {
+            let known: Option<usize> = x.shape[1..]
+                .iter()
+                .try_fold(1usize, |acc, d| d.map(|d| acc.saturating_mul(d)));
+            let mut shape = vec![x.shape[0]];
+            match known {
+                Some(total) => {
+                    let sizes = reshape_target(total, target).ok_or_else(|| {
+                        err(format!(
+                            "its input {} does not reshape to {target:?}",
+                            show(&x.shape)
+                        ))
+                    })?;
+                    shape.extend(sizes.into_iter().map(Some));
+                }
+                None => shape.extend(target.iter().map(|&d| (d > 0).then_some(d as usize))),
+            }
+            vec![TensorType::new(x.dtype, shape)]
+        }
+        KerasLayer::LayerNormalization { .. } | KerasLayer::PRelu { .. } => {
+            float(x)?;
+            vec![x.clone()]
+        }
+        KerasLayer::BatchNormalization {
+            axis, moving_mean, ..
+        } => {
+            float(x)?;
+            if x.shape
+                .get(*axis)
+                .copied()
+                .flatten()
+                .is_some_and(|c| c != moving_mean.len())
+            {
+                return Err(err(format!(
+                    "its input {} does not have {} channels on axis {axis}",
+                    show(&x.shape),
+                    moving_mean.len()
+                )));
+            }
+            // Keras checks the mask's rank, then ignores it at inference.
+            if let Some(m) = mask
+                && m.shape.len() + 1 != x.shape.len()
+            {
+                return Err(err(format!(
+                    "its mask {} is not one axis less than its input {}",
+                    show(&m.shape),
+                    show(&x.shape)
+                )));
+            }
+            vec![x.clone()]
+        }
+        KerasLayer::Softmax { axes, .. } => {
+            float(x)?;
+            for &a in axes {
+                resolve_axis(a, x.shape.len(), "Softmax").map_err(|e| err(e.to_string()))?;
+            }
+            if let Some(m) = mask {
+                let fits = m.shape.len() <= x.shape.len()
+                    && broadcast_shapes(&m.shape, &x.shape, "mask")
+                        .is_ok_and(|s| s.len() == x.shape.len());
+                if !fits {
+                    return Err(err(format!(
+                        "its mask {} does not broadcast to its input {}",
+                        show(&m.shape),
+                        show(&x.shape)
+                    )));
+                }
+            }
+            vec![x.clone()]
+        }
         KerasLayer::RepeatVector { n, .. } => {
             float(x)?;
             if x.shape.len() != 2 {

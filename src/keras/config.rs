@@ -131,6 +131,46 @@ pub enum LayerSpec {
         name: String,
         n: usize,
     },
+    /// GlobalAveragePooling1D (`max` false) or GlobalMaxPooling1D.
+    GlobalPooling {
+        name: String,
+        max: bool,
+        keepdims: bool,
+    },
+    Flatten {
+        name: String,
+        channels_first: bool,
+    },
+    Reshape {
+        name: String,
+        /// The shape after the batch axis; one entry may be -1.
+        target: Vec<i64>,
+    },
+    LayerNormalization {
+        name: String,
+        axes: Vec<i64>,
+        epsilon: f32,
+        center: bool,
+        scale: bool,
+        rms_scaling: bool,
+    },
+    BatchNormalization {
+        name: String,
+        axis: i64,
+        epsilon: f32,
+        center: bool,
+        scale: bool,
+    },
+    PRelu {
+        name: String,
+        /// Axes (1 and up) along which one slope is shared.
+        shared_axes: Vec<usize>,
+    },
+    /// The Softmax layer: along any axes, with a mask.
+    Softmax {
+        name: String,
+        axes: Vec<i64>,
+    },
     Op {
         name: String,
         class: String,
@@ -159,6 +199,14 @@ impl LayerSpec {
             LayerSpec::Dropout { .. } => "Dropout",
             LayerSpec::Merge { kind, .. } => kind.class_name(),
             LayerSpec::RepeatVector { .. } => "RepeatVector",
+            LayerSpec::GlobalPooling { max: false, .. } => "GlobalAveragePooling1D",
+            LayerSpec::GlobalPooling { max: true, .. } => "GlobalMaxPooling1D",
+            LayerSpec::Flatten { .. } => "Flatten",
+            LayerSpec::Reshape { .. } => "Reshape",
+            LayerSpec::LayerNormalization { .. } => "LayerNormalization",
+            LayerSpec::BatchNormalization { .. } => "BatchNormalization",
+            LayerSpec::PRelu { .. } => "PReLU",
+            LayerSpec::Softmax { .. } => "Softmax",
             LayerSpec::Op { class, .. } => class,
         }
     }
@@ -168,7 +216,11 @@ impl LayerSpec {
     pub(crate) fn takes_mask(&self) -> bool {
         matches!(
             self,
-            LayerSpec::SimpleRnn(_) | LayerSpec::Bidirectional { .. }
+            LayerSpec::SimpleRnn(_)
+                | LayerSpec::Bidirectional { .. }
+                | LayerSpec::GlobalPooling { max: false, .. }
+                | LayerSpec::BatchNormalization { .. }
+                | LayerSpec::Softmax { .. }
         ) || matches!(
             self,
             LayerSpec::Dense {
@@ -185,9 +237,13 @@ impl LayerSpec {
         match self {
             LayerSpec::SimpleRnn(spec) => spec.return_sequences,
             LayerSpec::Bidirectional { forward, .. } => forward.return_sequences,
-            LayerSpec::Dense { .. } | LayerSpec::Activation { .. } | LayerSpec::Dropout { .. } => {
-                true
-            }
+            LayerSpec::Dense { .. }
+            | LayerSpec::Activation { .. }
+            | LayerSpec::Dropout { .. }
+            | LayerSpec::LayerNormalization { .. }
+            | LayerSpec::BatchNormalization { .. }
+            | LayerSpec::PRelu { .. }
+            | LayerSpec::Softmax { .. } => true,
             _ => false,
         }
     }
@@ -227,6 +283,13 @@ impl LayerSpec {
             | LayerSpec::Input { name, .. }
             | LayerSpec::Merge { name, .. }
             | LayerSpec::RepeatVector { name, .. }
+            | LayerSpec::GlobalPooling { name, .. }
+            | LayerSpec::Flatten { name, .. }
+            | LayerSpec::Reshape { name, .. }
+            | LayerSpec::LayerNormalization { name, .. }
+            | LayerSpec::BatchNormalization { name, .. }
+            | LayerSpec::PRelu { name, .. }
+            | LayerSpec::Softmax { name, .. }
             | LayerSpec::Op { name, .. }
             | LayerSpec::Masking { name, .. }
             | LayerSpec::Bidirectional { name, .. }
@@ -265,17 +328,28 @@ fn activation(config: &Value, layer: &str) -> Result<Activation> {
     activation_value(config.get("activation").unwrap_or(&Value::Null), layer)
 }
 
+/// A recurrent layer's activation, applied to *N* × *M* tensors: there a `Softmax(axis=1)`
+/// object acts on the last axis too.
+fn recurrent_activation(value: &Value, layer: &str) -> Result<Activation> {
+    activation_on(value, layer, Some(1))
+}
+
 /// An activation as configs write it: a name, `null`, a serialized function (an object whose
 /// `config` is the function's name), or an activation layer object (`ELU(alpha=0.5)`, `ReLU`,
 /// `LeakyReLU`, `Softmax`, `Activation`) whose parameters are honoured exactly or refused.
 fn activation_value(value: &Value, layer: &str) -> Result<Activation> {
+    activation_on(value, layer, None)
+}
+
+/// [`activation_value`] for tensors whose last axis is `last` (when known).
+fn activation_on(value: &Value, layer: &str, last: Option<i64>) -> Result<Activation> {
     match value {
         Value::Null => Ok(Activation::Linear),
         Value::String(name) => named_activation(name, layer),
         Value::Object(o) => match (o.get("class_name").and_then(Value::as_str), o.get("config")) {
             (_, Some(Value::String(name))) => named_activation(name, layer),
             (Some(class), Some(config @ Value::Object(_))) => {
-                activation_layer(class, config, layer)?.ok_or_else(|| {
+                activation_layer(class, config, layer, last)?.ok_or_else(|| {
                     bad(format!(
                         "layer {layer:?}: activation {class} is not supported (supported objects: \
                          ELU, ReLU, LeakyReLU, Softmax, Activation, and Keras's named functions)"
@@ -303,9 +377,15 @@ fn named_activation(name: &str, layer: &str) -> Result<Activation> {
 }
 
 /// The activation an activation layer of class `class` with `config` computes (as an object in
-/// another layer's `activation`, or as a layer of the model); `None` for a class that is not an
-/// activation layer. Every parameter is honoured or refused by name.
-fn activation_layer(class: &str, config: &Value, layer: &str) -> Result<Option<Activation>> {
+/// another layer's `activation`, or as a layer of the model) on tensors whose last axis is
+/// `last` (when known); `None` for a class that is not an activation layer. Every parameter is
+/// honoured or refused by name.
+fn activation_layer(
+    class: &str,
+    config: &Value,
+    layer: &str,
+    last: Option<i64>,
+) -> Result<Option<Activation>> {
     let known: &[&str] = match class {
         "ELU" => &["alpha"],
         // tf.keras 2 calls the slope `alpha`.
@@ -354,27 +434,39 @@ fn activation_layer(class: &str, config: &Value, layer: &str) -> Result<Option<A
         },
         "ReLU" => {
             let threshold = number("threshold")?.unwrap_or(0.0);
-            if threshold != 0.0 {
-                return refuse(format!("threshold {threshold}"));
-            }
             let slope = number("negative_slope")?.unwrap_or(0.0);
-            match number("max_value")? {
-                None if slope == 0.0 => Activation::Relu,
-                None => Activation::LeakyRelu {
-                    negative_slope: slope,
-                },
-                Some(max) if max == 6.0 && slope == 0.0 => Activation::Relu6,
-                Some(max) => {
-                    return refuse(format!("max_value {max} (only 6, with no negative_slope)"));
-                }
+            let max = number("max_value")?;
+            // Keras's ReLU refuses these when it is built.
+            if threshold < 0.0
+                || slope < 0.0
+                || max.is_some_and(|m| m < 0.0)
+                || threshold.is_nan()
+                || slope.is_nan()
+                || max.is_some_and(f32::is_nan)
+            {
+                return refuse(format!(
+                    "threshold {threshold}, negative_slope {slope}, max_value {max:?} (Keras \
+                     refuses negative ones)"
+                ));
             }
+            Activation::keras_relu(slope, max, threshold)
         }
         "Softmax" => match config.get("axis") {
             None | Some(Value::Null) => Activation::Softmax,
-            Some(axis) if axis.as_i64() == Some(-1) => Activation::Softmax,
-            Some(axis) => return refuse(format!("axis {} (only -1, the last)", shown(axis))),
+            Some(axis) if axis.as_i64() == Some(-1) || axis.as_i64() == last => Activation::Softmax,
+            Some(axis) => {
+                return refuse(format!(
+                    "axis {} (a layer's activation acts on its last axis; Softmax(axis) as a \
+                     layer takes any)",
+                    shown(axis)
+                ));
+            }
         },
-        _ => activation_value(config.get("activation").unwrap_or(&Value::Null), layer)?,
+        _ => activation_on(
+            config.get("activation").unwrap_or(&Value::Null),
+            layer,
+            last,
+        )?,
     }))
 }
 
@@ -437,16 +529,26 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
     }
     let recurrent_activation = match cell {
         Cell::Simple => Activation::Sigmoid,
-        _ => activation_value(
+        _ => self::recurrent_activation(
             config.get("recurrent_activation").unwrap_or(&Value::Null),
             &name,
         )?,
     };
+    // A gated cell's kernel has one third activation parameter, its activation's.
+    if matches!(recurrent_activation, Activation::KerasRelu { .. }) {
+        return Err(bad(format!(
+            "layer {name:?}: a recurrent_activation of relu with parameters (max_value, \
+             threshold) is not supported"
+        )));
+    }
     Ok(RnnSpec {
         return_state: bool_field(config, "return_state", false),
         cell,
         units: usize_field(config, "units", &name)?,
-        activation: activation(config, &name)?,
+        activation: self::recurrent_activation(
+            config.get("activation").unwrap_or(&Value::Null),
+            &name,
+        )?,
         recurrent_activation,
         use_bias: bool_field(config, "use_bias", true),
         return_sequences: bool_field(config, "return_sequences", false),
@@ -628,10 +730,156 @@ pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
                 }
             }
         }
-        "Activation" | "ELU" | "ReLU" | "LeakyReLU" | "Softmax" => LayerSpec::Activation {
-            activation: activation_layer(class, config, &name)?.expect("an activation layer class"),
+        "Activation" | "ELU" | "ReLU" | "LeakyReLU" => LayerSpec::Activation {
+            activation: activation_layer(class, config, &name, None)?
+                .expect("an activation layer class"),
             name,
         },
+        "Softmax" => {
+            only_keys(config, &name, class, &["axis"])?;
+            LayerSpec::Softmax {
+                axes: axis_list(config.get("axis"), &name)?.unwrap_or_else(|| vec![-1]),
+                name,
+            }
+        }
+        "PReLU" => {
+            only_keys(
+                config,
+                &name,
+                class,
+                &[
+                    "alpha_initializer",
+                    "alpha_regularizer",
+                    "alpha_constraint",
+                    "shared_axes",
+                ],
+            )?;
+            let shared_axes = axis_list(config.get("shared_axes"), &name)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| {
+                    usize::try_from(a).ok().filter(|&a| a >= 1).ok_or_else(|| {
+                        bad(format!(
+                            "layer {name:?}: shared axis {a} is not an axis after the batch"
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            LayerSpec::PRelu { name, shared_axes }
+        }
+        "GlobalAveragePooling1D" | "GlobalMaxPooling1D" => {
+            only_keys(config, &name, class, &["data_format", "keepdims"])?;
+            channels_last(config, &name, class)?;
+            LayerSpec::GlobalPooling {
+                max: class == "GlobalMaxPooling1D",
+                keepdims: bool_field(config, "keepdims", false),
+                name,
+            }
+        }
+        "Flatten" => {
+            only_keys(config, &name, class, &["data_format"])?;
+            let channels_first = match config.get("data_format") {
+                Some(Value::String(s)) if s == "channels_first" => true,
+                _ => {
+                    channels_last(config, &name, class)?;
+                    false
+                }
+            };
+            LayerSpec::Flatten {
+                channels_first,
+                name,
+            }
+        }
+        "Reshape" => {
+            only_keys(config, &name, class, &["target_shape"])?;
+            let target = axis_list(config.get("target_shape"), &name)?.unwrap_or_default();
+            let unknown = target.iter().filter(|&&d| d == -1).count();
+            if target
+                .iter()
+                .any(|&d| d == 0 || !(-1..1 << 31).contains(&d))
+                || unknown > 1
+            {
+                return Err(bad(format!(
+                    "layer {name:?}: target_shape {target:?} is not a shape (positive sizes, at most one -1)"
+                )));
+            }
+            LayerSpec::Reshape { name, target }
+        }
+        "LayerNormalization" => {
+            only_keys(
+                config,
+                &name,
+                class,
+                &[
+                    "axis",
+                    "epsilon",
+                    "center",
+                    "scale",
+                    "rms_scaling",
+                    "beta_initializer",
+                    "gamma_initializer",
+                    "beta_regularizer",
+                    "gamma_regularizer",
+                    "beta_constraint",
+                    "gamma_constraint",
+                ],
+            )?;
+            LayerSpec::LayerNormalization {
+                axes: axis_list(config.get("axis"), &name)?.unwrap_or_else(|| vec![-1]),
+                epsilon: epsilon(config, &name, 1e-3)?,
+                center: bool_field(config, "center", true),
+                scale: bool_field(config, "scale", true),
+                rms_scaling: bool_field(config, "rms_scaling", false),
+                name,
+            }
+        }
+        "BatchNormalization" => {
+            only_keys(
+                config,
+                &name,
+                class,
+                &[
+                    "axis",
+                    "momentum",
+                    "epsilon",
+                    "center",
+                    "scale",
+                    "beta_initializer",
+                    "gamma_initializer",
+                    "moving_mean_initializer",
+                    "moving_variance_initializer",
+                    "beta_regularizer",
+                    "gamma_regularizer",
+                    "beta_constraint",
+                    "gamma_constraint",
+                    "synchronized",
+                    "renorm",
+                    "renorm_clipping",
+                    "renorm_momentum",
+                ],
+            )?;
+            if bool_field(config, "renorm", false) {
+                return Err(bad(format!(
+                    "layer {name:?}: BatchNormalization with renorm=True is not supported"
+                )));
+            }
+            let axis = match axis_list(config.get("axis"), &name)?.as_deref() {
+                None => -1,
+                Some([axis]) => *axis,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "layer {name:?}: BatchNormalization over axes {other:?} is not supported (one axis is)"
+                    )));
+                }
+            };
+            LayerSpec::BatchNormalization {
+                axis,
+                epsilon: epsilon(config, &name, 1e-3)?,
+                center: bool_field(config, "center", true),
+                scale: bool_field(config, "scale", true),
+                name,
+            }
+        }
         "Dropout" | "SpatialDropout1D" | "GaussianNoise" | "GaussianDropout" | "AlphaDropout" => {
             LayerSpec::Dropout { name }
         }
@@ -680,8 +928,51 @@ pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
 /// The layer classes this crate runs, for messages.
 const SUPPORTED_LAYERS: &str = "InputLayer, Embedding, Masking, SimpleRNN, LSTM, GRU, \
     Bidirectional(SimpleRNN, LSTM or GRU), Dense, TimeDistributed(Dense), Activation, ELU, ReLU, \
-    LeakyReLU, Softmax, Dropout, Add, Subtract, Multiply, Average, Maximum, Minimum, \
-    Concatenate, RepeatVector";
+    LeakyReLU, PReLU, Softmax, Dropout, Add, Subtract, Multiply, Average, Maximum, Minimum, \
+    Concatenate, RepeatVector, GlobalAveragePooling1D, GlobalMaxPooling1D, Flatten, Reshape, \
+    LayerNormalization, BatchNormalization";
+
+/// An axis or list of axes (`axis`, `shared_axes`, `target_shape`): `None` when absent.
+fn axis_list(value: Option<&Value>, layer: &str) -> Result<Option<Vec<i64>>> {
+    let one = |v: &Value| {
+        v.as_i64()
+            .ok_or_else(|| bad(format!("layer {layer:?}: {} is not an integer", shown(v))))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items.iter().map(one).collect::<Result<_>>().map(Some),
+        Some(v) => Ok(Some(vec![one(v)?])),
+    }
+}
+
+/// A normalization's `epsilon`: a positive number.
+fn epsilon(config: &Value, layer: &str, default: f32) -> Result<f32> {
+    match config.get("epsilon") {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .filter(|e| *e >= 0.0 && e.is_finite())
+            .map(|e| e as f32)
+            .ok_or_else(|| {
+                bad(format!(
+                    "layer {layer:?}: epsilon {} is not a number",
+                    shown(v)
+                ))
+            }),
+    }
+}
+
+/// Refuses a pooling layer's `data_format` other than channels_last.
+fn channels_last(config: &Value, layer: &str, class: &str) -> Result<()> {
+    match config.get("data_format") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s == "channels_last" => Ok(()),
+        Some(other) => Err(bad(format!(
+            "layer {layer:?} ({class}): data_format {} is not supported (channels_last is)",
+            shown(other)
+        ))),
+    }
+}
 
 /// Refuses a config key that changes what the layer computes and is not one of `known`
 /// (the bookkeeping keys every layer holds aside).

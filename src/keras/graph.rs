@@ -361,8 +361,7 @@ impl Graph {
     /// Adds a node of an op this crate made for a mask and returns its output.
     fn synthesize(&mut self, name: &str, op: KerasOp, args: Vec<Arg>) -> TensorRef {
         let class = match &op {
-            KerasOp::Compare(Compare::NotEqual) => "NotEqual",
-            KerasOp::Compare(Compare::Equal) => "Equal",
+            KerasOp::Compare(kind) => kind.class_name(),
             KerasOp::Reduce { any: true, .. } => "Any",
             KerasOp::Reduce { any: false, .. } => "All",
             KerasOp::Logical { and: false } => "LogicalOr",

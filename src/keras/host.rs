@@ -2,12 +2,13 @@
 //! kernels are checked against, and the path a CPU backend (or a model too large for the
 //! device) takes. Each follows what Keras 3 computes on JAX.
 
-use ndarray::{Array2, ArrayD, Axis, IxDyn, Zip, concatenate};
+use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn, Zip, concatenate};
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
 use crate::keras::config::MergeKind;
-use crate::keras::tensor::{HostTensor, resolve_axis, zip_broadcast};
+use crate::keras::model::KerasLayer;
+use crate::keras::tensor::{HostTensor, reshape_target, resolve_axis, zip_broadcast};
 
 /// `Embedding`: the rows of `table` for each id (floats truncated to int32, as Keras casts
 /// them).
@@ -94,7 +95,7 @@ pub(crate) fn apply_rows(rows: &mut Array2<f32>, activation: Activation) {
 pub(crate) fn dense(
     x: ArrayD<f32>,
     kernel: &Array2<f32>,
-    bias: Option<&ndarray::Array1<f32>>,
+    bias: Option<&Array1<f32>>,
     act: Activation,
 ) -> ArrayD<f32> {
     let mut shape = x.shape().to_vec();
@@ -263,4 +264,219 @@ pub(crate) fn repeat_vector(x: &ArrayD<f32>, n: usize) -> Result<ArrayD<f32>> {
     Ok(x.broadcast(IxDyn(&[batch, n, features]))
         .expect("broadcast along the new axis")
         .to_owned())
+}
+
+/// `GlobalAveragePooling1D` / `GlobalMaxPooling1D` over the steps of *N* × *T* × *F*: the
+/// mean (of the steps the mask keeps, Keras's `sum(where(mask, x, 0)) / sum(mask)`: NaN for a
+/// row with none) or the maximum (NaN when any step is, as `jnp.max`).
+pub(crate) fn global_pooling(
+    x: &ArrayD<f32>,
+    mask: Option<&ArrayD<bool>>,
+    max: bool,
+    keepdims: bool,
+) -> Result<ArrayD<f32>> {
+    if x.ndim() != 3 {
+        return Err(RnnError::shape("pooling input", "N × T × F", x.shape()));
+    }
+    let steps = Axis(1);
+    let out = if max {
+        x.map_axis(steps, |lane| {
+            lane.iter().copied().fold(f32::NEG_INFINITY, max_nan)
+        })
+    } else if let Some(mask) = mask {
+        if mask.shape() != &x.shape()[..2] {
+            return Err(RnnError::shape("pooling mask", "N × T", mask.shape()));
+        }
+        let keep = mask.view().insert_axis(Axis(2));
+        let kept = where3(&keep.to_owned(), x, &ArrayD::zeros(IxDyn(&[])), "pooling")?;
+        let count = mask.map_axis(Axis(1), |m| m.iter().filter(|k| **k).count() as f32);
+        kept.sum_axis(steps) / count.insert_axis(Axis(1))
+    } else {
+        x.mean_axis(steps).expect("at least one step")
+    };
+    Ok(if keepdims {
+        out.insert_axis(steps)
+    } else {
+        out
+    })
+}
+
+/// `Flatten`: the axes after the batch as one (channels first: the second axis moved last).
+pub(crate) fn flatten(x: HostTensor, channels_first: bool) -> Result<HostTensor> {
+    let shape = x.shape().to_vec();
+    let x = if channels_first && shape.len() > 2 {
+        let mut order: Vec<usize> = vec![0];
+        order.extend(2..shape.len());
+        order.push(1);
+        x.permuted(&order)
+    } else {
+        x
+    };
+    let rest: usize = shape[1..].iter().product();
+    x.reshaped(&[shape[0], rest])
+}
+
+/// `Reshape`: the axes after the batch to `target` (a -1 inferred from the rest).
+pub(crate) fn reshape(x: HostTensor, target: &[i64]) -> Result<HostTensor> {
+    let shape = x.shape().to_vec();
+    let sizes = reshape_target(shape[1..].iter().product(), target)
+        .ok_or_else(|| RnnError::shape("Reshape input", format!("N × {target:?}"), &shape))?;
+    let mut out = vec![shape[0]];
+    out.extend(sizes);
+    x.reshaped(&out)
+}
+
+/// `x` with `axes` (ascending) moved last, as rows of their sizes together: the rows, the
+/// permutation that moved them, and the permuted shape.
+fn axes_last(x: &ArrayD<f32>, axes: &[usize]) -> (Array2<f32>, Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..x.ndim()).filter(|a| !axes.contains(a)).collect();
+    order.extend_from_slice(axes);
+    let permuted = x.view().permuted_axes(IxDyn(&order));
+    let shape = permuted.shape().to_vec();
+    let width: usize = axes.iter().map(|&a| x.shape()[a]).product();
+    let rows = permuted
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((x.len() / width.max(1), width))
+        .expect("standard layout reshapes");
+    (rows, order, shape)
+}
+
+/// Rows back in the shape and order [`axes_last`] took them from.
+fn axes_back(rows: Array2<f32>, order: &[usize], shape: &[usize]) -> ArrayD<f32> {
+    let mut inverse = vec![0; order.len()];
+    for (i, &o) in order.iter().enumerate() {
+        inverse[o] = i;
+    }
+    rows.into_shape_with_order(IxDyn(shape))
+        .expect("same size")
+        .permuted_axes(IxDyn(&inverse))
+        .as_standard_layout()
+        .into_owned()
+}
+
+/// `LayerNormalization` over `axes` (ascending), as JAX computes it: the mean and the (two-pass)
+/// variance of each row, `inv = rsqrt(var + epsilon) · gamma`, `x · inv + (-mean · inv + beta)`;
+/// with `rms_scaling`, `x · inv`.
+pub(crate) fn layer_normalization(
+    x: &ArrayD<f32>,
+    axes: &[usize],
+    epsilon: f32,
+    gamma: Option<&ArrayD<f32>>,
+    beta: Option<&ArrayD<f32>>,
+    rms_scaling: bool,
+) -> ArrayD<f32> {
+    let (mut rows, order, shape) = axes_last(x, axes);
+    let width = rows.ncols() as f32;
+    let flat = |a: Option<&ArrayD<f32>>| a.map(|a| a.iter().copied().collect::<Vec<f32>>());
+    let (gamma, beta) = (flat(gamma), flat(beta));
+    for mut row in rows.rows_mut() {
+        let mean = row.sum() / width;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width;
+        let inv = 1.0 / (var + epsilon).sqrt();
+        for (i, v) in row.iter_mut().enumerate() {
+            let inv = gamma.as_ref().map_or(inv, |g| inv * g[i]);
+            *v = if rms_scaling {
+                *v * inv
+            } else {
+                let res = -mean * inv + beta.as_ref().map_or(0.0, |b| b[i]);
+                *v * inv + res
+            };
+        }
+    }
+    axes_back(rows, &order, &shape)
+}
+
+/// BatchNormalization's affine map per channel as JAX builds it from the moving statistics:
+/// `inv = rsqrt(var + epsilon) · gamma`, `res = -mean · inv + beta`; the output is
+/// `x · inv + res`. `None` for another layer.
+pub(crate) fn batch_norm_affine(layer: &KerasLayer) -> Option<(Array1<f32>, Array1<f32>)> {
+    let KerasLayer::BatchNormalization {
+        epsilon,
+        gamma,
+        beta,
+        moving_mean,
+        moving_variance,
+        ..
+    } = layer
+    else {
+        return None;
+    };
+    let mut inv = moving_variance.mapv(|v| 1.0 / (v + epsilon).sqrt());
+    if let Some(g) = gamma {
+        inv *= g;
+    }
+    let mut res = -moving_mean * &inv;
+    if let Some(b) = beta {
+        res += b;
+    }
+    Some((inv, res))
+}
+
+/// `BatchNormalization` at inference along `axis`.
+pub(crate) fn batch_normalization(
+    x: &ArrayD<f32>,
+    axis: usize,
+    inv: &Array1<f32>,
+    res: &Array1<f32>,
+) -> ArrayD<f32> {
+    let mut shape = vec![1; x.ndim()];
+    shape[axis] = inv.len();
+    let along = |a: &Array1<f32>| {
+        a.clone()
+            .into_shape_with_order(IxDyn(&shape))
+            .expect("one value per channel")
+    };
+    x * &along(inv) + &along(res)
+}
+
+/// `PReLU`: `relu(x) - alpha · relu(-x)`, alpha broadcast over the batch.
+pub(crate) fn prelu(x: &ArrayD<f32>, alpha: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+    let relu = |v: f32| if v < 0.0 { 0.0 } else { v };
+    let alpha = alpha.view().insert_axis(Axis(0)).to_owned();
+    zip_broadcast(x, &alpha, "PReLU", |v, a| relu(*v) - a * relu(-v))
+}
+
+/// The `Softmax` layer: masked positions (false, or at most 0.5 for a float mask) take -1e9,
+/// then the softmax along `axes` (several as one), then masked positions are 0.
+pub(crate) fn softmax(
+    x: &ArrayD<f32>,
+    axes: &[i64],
+    mask: Option<&HostTensor>,
+) -> Result<ArrayD<f32>> {
+    let keep = mask.map(|m| match m {
+        HostTensor::Bool(b) => b.clone(),
+        other => other.to_f32().mapv(|v| v > 0.5),
+    });
+    let x = match &keep {
+        Some(keep) => where3(keep, x, &ArrayD::from_elem(IxDyn(&[]), -1e9), "Softmax")?,
+        None => x.clone(),
+    };
+    let axes = crate::keras::ops::resolve_axes(axes, x.ndim(), "Softmax")?;
+    let (mut rows, order, shape) = axes_last(&x, &axes);
+    apply_rows(&mut rows, Activation::Softmax);
+    let out = axes_back(rows, &order, &shape);
+    // Masked positions end at 0, even where a whole row was masked.
+    match &keep {
+        Some(keep) => where3(keep, &out, &ArrayD::zeros(IxDyn(&[])), "Softmax"),
+        None => Ok(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_normalization_over_two_axes_normalizes_each_sample() {
+        let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, 4]), |d| (d[0] * 12 + d[1] * 4 + d[2]) as f32);
+        let y = layer_normalization(&x, &[1, 2], 0.0, None, None, false);
+        for n in 0..2 {
+            let row = y.index_axis(Axis(0), n);
+            assert!(row.sum().abs() < 1e-4, "{row}");
+            // Each sample is 0..12 shifted: normalized over all 12 values, not per step.
+            assert!((row[[0, 0]] - y[[0, 0, 0]]).abs() < 1e-6);
+            assert!(row[[2, 3]] > 1.5, "{row}");
+        }
+    }
 }

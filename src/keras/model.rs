@@ -12,7 +12,7 @@ use crate::keras::config::{LayerSpec, MergeKind, MergeMode, RnnSpec};
 use crate::keras::file::open;
 use crate::keras::graph::{TensorRef, parse_model};
 use crate::keras::ops::{KerasOp, Operand};
-use crate::keras::tensor::{DType, Shape, TensorType};
+use crate::keras::tensor::{DType, Shape, TensorType, resolve_axis};
 use crate::keras::weights::WeightStore;
 use crate::layer::{SimpleRnn, SimpleRnnConfig};
 
@@ -105,6 +105,82 @@ pub enum KerasLayer {
         /// How many times.
         n: usize,
     },
+    /// `GlobalAveragePooling1D` (`max` false): *N* × *T* × *F* to the mean over the steps, of
+    /// the real steps only under a mask (NaN for a row with none, as Keras divides 0 by 0);
+    /// `GlobalMaxPooling1D`: the maximum over every step (Keras's ignores masks).
+    GlobalPooling {
+        /// The layer's name.
+        name: String,
+        /// Maximum instead of mean.
+        max: bool,
+        /// Keep the time axis (of size 1).
+        keepdims: bool,
+    },
+    /// `Flatten`: the axes after the batch as one (`channels_first`: the second axis moved
+    /// last first).
+    Flatten {
+        /// The layer's name.
+        name: String,
+        /// `data_format="channels_first"`.
+        channels_first: bool,
+    },
+    /// `Reshape`: the axes after the batch to `target` (one -1 is inferred).
+    Reshape {
+        /// The layer's name.
+        name: String,
+        /// The shape after the batch axis.
+        target: Vec<i64>,
+    },
+    /// `LayerNormalization` over `axes`: `x · inv + (beta - mean · inv)` with
+    /// `inv = gamma / sqrt(var + epsilon)` (Keras's order of operations); with `rms_scaling`
+    /// (deprecated in Keras), `x · inv` alone.
+    LayerNormalization {
+        /// The layer's name.
+        name: String,
+        /// The normalized axes, ascending.
+        axes: Vec<usize>,
+        /// Added to the variance.
+        epsilon: f32,
+        /// Scale, shaped as the normalized axes (absent with `scale=False`).
+        gamma: Option<ArrayD<f32>>,
+        /// Offset, shaped as the normalized axes (absent with `center=False`).
+        beta: Option<ArrayD<f32>>,
+        /// `rms_scaling=True`.
+        rms_scaling: bool,
+    },
+    /// `BatchNormalization` at inference: the moving statistics along `axis`.
+    BatchNormalization {
+        /// The layer's name.
+        name: String,
+        /// The channel axis.
+        axis: usize,
+        /// Added to the variance.
+        epsilon: f32,
+        /// Scale, *C* (absent with `scale=False`).
+        gamma: Option<Array1<f32>>,
+        /// Offset, *C* (absent with `center=False`).
+        beta: Option<Array1<f32>>,
+        /// *C*.
+        moving_mean: Array1<f32>,
+        /// *C*.
+        moving_variance: Array1<f32>,
+    },
+    /// `PReLU`: `relu(x) - alpha · relu(-x)`, `alpha` shaped as the input after the batch axis
+    /// (1 along shared axes).
+    PRelu {
+        /// The layer's name.
+        name: String,
+        /// The slopes.
+        alpha: ArrayD<f32>,
+    },
+    /// The `Softmax` layer, along `axes` (several: as one); under a mask, masked positions
+    /// take -1e9 first.
+    Softmax {
+        /// The layer's name.
+        name: String,
+        /// The axes, negative from the end.
+        axes: Vec<i64>,
+    },
 }
 
 impl KerasLayer {
@@ -119,6 +195,13 @@ impl KerasLayer {
             | KerasLayer::Activation { name, .. }
             | KerasLayer::Merge { name, .. }
             | KerasLayer::RepeatVector { name, .. }
+            | KerasLayer::GlobalPooling { name, .. }
+            | KerasLayer::Flatten { name, .. }
+            | KerasLayer::Reshape { name, .. }
+            | KerasLayer::LayerNormalization { name, .. }
+            | KerasLayer::BatchNormalization { name, .. }
+            | KerasLayer::PRelu { name, .. }
+            | KerasLayer::Softmax { name, .. }
             | KerasLayer::Dropout { name } => name,
         }
     }
@@ -142,6 +225,14 @@ impl KerasLayer {
             KerasLayer::Dropout { .. } => "Dropout",
             KerasLayer::Merge { kind, .. } => kind.class_name(),
             KerasLayer::RepeatVector { .. } => "RepeatVector",
+            KerasLayer::GlobalPooling { max: false, .. } => "GlobalAveragePooling1D",
+            KerasLayer::GlobalPooling { max: true, .. } => "GlobalMaxPooling1D",
+            KerasLayer::Flatten { .. } => "Flatten",
+            KerasLayer::Reshape { .. } => "Reshape",
+            KerasLayer::LayerNormalization { .. } => "LayerNormalization",
+            KerasLayer::BatchNormalization { .. } => "BatchNormalization",
+            KerasLayer::PRelu { .. } => "PReLU",
+            KerasLayer::Softmax { .. } => "Softmax",
         }
     }
 
@@ -183,6 +274,29 @@ impl KerasLayer {
             KerasLayer::Dense { kernel, bias, .. } => {
                 kernel.len() + bias.as_ref().map_or(0, |b| b.len())
             }
+            KerasLayer::LayerNormalization { gamma, beta, .. } => {
+                gamma.as_ref().map_or(0, |g| g.len()) + beta.as_ref().map_or(0, |b| b.len())
+            }
+            KerasLayer::BatchNormalization {
+                gamma,
+                beta,
+                moving_mean,
+                ..
+            } => {
+                gamma.as_ref().map_or(0, |g| g.len())
+                    + beta.as_ref().map_or(0, |b| b.len())
+                    + 2 * moving_mean.len()
+            }
+            KerasLayer::PRelu { alpha, .. } => alpha.len(),
+            _ => 0,
+        }
+    }
+
+    /// How many of [`KerasLayer::param_count`] are not trained (BatchNormalization's moving
+    /// statistics).
+    pub fn non_trainable_count(&self) -> usize {
+        match self {
+            KerasLayer::BatchNormalization { moving_mean, .. } => 2 * moving_mean.len(),
             _ => 0,
         }
     }
@@ -729,7 +843,152 @@ fn build_layer(
             name: name.clone(),
             n: *n,
         },
+        LayerSpec::GlobalPooling {
+            name,
+            max,
+            keepdims,
+        } => KerasLayer::GlobalPooling {
+            name: name.clone(),
+            max: *max,
+            keepdims: *keepdims,
+        },
+        LayerSpec::Flatten {
+            name,
+            channels_first,
+        } => KerasLayer::Flatten {
+            name: name.clone(),
+            channels_first: *channels_first,
+        },
+        LayerSpec::Reshape { name, target } => KerasLayer::Reshape {
+            name: name.clone(),
+            target: target.clone(),
+        },
+        LayerSpec::Softmax { name, axes } => KerasLayer::Softmax {
+            name: name.clone(),
+            axes: axes.clone(),
+        },
+        LayerSpec::LayerNormalization {
+            name,
+            axes,
+            epsilon,
+            center,
+            scale,
+            rms_scaling,
+        } => {
+            let rank = input.shape.len();
+            let raw_sorted = axes.windows(2).all(|w| w[0] < w[1]);
+            let axes = axes
+                .iter()
+                .map(|&a| resolve_axis(a, rank, name).map_err(|e| config_error(e.to_string())))
+                .collect::<Result<Vec<_>>>()?;
+            // Keras sorts the axes as written, then reshapes its weights as if they were in
+            // the axes' order: only lists in both orders at once are run.
+            if axes.contains(&0) || axes.windows(2).any(|w| w[0] >= w[1]) || !raw_sorted {
+                return Err(config_error(format!(
+                    "layer {name:?}: axes {axes:?} must be ascending and after the batch axis"
+                )));
+            }
+            let shape = known_dims(input, &axes, name)?;
+            // Keras's build: rms_scaling keeps gamma and drops beta.
+            let gamma = if *scale || *rms_scaling {
+                Some(weight(&shape)?)
+            } else {
+                None
+            };
+            let beta = if *center && !*rms_scaling {
+                Some(weight(&shape)?)
+            } else {
+                None
+            };
+            KerasLayer::LayerNormalization {
+                name: name.clone(),
+                axes,
+                epsilon: *epsilon,
+                gamma,
+                beta,
+                rms_scaling: *rms_scaling,
+            }
+        }
+        LayerSpec::BatchNormalization {
+            name,
+            axis,
+            epsilon,
+            center,
+            scale,
+        } => {
+            let axis = resolve_axis(*axis, input.shape.len(), name)
+                .ok()
+                .filter(|&a| a > 0)
+                .ok_or_else(|| {
+                    config_error(format!(
+                        "layer {name:?}: axis {axis} is not an axis after the batch of {}",
+                        show(&input.shape)
+                    ))
+                })?;
+            let c = known_dims(input, &[axis], name)?;
+            let gamma = if *scale {
+                Some(into1(weight(&c)?)?)
+            } else {
+                None
+            };
+            let beta = if *center {
+                Some(into1(weight(&c)?)?)
+            } else {
+                None
+            };
+            KerasLayer::BatchNormalization {
+                name: name.clone(),
+                axis,
+                epsilon: *epsilon,
+                gamma,
+                beta,
+                moving_mean: into1(weight(&c)?)?,
+                moving_variance: into1(weight(&c)?)?,
+            }
+        }
+        LayerSpec::PRelu { name, shared_axes } => {
+            let rank = input.shape.len();
+            if let Some(bad) = shared_axes.iter().find(|&&a| a >= rank) {
+                return Err(config_error(format!(
+                    "layer {name:?}: shared axis {bad} is past its input {}",
+                    show(&input.shape)
+                )));
+            }
+            let mut shape = known_dims(
+                input,
+                &(1..rank)
+                    .filter(|a| !shared_axes.contains(a))
+                    .collect::<Vec<_>>(),
+                name,
+            )?;
+            // The slopes' shape: the input's after the batch, 1 along the shared axes.
+            let mut shared = shared_axes.clone();
+            shared.sort_unstable();
+            shared.dedup();
+            for a in shared {
+                shape.insert(a - 1, 1);
+            }
+            KerasLayer::PRelu {
+                name: name.clone(),
+                alpha: weight(&shape)?,
+            }
+        }
     })
+}
+
+/// The sizes of `axes` of the input, which must be known (a layer's weights are shaped by
+/// them).
+fn known_dims(input: &TensorType, axes: &[usize], layer: &str) -> Result<Vec<usize>> {
+    axes.iter()
+        .map(|&a| {
+            input.shape[a].ok_or_else(|| {
+                config_error(format!(
+                    "layer {layer:?}: axis {a} of its input {} has no fixed size",
+                    show(&input.shape)
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The feature count of a (batch, time, features) input.

@@ -47,17 +47,60 @@ impl Scalar {
     }
 }
 
-/// How a comparison or logical op combines two operands elementwise.
+/// The elementwise comparisons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Compare {
     Equal,
     NotEqual,
+    Greater,
+    GreaterEqual,
+    Less,
+    LessEqual,
+}
+
+impl Compare {
+    /// The Keras op class.
+    pub(crate) fn class_name(self) -> &'static str {
+        match self {
+            Compare::Equal => "Equal",
+            Compare::NotEqual => "NotEqual",
+            Compare::Greater => "Greater",
+            Compare::GreaterEqual => "GreaterEqual",
+            Compare::Less => "Less",
+            Compare::LessEqual => "LessEqual",
+        }
+    }
+
+    /// The comparison of two values of one type (NaN compares false, and not-equal, as IEEE
+    /// says).
+    pub(crate) fn holds<T: PartialOrd>(self, a: &T, b: &T) -> bool {
+        match self {
+            Compare::Equal => a == b,
+            Compare::NotEqual => a != b,
+            Compare::Greater => a > b,
+            Compare::GreaterEqual => a >= b,
+            Compare::Less => a < b,
+            Compare::LessEqual => a <= b,
+        }
+    }
+
+    /// The number the elementwise kernel knows the comparison by (`RELATION`).
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Compare::Equal => 0,
+            Compare::NotEqual => 1,
+            Compare::Greater => 2,
+            Compare::GreaterEqual => 3,
+            Compare::Less => 4,
+            Compare::LessEqual => 5,
+        }
+    }
 }
 
 /// A Keras operation of a functional graph.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum KerasOp {
-    /// `ops.equal` / `ops.not_equal`: boolean, broadcast.
+    /// `ops.equal`, `ops.not_equal`, `ops.greater`, ...: boolean, broadcast.
     Compare(Compare),
     /// `ops.any` / `ops.all` over `axes` (every axis when `None`).
     Reduce {
@@ -83,6 +126,10 @@ pub(crate) enum KerasOp {
 pub(crate) const OP_CLASSES: &[&str] = &[
     "NotEqual",
     "Equal",
+    "Greater",
+    "GreaterEqual",
+    "Less",
+    "LessEqual",
     "Any",
     "All",
     "LogicalAnd",
@@ -146,7 +193,8 @@ fn dtype_of(value: Option<&Value>, name: &str) -> Result<Option<DType>> {
 /// refused by name.
 pub(crate) fn parse_op(class: &str, config: &Value, name: &str) -> Result<KerasOp> {
     let known: &[&str] = match class {
-        "NotEqual" | "Equal" | "LogicalAnd" | "LogicalOr" | "LogicalNot" => &[],
+        "NotEqual" | "Equal" | "Greater" | "GreaterEqual" | "Less" | "LessEqual" | "LogicalAnd"
+        | "LogicalOr" | "LogicalNot" => &[],
         "Any" | "All" => &["axis", "keepdims"],
         "Cast" => &["dtype"],
         "ExpandDims" => &["axis"],
@@ -171,6 +219,10 @@ pub(crate) fn parse_op(class: &str, config: &Value, name: &str) -> Result<KerasO
     Ok(match class {
         "NotEqual" => KerasOp::Compare(Compare::NotEqual),
         "Equal" => KerasOp::Compare(Compare::Equal),
+        "Greater" => KerasOp::Compare(Compare::Greater),
+        "GreaterEqual" => KerasOp::Compare(Compare::GreaterEqual),
+        "Less" => KerasOp::Compare(Compare::Less),
+        "LessEqual" => KerasOp::Compare(Compare::LessEqual),
         "LogicalAnd" => KerasOp::Logical { and: true },
         "LogicalOr" => KerasOp::Logical { and: false },
         "LogicalNot" => KerasOp::LogicalNot,
@@ -399,16 +451,16 @@ pub(crate) fn run_op(
                 }
             };
             let (a, b) = (as_tensor(&operands[0])?, as_tensor(&operands[1])?);
-            let equal = kind == &Compare::Equal;
+            let kind = *kind;
             let out = match (&a, &b) {
                 (HostTensor::F32(a), HostTensor::F32(b)) => {
-                    zip_broadcast(a, b, what, |x, y| (x == y) == equal)?
+                    zip_broadcast(a, b, what, |x, y| kind.holds(x, y))?
                 }
                 (HostTensor::I32(a), HostTensor::I32(b)) => {
-                    zip_broadcast(a, b, what, |x, y| (x == y) == equal)?
+                    zip_broadcast(a, b, what, |x, y| kind.holds(x, y))?
                 }
                 (HostTensor::Bool(a), HostTensor::Bool(b)) => {
-                    zip_broadcast(a, b, what, |x, y| (x == y) == equal)?
+                    zip_broadcast(a, b, what, |x, y| kind.holds(x, y))?
                 }
                 _ => unreachable!("both cast to one dtype"),
             };

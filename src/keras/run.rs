@@ -436,7 +436,8 @@ impl KerasRunner {
             })
             .collect();
         let value = |t: &crate::keras::graph::TensorRef| &values[t.node][t.output];
-        let mask = node.call.mask.as_ref().map(|m| value(m).to_bool());
+        let mask_tensor = node.call.mask.as_ref().map(value);
+        let mask = mask_tensor.map(HostTensor::to_bool);
         let states: Vec<Array2<f32>> = node
             .call
             .initial_state
@@ -467,6 +468,39 @@ impl KerasRunner {
             }
             KerasLayer::Dropout { .. } => Ok(vec![x]),
             KerasLayer::RepeatVector { n, .. } => f32_out(host::repeat_vector(&x.to_f32(), *n)?),
+            KerasLayer::GlobalPooling { max, keepdims, .. } => f32_out(host::global_pooling(
+                &x.to_f32(),
+                mask.as_ref().filter(|_| !*max),
+                *max,
+                *keepdims,
+            )?),
+            KerasLayer::Flatten { channels_first, .. } => {
+                Ok(vec![host::flatten(x, *channels_first)?])
+            }
+            KerasLayer::Reshape { target, .. } => Ok(vec![host::reshape(x, target)?]),
+            KerasLayer::LayerNormalization {
+                axes,
+                epsilon,
+                gamma,
+                beta,
+                rms_scaling,
+                ..
+            } => f32_out(host::layer_normalization(
+                &x.to_f32(),
+                axes,
+                *epsilon,
+                gamma.as_ref(),
+                beta.as_ref(),
+                *rms_scaling,
+            )),
+            KerasLayer::BatchNormalization { axis, .. } => {
+                let (inv, res) = host::batch_norm_affine(layer).expect("a BatchNormalization");
+                f32_out(host::batch_normalization(&x.to_f32(), *axis, &inv, &res))
+            }
+            KerasLayer::PRelu { alpha, .. } => f32_out(host::prelu(&x.to_f32(), alpha)?),
+            KerasLayer::Softmax { axes, .. } => {
+                f32_out(host::softmax(&x.to_f32(), axes, mask_tensor)?)
+            }
             KerasLayer::Merge { kind, .. } => {
                 let mut all = vec![x.to_f32()];
                 all.extend(inputs.iter().map(HostTensor::to_f32));

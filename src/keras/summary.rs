@@ -140,10 +140,11 @@ impl fmt::Display for KerasModel {
         }
         write!(f, "{}", rule('='))?;
         let total = self.param_count();
-        let bytes = human_bytes(total * 4);
-        writeln!(f, " Total params: {} ({bytes})", grouped(total))?;
-        writeln!(f, " Trainable params: {} ({bytes})", grouped(total))?;
-        writeln!(f, " Non-trainable params: 0 (0.00 B)")
+        let fixed: usize = self.layers().iter().map(|l| l.non_trainable_count()).sum();
+        let line = |count: usize| format!("{} ({})", grouped(count), human_bytes(count * 4));
+        writeln!(f, " Total params: {}", line(total))?;
+        writeln!(f, " Trainable params: {}", line(total - fixed))?;
+        writeln!(f, " Non-trainable params: {}", line(fixed))
     }
 }
 

@@ -95,6 +95,27 @@ pub(crate) fn broadcast_sizes(a: &[usize], b: &[usize], what: &str) -> Result<Ve
         .collect())
 }
 
+/// Reshape's sizes for `total` elements after the batch axis: `target` with its -1 (at most
+/// one) inferred; `None` when they do not hold `total` elements.
+pub(crate) fn reshape_target(total: usize, target: &[i64]) -> Option<Vec<usize>> {
+    let fixed: usize = target
+        .iter()
+        .filter(|&&d| d > 0)
+        .map(|&d| d as usize)
+        .product();
+    let sizes: Vec<usize> = target
+        .iter()
+        .map(|&d| {
+            if d > 0 {
+                d as usize
+            } else {
+                total / fixed.max(1)
+            }
+        })
+        .collect();
+    (sizes.iter().product::<usize>() == total).then_some(sizes)
+}
+
 /// An axis as Keras writes it (negative from the end) for a tensor of `rank` axes.
 pub(crate) fn resolve_axis(axis: i64, rank: usize, what: &str) -> Result<usize> {
     let r = rank as i64;
@@ -185,6 +206,16 @@ impl HostTensor {
             DType::I32 => HostTensor::I32(self.to_i32()?),
             DType::Bool => HostTensor::Bool(self.to_bool()),
         })
+    }
+
+    /// The axes in `order` (a permutation).
+    pub(crate) fn permuted(self, order: &[usize]) -> HostTensor {
+        let order = IxDyn(order);
+        match self {
+            HostTensor::F32(a) => HostTensor::F32(a.permuted_axes(order)),
+            HostTensor::I32(a) => HostTensor::I32(a.permuted_axes(order)),
+            HostTensor::Bool(a) => HostTensor::Bool(a.permuted_axes(order)),
+        }
     }
 
     /// The same values under another shape of as many elements (standard order).

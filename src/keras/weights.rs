@@ -164,6 +164,16 @@ impl WeightStore {
                 forward, backward, ..
             } => 4 + usize::from(forward.use_bias) + usize::from(backward.use_bias),
             LayerSpec::Dense { use_bias, .. } => 1 + usize::from(*use_bias),
+            LayerSpec::LayerNormalization {
+                center,
+                scale,
+                rms_scaling,
+                ..
+            } => usize::from(*center && !*rms_scaling) + usize::from(*scale || *rms_scaling),
+            LayerSpec::BatchNormalization { center, scale, .. } => {
+                2 + usize::from(*center) + usize::from(*scale)
+            }
+            LayerSpec::PRelu { .. } => 1,
             _ => 0,
         };
         match self {
