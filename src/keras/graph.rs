@@ -291,7 +291,8 @@ fn propagate_masks(graph: &mut Graph) -> Result<()> {
             LayerSpec::Embedding {
                 mask_zero: true, ..
             } => {
-                let ids = input.expect("a called layer reads a tensor");
+                // A call without a tensor gets no mask: resolving it refuses it.
+                let Some(ids) = input else { continue };
                 let m = graph.synthesize(
                     "not_equal",
                     KerasOp::Compare(Compare::NotEqual),
@@ -300,7 +301,7 @@ fn propagate_masks(graph: &mut Graph) -> Result<()> {
                 mask_of.insert(out(0), m);
             }
             LayerSpec::Masking { mask_value, .. } => {
-                let x = input.expect("a called layer reads a tensor");
+                let Some(x) = input else { continue };
                 let differs = graph.synthesize(
                     "not_equal",
                     KerasOp::Compare(Compare::NotEqual),
