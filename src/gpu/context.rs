@@ -526,13 +526,13 @@ impl ContextInner {
             }
             Kernel::Persistent { row_wise, m, shape } => {
                 let m = u64::from(m);
-                let u_floats = if shape.u_shared { m * m } else { 1 };
+                let u_quads = if shape.u_shared { m * m.div_ceil(4) } else { 1 };
                 constants.extend([
                     ("ROW_WISE", f64::from(row_wise)),
                     ("ROWS", f64::from(shape.rows)),
                     ("STATE_FLOATS", shape.state_floats(m as usize) as f64),
                     ("U_SHARED", f64::from(u8::from(shape.u_shared))),
-                    ("U_FLOATS", u_floats as f64),
+                    ("U_QUADS", u_quads as f64),
                 ]);
                 (
                     "rnn.recurrent_persistent",

@@ -248,7 +248,8 @@ pub(crate) fn persistent_shape(m: usize, storage_bytes: u64) -> Option<Persisten
     if row_bytes + 4 > storage_bytes {
         return None;
     }
-    let u_bytes = 4 * m * m;
+    // U as quads of columns, each row padded to a whole quad.
+    let u_bytes = 16 * m * m.div_ceil(4);
     let u_shared = u_bytes + row_bytes <= storage_bytes;
     let left = storage_bytes - if u_shared { u_bytes } else { 4 };
     let wanted = (PERSISTENT_THREADS / m).max(1);
@@ -416,13 +417,15 @@ pub(crate) fn gemm_dispatches(
 /// for softmax and log-softmax, which reduce each row in the kernel.
 fn persistent_iterations(m: u64, shape: PersistentShape, row_wise: bool) -> (u64, u64) {
     let items = (u64::from(shape.rows) * m).div_ceil(PERSISTENT_THREADS);
-    let mut per_step = 1 + items * (m + 2) + 1;
+    // Each thread computes a quad of columns at a time: the k loop, then four stores.
+    let quad_items = (u64::from(shape.rows) * m.div_ceil(4)).div_ceil(PERSISTENT_THREADS);
+    let mut per_step = 1 + quad_items * (m + 6) + 1;
     if row_wise {
         let rows = u64::from(shape.rows).div_ceil(PERSISTENT_THREADS);
         per_step += rows * (2 * m + 2) + 1 + items + 1;
     }
     let staging = if shape.u_shared {
-        (m * m).div_ceil(PERSISTENT_THREADS) + 1
+        (m * m.div_ceil(4)).div_ceil(PERSISTENT_THREADS) * 5 + 1
     } else {
         0
     };
@@ -748,7 +751,7 @@ mod tests {
         assert_eq!(persistent_shape(4096, 32 << 10), None);
         for m in [1, 3, 8, 100, 1000, 2000] {
             let s = persistent_shape(m, 16 << 10).unwrap();
-            let u = if s.u_shared { m * m } else { 1 } as u64;
+            let u = if s.u_shared { 4 * m * m.div_ceil(4) } else { 1 } as u64;
             assert!(4 * (s.state_floats(m) + 2 * u64::from(s.rows) + u) + 64 <= 16 << 10);
             assert!(s.rows >= 1);
         }
@@ -824,7 +827,9 @@ mod tests {
         let small = persistent_shape(16, 32 << 10).unwrap();
         assert!(persistent_steps_per_dispatch(16, small, false, 1) >= 500);
         let wide = persistent_shape(4000, 64 << 10).unwrap();
-        assert_eq!(persistent_steps_per_dispatch(4000, wide, false, 1), 0);
+        assert_eq!(persistent_steps_per_dispatch(4000, wide, false, 1), 1);
+        let wider = persistent_shape(6000, 64 << 10).unwrap();
+        assert_eq!(persistent_steps_per_dispatch(6000, wider, false, 1), 0);
         // Many rows bound the steps by the work of the dispatch.
         let steps = persistent_steps_per_dispatch(64, small, false, 1 << 20);
         assert!(steps >= 1 && steps * (1 << 20) * 64 * 64 <= DISPATCH_FMA_BUDGET);
