@@ -110,46 +110,143 @@ fn main(
     let kq_begin = min(g * share, k_quads);
     let kq_end = min(kq_begin + share, k_quads);
 
-    // Clamped rows and quads: loads stay in bounds, the stores skip what they feed.
-    var rows: array<u32, MAX_TILE>;
-    for (var r = 0u; r < ROWS; r = r + 1u) {
-        rows[r] = min(row0 + r, n - 1u);
-    }
-    var quads: array<u32, MAX_TILE>;
-    for (var q = 0u; q < QUADS; q = q + 1u) {
-        quads[q] = min(quad0 + q * group_threads, quads_m - 1u);
-    }
-    var acc: array<vec4<f32>, MAX_TILE>;
-    for (var i = 0u; i < ROWS * QUADS; i = i + 1u) {
-        acc[i] = vec4<f32>(0.0);
-    }
-    var b: array<vec4<f32>, 16>;
+    // Clamped rows and quads: loads stay in bounds, the stores skip what they feed. The tile is
+    // spelt out row by row (up to 8 rows × 2 quads, the branches on ROWS and QUADS constant once
+    // the pipeline is built), so that every sum stays in a register: a compiler that does not
+    // unroll a loop over an array of sums keeps the array in memory.
+    let r0 = min(row0 + 0u, n - 1u);
+    let r1 = min(row0 + 1u, n - 1u);
+    let r2 = min(row0 + 2u, n - 1u);
+    let r3 = min(row0 + 3u, n - 1u);
+    let r4 = min(row0 + 4u, n - 1u);
+    let r5 = min(row0 + 5u, n - 1u);
+    let r6 = min(row0 + 6u, n - 1u);
+    let r7 = min(row0 + 7u, n - 1u);
+    let q0 = min(quad0, quads_m - 1u);
+    let q1 = min(quad0 + group_threads, quads_m - 1u);
+    var s00 = vec4<f32>(0.0);
+    var s01 = vec4<f32>(0.0);
+    var s10 = vec4<f32>(0.0);
+    var s11 = vec4<f32>(0.0);
+    var s20 = vec4<f32>(0.0);
+    var s21 = vec4<f32>(0.0);
+    var s30 = vec4<f32>(0.0);
+    var s31 = vec4<f32>(0.0);
+    var s40 = vec4<f32>(0.0);
+    var s41 = vec4<f32>(0.0);
+    var s50 = vec4<f32>(0.0);
+    var s51 = vec4<f32>(0.0);
+    var s60 = vec4<f32>(0.0);
+    var s61 = vec4<f32>(0.0);
+    var s70 = vec4<f32>(0.0);
+    var s71 = vec4<f32>(0.0);
     for (var kq = kq_begin; kq < kq_end; kq = kq + 1u) {
         let k = kq * 4u;
-        for (var q = 0u; q < QUADS; q = q + 1u) {
-            b[q * 4u] = load_u(k, quads[q]);
-            b[q * 4u + 1u] = load_u(k + 1u, quads[q]);
-            b[q * 4u + 2u] = load_u(k + 2u, quads[q]);
-            b[q * 4u + 3u] = load_u(k + 3u, quads[q]);
+        let u00 = load_u(k + 0u, q0);
+        let u01 = load_u(k + 1u, q0);
+        let u02 = load_u(k + 2u, q0);
+        let u03 = load_u(k + 3u, q0);
+        var u10 = vec4<f32>(0.0);
+        var u11 = vec4<f32>(0.0);
+        var u12 = vec4<f32>(0.0);
+        var u13 = vec4<f32>(0.0);
+        if (QUADS > 1u) {
+            u10 = load_u(k + 0u, q1);
+            u11 = load_u(k + 1u, q1);
+            u12 = load_u(k + 2u, q1);
+            u13 = load_u(k + 3u, q1);
         }
-        for (var r = 0u; r < ROWS; r = r + 1u) {
-            let a = load_h(rows[r], k);
-            for (var q = 0u; q < QUADS; q = q + 1u) {
-                let i = r * QUADS + q;
-                acc[i] = acc[i] + a.x * b[q * 4u] + a.y * b[q * 4u + 1u] + a.z * b[q * 4u + 2u]
-                    + a.w * b[q * 4u + 3u];
+        {
+            let a = load_h(r0, k);
+            s00 = s00 + a.x * u00 + a.y * u01 + a.z * u02 + a.w * u03;
+            if (QUADS > 1u) {
+                s01 = s01 + a.x * u10 + a.y * u11 + a.z * u12 + a.w * u13;
+            }
+        }
+        if (ROWS > 1u) {
+            let a = load_h(r1, k);
+            s10 = s10 + a.x * u00 + a.y * u01 + a.z * u02 + a.w * u03;
+            if (QUADS > 1u) {
+                s11 = s11 + a.x * u10 + a.y * u11 + a.z * u12 + a.w * u13;
+            }
+        }
+        if (ROWS > 2u) {
+            let a = load_h(r2, k);
+            s20 = s20 + a.x * u00 + a.y * u01 + a.z * u02 + a.w * u03;
+            if (QUADS > 1u) {
+                s21 = s21 + a.x * u10 + a.y * u11 + a.z * u12 + a.w * u13;
+            }
+        }
+        if (ROWS > 3u) {
+            let a = load_h(r3, k);
+            s30 = s30 + a.x * u00 + a.y * u01 + a.z * u02 + a.w * u03;
+            if (QUADS > 1u) {
+                s31 = s31 + a.x * u10 + a.y * u11 + a.z * u12 + a.w * u13;
+            }
+        }
+        if (ROWS > 4u) {
+            let a = load_h(r4, k);
+            s40 = s40 + a.x * u00 + a.y * u01 + a.z * u02 + a.w * u03;
+            if (QUADS > 1u) {
+                s41 = s41 + a.x * u10 + a.y * u11 + a.z * u12 + a.w * u13;
+            }
+        }
+        if (ROWS > 5u) {
+            let a = load_h(r5, k);
+            s50 = s50 + a.x * u00 + a.y * u01 + a.z * u02 + a.w * u03;
+            if (QUADS > 1u) {
+                s51 = s51 + a.x * u10 + a.y * u11 + a.z * u12 + a.w * u13;
+            }
+        }
+        if (ROWS > 6u) {
+            let a = load_h(r6, k);
+            s60 = s60 + a.x * u00 + a.y * u01 + a.z * u02 + a.w * u03;
+            if (QUADS > 1u) {
+                s61 = s61 + a.x * u10 + a.y * u11 + a.z * u12 + a.w * u13;
+            }
+        }
+        if (ROWS > 7u) {
+            let a = load_h(r7, k);
+            s70 = s70 + a.x * u00 + a.y * u01 + a.z * u02 + a.w * u03;
+            if (QUADS > 1u) {
+                s71 = s71 + a.x * u10 + a.y * u11 + a.z * u12 + a.w * u13;
             }
         }
     }
+    // The sums as one array, [row · QUADS + quad], for the stores and the split-K exchange.
+    var acc: array<vec4<f32>, MAX_TILE>;
+    if (QUADS == 1u) {
+        acc[0] = s00;
+        acc[1] = s10;
+        acc[2] = s20;
+        acc[3] = s30;
+        acc[4] = s40;
+        acc[5] = s50;
+        acc[6] = s60;
+        acc[7] = s70;
+    } else {
+        acc[0] = s00;
+        acc[1] = s01;
+        acc[2] = s10;
+        acc[3] = s11;
+        acc[4] = s20;
+        acc[5] = s21;
+        acc[6] = s30;
+        acc[7] = s31;
+        acc[8] = s40;
+        acc[9] = s41;
+        acc[10] = s50;
+        acc[11] = s51;
+        acc[12] = s60;
+        acc[13] = s61;
+        acc[14] = s70;
+        acc[15] = s71;
+    }
 
     if (SPLIT == 1u) {
-        var sums: array<vec4<f32>, MAX_TILE>;
-        for (var i = 0u; i < ROWS * QUADS; i = i + 1u) {
-            sums[i] = acc[i];
-        }
         for (var r = 0u; r < ROWS; r = r + 1u) {
             for (var q = 0u; q < QUADS; q = q + 1u) {
-                finish_quad(row0 + r, quad0 + q * group_threads, sums[r * QUADS + q]);
+                finish_quad(row0 + r, quad0 + q * group_threads, acc[r * QUADS + q]);
             }
         }
         return;

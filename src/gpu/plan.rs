@@ -16,9 +16,12 @@ pub(crate) const STEP_THREADS: u64 = 64;
 /// holds (`MAX_TILE` in `shaders/recurrent_step.wgsl`).
 pub(crate) const STEP_MAX_TILE: u32 = 16;
 
-/// The most quads of columns one thread of the per-step kernel holds per row (its 16 quads of U
-/// per quad of k, `b` in `shaders/recurrent_step.wgsl`).
-pub(crate) const STEP_MAX_QUADS: u32 = 4;
+/// The most quads of columns one thread of the per-step kernel holds per row (its tile is spelt
+/// out for up to [`STEP_MAX_ROWS`] rows × this many quads in `shaders/recurrent_step.wgsl`).
+pub(crate) const STEP_MAX_QUADS: u32 = 2;
+
+/// The most batch rows one per-step workgroup's tile holds.
+pub(crate) const STEP_MAX_ROWS: u32 = 8;
 
 /// The most accumulator quads per thread of a split-K tile, whose partial sums take
 /// `STEP_THREADS` × this × 16 bytes of workgroup memory (8 KiB, half of what every device has).
@@ -70,29 +73,24 @@ impl StepTile {
         }
     }
 
-    /// Loop iterations one invocation runs for one step of `m` units, counted as if no loop
-    /// were unrolled: the setup, the walk over its share of *k*, the reduction and the stores.
+    /// Loop iterations one invocation runs for one step of `m` units: the walk over its share
+    /// of *k*, one iteration a quad (the tile inside it is spelt out, not looped), then the
+    /// reduction and the stores, counted as if no loop were unrolled.
     pub(crate) fn iterations(self, m: u64) -> u64 {
-        let (rows, quads, split) = (
-            u64::from(self.rows),
-            u64::from(self.quads),
-            u64::from(self.split),
-        );
-        let setup = rows + quads + rows * quads + 3;
-        let k_share = m.div_ceil(4).div_ceil(split);
-        let walk = k_share * (2 + quads + rows * (1 + quads)) + 1;
+        let split = u64::from(self.split);
+        let walk = m.div_ceil(4).div_ceil(split) + 1;
         let finish = if self.split == 1 {
-            rows * (1 + quads * 5)
+            u64::from(self.rows) * (1 + u64::from(self.quads) * 5)
         } else {
             self.tile() + self.tile().div_ceil(split) * (2 + split + 4)
         };
-        setup + walk + finish
+        walk + finish + 2
     }
 
     /// Whether this tile is well formed and runs a step of `m` units within [`LOOP_BUDGET`] and
     /// `storage_bytes` of workgroup memory.
     pub(crate) fn fits(self, m: u64, storage_bytes: u64) -> bool {
-        let shape_ok = self.rows >= 1
+        let shape_ok = (1..=STEP_MAX_ROWS).contains(&self.rows)
             && (1..=STEP_MAX_QUADS).contains(&self.quads)
             && self.split.is_power_of_two()
             && u64::from(self.split) <= STEP_THREADS
@@ -195,7 +193,7 @@ pub(crate) fn step_tile_candidates(nb: usize, m: usize, device: StepDevice) -> V
             ..t
         }));
         push(Some(StepTile {
-            rows: (t.rows * 2).min(16),
+            rows: (t.rows * 2).min(STEP_MAX_ROWS),
             quads: 1,
             ..t
         }));
@@ -673,18 +671,19 @@ mod tests {
 
     #[test]
     fn step_tile_loop_counts_are_exact_enough_to_fail() {
-        // 8 rows × 1 quad at 1024 units walks 256 quads of k at 19 iterations each.
+        // 8 rows × 1 quad at 1024 units walks 256 quads of k, then stores 8 quads.
         let t = StepTile {
             rows: 8,
             quads: 1,
             split: 1,
         };
-        assert!(t.iterations(1024) > 256 * 19);
-        assert!(t.fits(1024, 16 << 10));
-        // Wide layers need split-K to stay within the budget.
-        assert!(!t.fits(4096, 16 << 10));
-        let split = StepTile { split: 2, ..t };
-        assert!(split.fits(4096, 16 << 10));
+        assert!(t.iterations(1024) > 256 + 8 * 6);
+        assert!(t.fits(MAX_STEP_UNITS, 16 << 10));
+        // Split-K groups walk a share each: 64 groups at 8160 units walk 32 quads.
+        let split = StepTile { split: 64, ..t };
+        assert!(split.iterations(8160) < 32 + 8 * 70 + 8);
+        // A share of k past the loop budget does not fit.
+        assert!(!t.fits(4 * LOOP_BUDGET, 16 << 10));
         // Split-K tiles need their partial sums in workgroup memory.
         let wide = StepTile {
             rows: 8,
@@ -693,7 +692,8 @@ mod tests {
         };
         assert!(!wide.fits(64, 16 << 10));
         assert!(!StepTile { split: 3, ..t }.fits(64, 1 << 20));
-        assert!(!StepTile { quads: 5, ..t }.fits(64, 1 << 20));
+        assert!(!StepTile { quads: 3, ..t }.fits(64, 1 << 20));
+        assert!(!StepTile { rows: 16, ..t }.fits(64, 1 << 20));
     }
 
     #[test]
