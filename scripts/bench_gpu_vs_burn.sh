@@ -12,7 +12,9 @@
 # BURN_RNN (default benches/peers/burn_rnn/target/release/burn-rnn-peer, built here; its first
 # build takes about 20 minutes on two cores), STRATEGIES (default "auto per-step persistent
 # sliced"; an older binary without `sliced` takes "auto per-step persistent"), SHAPES (default
-# the four of issue 15, as N,T,D,M).
+# the four of issue 15, as N,T,D,M), BEFORE (another wgpu-rnn binary, say main's before a change:
+# its runs go in the same rounds, under BEFORE_STRATEGIES, default "auto per-step persistent",
+# in columns marked "before").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -21,6 +23,14 @@ wgpu_rnn=${WGPU_RNN:-target/release/wgpu-rnn}
 burn_rnn=${BURN_RNN:-benches/peers/burn_rnn/target/release/burn-rnn-peer}
 strategies=${STRATEGIES:-auto per-step persistent sliced}
 shapes=${SHAPES:-1,1000,32,128 8,500,64,64 64,100,64,256 256,50,128,512}
+before=${BEFORE:-}
+before_strategies=${BEFORE_STRATEGIES:-auto per-step persistent}
+# Columns: "binary strategy label".
+columns=()
+if [[ -n $before ]]; then
+    for s in $before_strategies; do columns+=("$before $s before-$s"); done
+fi
+for s in $strategies; do columns+=("$wgpu_rnn $s $s"); done
 
 if [[ -z ${WGPU_RNN:-} ]]; then
     cargo build --release --quiet --bin wgpu-rnn
@@ -45,25 +55,31 @@ for round in $(seq "$rounds"); do
         args=(--batch "$n" --steps "$t" --input-dim "$d" --units "$m" --repeats "$repeats")
         ms=$("$burn_rnn" "${args[@]}" 2>/dev/null | field median_ms)
         runs[$shape,burn]+="${ms:-nan} "
-        for s in $strategies; do
-            ms=$("$wgpu_rnn" bench --backend gpu --strategy "$s" "${args[@]}" 2>/dev/null |
+        for column in "${columns[@]}"; do
+            read -r binary s label <<<"$column"
+            ms=$("$binary" bench --backend gpu --strategy "$s" "${args[@]}" 2>/dev/null |
                 field median_ms)
-            runs[$shape,$s]+="${ms:-nan} "
+            runs[$shape,$label]+="${ms:-nan} "
         done
     done
     echo "# round $round of $rounds done" >&2
 done
 
+labels=()
+for column in "${columns[@]}"; do
+    read -r _ _ label <<<"$column"
+    labels+=("$label")
+done
 printf "| N, T, D, M | Burn |"
-for s in $strategies; do printf " wgpu-rnn %s |" "$s"; done
+for label in "${labels[@]}"; do printf " %s |" "$label"; done
 printf " Burn / auto |\n|---|---|"
-for _ in $strategies; do printf -- "---|"; done
+for _ in "${labels[@]}"; do printf -- "---|"; done
 printf -- "---|\n"
 for shape in $shapes; do
     burn=$(printf "%s\n" ${runs[$shape,burn]} | median)
     printf "| %s | %s ms |" "${shape//,/, }" "$burn"
-    for s in $strategies; do
-        printf " %s ms |" "$(printf "%s\n" ${runs[$shape,$s]} | median)"
+    for label in "${labels[@]}"; do
+        printf " %s ms |" "$(printf "%s\n" ${runs[$shape,$label]} | median)"
     done
     auto=$(printf "%s\n" ${runs[$shape,auto]:-nan} | median)
     printf " %s |\n" "$(awk -v b="$burn" -v a="$auto" 'BEGIN {printf "%.2f", b / a}')"
@@ -71,7 +87,7 @@ done
 echo
 echo "Every run (ms, one median of $repeats forwards per round):"
 for shape in $shapes; do
-    for s in burn $strategies; do
-        echo "  $shape $s: ${runs[$shape,$s]}"
+    for label in burn "${labels[@]}"; do
+        echo "  $shape $label: ${runs[$shape,$label]}"
     done
 done

@@ -4,7 +4,8 @@
 //! - one batched matmul for the projection: P = X·K + b, X is N·T × D, K is D × M;
 //! - then per step t: h = tanh(P_t + h·U), h (N × M) stays on the device, U is M × M;
 //! - the weights are uploaded once, outside the clock (as `GpuRnn::new` does); each timed forward
-//!   uploads X, runs every step and reads the final h back to the host.
+//!   uploads X, runs every step and reads the final h back to the host; two untimed forwards
+//!   first (kernel compilation and autotune), where `wgpu-rnn bench` runs one.
 //!
 //! Prints one line in `wgpu-rnn bench`'s format:
 //! `backend=burn n=.. t=.. d=.. m=.. repeats=.. median_ms=.. min_ms=.. gflops=.. us_per_step=..`
@@ -73,12 +74,16 @@ fn main() {
             h = (pt + h.matmul(recurrent.clone())).tanh();
         }
         h.into_data()
-            .into_vec::<f32>()
+            .try_into_vec::<f32>()
             .expect("the state is float32")
     };
 
-    let warm = forward();
-    assert!(warm.iter().all(|v| v.is_finite()), "non-finite state");
+    // Two warm-up forwards: the first compiles the fused kernels and runs autotune on every
+    // matmul shape (X·K and h·U), the second checks that nothing is left to tune.
+    for _ in 0..2 {
+        let warm = forward();
+        assert!(warm.iter().all(|v| v.is_finite()), "non-finite state");
+    }
     let mut ms: Vec<f64> = (0..repeats)
         .map(|_| {
             let start = Instant::now();
