@@ -3,9 +3,8 @@
 //! `cargo run --release --example gpu_strategies` prints, for each (N, T, D, M), the microseconds
 //! per time step and the throughput (2·N·T·M·(D+M) flops per forward) of a whole forward under
 //! [`StepStrategy::PerStep`], [`StepStrategy::Persistent`], [`StepStrategy::Sliced`] and
-//! [`StepStrategy::Auto`]; then the
-//! projection GEMM alone (`P = X · W + b`, 6400 × 64 by 64 × 256) with element-wise and vec4
-//! loads. Pass shapes as `N,T,D,M` arguments to time others.
+//! [`StepStrategy::Auto`]; then the projection GEMM alone (`P = X · W + b`, 6400 × 64 by
+//! 64 × 256) with element-wise and vec4 loads. Pass shapes as `N,T,D,M` arguments to time others.
 
 use std::time::{Duration, Instant};
 
