@@ -109,16 +109,19 @@ fn decide(rnn: &GpuRnn, nb: usize) -> StepChoice {
         StepStrategy::Persistent if persistent => StepChoice::Persistent,
         StepStrategy::Persistent => tiled,
         StepStrategy::Auto => {
+            // The tiles of the class (the batch rounded up to a power of two), so that every
+            // batch of a class chooses among the same ones.
+            let class_rows = nb.next_power_of_two();
             let mut candidates: Vec<StepChoice> = Vec::new();
             if persistent {
                 candidates.push(StepChoice::Persistent);
             }
             candidates.extend(
-                step_tile_candidates(nb, m, device)
+                step_tile_candidates(class_rows, m, device)
                     .into_iter()
                     .map(StepChoice::Tiled),
             );
-            let sliced = StepChoice::Tiled(sliced_tile(nb, m, device, &rnn.plans));
+            let sliced = StepChoice::Tiled(sliced_tile(class_rows, m, device, &rnn.plans));
             if !candidates.contains(&sliced) {
                 candidates.push(sliced);
             }
@@ -149,14 +152,15 @@ pub(crate) fn sliced_tile(nb: usize, m: usize, device: StepDevice, plans: &StepP
 }
 
 /// What the adapter-wide cache is keyed by: the adapter, the layer width, the batch rounded up
-/// to a power of two, and whether the activation reduces each row (softmax).
+/// to a power of two, whether the activation reduces each row (softmax), and whether the
+/// persistent kernel was a candidate.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ShapeClass {
     adapter: String,
     m: usize,
     rows: usize,
     row_wise: bool,
-    candidates: Vec<StepChoice>,
+    persistent: bool,
 }
 
 /// Decisions by adapter and shape class, for every context of the process.
@@ -185,7 +189,7 @@ fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepCh
         m: rnn.layer().units(),
         rows: nb.next_power_of_two(),
         row_wise: rnn.layer().config().activation.is_row_wise(),
-        candidates: candidates.to_vec(),
+        persistent: candidates.contains(&StepChoice::Persistent),
     };
     if let Some(c) = cache().lock().map_err(poisoned)?.get(&class) {
         return Ok(*c);
@@ -492,5 +496,40 @@ mod tests {
             choices.dedup();
             check(&ctx, (n, t, d, m), &choices);
         }
+    }
+
+    #[test]
+    fn auto_decides_once_per_size_and_reuses_the_adapters_timing() {
+        let layer = || {
+            let kernel = Array2::from_shape_fn((3, 64), |(i, j)| wave(i * 64 + j, 0.5));
+            let recurrent = Array2::from_shape_fn((64, 64), |(i, j)| wave(i * 64 + j, 0.1));
+            SimpleRnn::new(kernel, recurrent, None, SimpleRnnConfig::default()).unwrap()
+        };
+        let auto = || {
+            GpuContext::new_blocking(GpuOptions::default())
+                .expect("GPU tests need an adapter (apt-get install mesa-vulkan-drivers)")
+        };
+        let (ctx, other) = (auto(), auto());
+        let model = GpuRnn::new(&ctx, layer()).unwrap();
+        let first = model.step_choice(6);
+        assert_eq!(model.step_choice(6), first);
+        // The timing was kept for the adapter and the class (64 units, up to 8 rows)...
+        let kept = cache()
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(class, choice)| class.m == 64 && class.rows == 8 && *choice == first);
+        assert!(kept, "{first:?} not in the adapter's cache");
+        // ...so another context on the same adapter takes the same decision for a batch of the
+        // same class.
+        let again = GpuRnn::new(&other, layer()).unwrap();
+        assert_eq!(again.step_choice(7), first);
+        // Explicit strategies take no timing: the per-step tile is the device's pick.
+        let per_step = GpuRnn::new(&context(), layer()).unwrap();
+        let device = context().inner.step_device();
+        assert_eq!(
+            per_step.step_choice(6),
+            StepChoice::Tiled(step_tile(6, 64, device).unwrap())
+        );
     }
 }
