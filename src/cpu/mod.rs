@@ -10,7 +10,7 @@ use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::error::Result;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
-use kernels::{matmul_acc, tanh_in_place};
+use kernels::{matmul_acc, matmul_acc_strided, tanh_in_place};
 
 /// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
 /// when no GPU adapter exists.
@@ -266,7 +266,6 @@ impl CpuRnn {
         final_cell: Option<ArrayViewMut2<'_, f32>>,
     ) {
         let layer = &self.layer;
-        let config = layer.config();
         let (d, m) = (layer.input_dim(), layer.units());
         let gm = cell.gates() * m;
         let (_, t, _) = slice.input.dim();
@@ -282,7 +281,17 @@ impl CpuRnn {
         let mut p = vec![0.0f32; chunk * nb * gm];
         let mut r = vec![0.0f32; nb * gm];
         let mut scratch = vec![0.0f32; m];
+        // GRU (reset_after=False): q·h, the left side of the candidate's product.
+        let mut reset = vec![
+            0.0f32;
+            if cell == Cell::GruResetBefore {
+                nb * m
+            } else {
+                0
+            }
+        ];
         let mut real = vec![true; chunk * nb];
+        let fns = GateFunctions::of(layer);
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
             let p = &mut p[..ns * nb * gm];
@@ -290,28 +299,53 @@ impl CpuRnn {
             for s in 0..ns {
                 let bias = layer.recurrent_bias().map(|b| b.as_slice().expect("owned"));
                 fill_rows(&mut r, bias, gm);
-                matmul_acc(
-                    (nb, m, gm),
-                    &mut r,
-                    &h,
-                    recurrent_kernel,
-                    slice.parallel_gemm && nb * m * gm >= PARALLEL_STEP_FLOPS,
-                );
+                let parallel = slice.parallel_gemm && nb * m * gm >= PARALLEL_STEP_FLOPS;
+                let real = &real[s * nb..(s + 1) * nb];
+                let p = &p[s * nb * gm..(s + 1) * nb * gm];
+                if cell == Cell::GruResetBefore {
+                    // z and q from h · U[:, ..2M]; then the candidate's product (q·h) · U[:, 2M..].
+                    let zq = 2 * m;
+                    matmul_acc_strided(
+                        (nb, m, zq),
+                        (&mut r, gm),
+                        &h,
+                        (recurrent_kernel, gm),
+                        parallel,
+                    );
+                    for b in 0..nb {
+                        let gates = &mut r[b * gm..][..zq];
+                        gru_reset_gates(&p[b * gm..][..zq], gates, &fns);
+                        let q = &gates[m..];
+                        let rows = b * m..(b + 1) * m;
+                        reset[rows.clone()]
+                            .iter_mut()
+                            .zip(q.iter().zip(&h[rows]))
+                            .for_each(|(o, (q, h))| *o = q * h);
+                    }
+                    matmul_acc_strided(
+                        (nb, m, m),
+                        (&mut r[zq..], gm),
+                        &reset,
+                        (&recurrent_kernel[zq..], gm),
+                        parallel,
+                    );
+                } else {
+                    matmul_acc((nb, m, gm), &mut r, &h, recurrent_kernel, parallel);
+                }
                 for b in 0..nb {
                     // A padded step keeps h and c.
-                    if real[s * nb + b] {
+                    if real[b] {
                         gated_step_row(
                             cell,
-                            &p[(s * nb + b) * gm..][..gm],
+                            &p[b * gm..][..gm],
                             &mut r[b * gm..][..gm],
-                            &mut h[b * m..][..m],
-                            &mut c[b * m..][..m],
-                            (config.activation, config.recurrent_activation),
+                            (&mut h[b * m..][..m], &mut c[b * m..][..m]),
+                            &fns,
                             &mut scratch,
                         );
                     }
                     if let Some(seq) = sequences.as_mut()
-                        && (real[s * nb + b] || carried)
+                        && (real[b] || carried)
                     {
                         let at = schedule.output_position(b0 + b, s0 + s);
                         seq.slice_mut(s![b, at, ..])
@@ -329,17 +363,61 @@ impl CpuRnn {
     }
 }
 
+/// What a gated cell applies to its gates' pre-activations, from the layer's options.
+struct GateFunctions<'a> {
+    /// The candidate's activation (Keras's `activation`).
+    act: Activation,
+    /// The gates' activation (`recurrent_activation`).
+    rec: Activation,
+    /// An LSTM's cell state activation.
+    out: Activation,
+    clip: Option<f32>,
+    input_forget: bool,
+    /// An LSTM's peepholes, 3·*M*: i, f, o.
+    peepholes: Option<&'a [f32]>,
+}
+
+impl<'a> GateFunctions<'a> {
+    fn of(layer: &'a SimpleRnn) -> Self {
+        let config = layer.config();
+        GateFunctions {
+            act: config.activation,
+            rec: config.recurrent_activation,
+            out: config.cell_output_activation(),
+            clip: config.clip,
+            input_forget: config.input_forget,
+            peepholes: layer.peepholes().map(|p| p.as_slice().expect("owned")),
+        }
+    }
+
+    /// Clips (when asked) and activates one gate block in place.
+    fn apply(&self, activation: Activation, values: &mut [f32]) {
+        if let Some(clip) = self.clip {
+            values.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
+        }
+        activate_in_place(activation, values);
+    }
+}
+
+/// A GRU's gates z and q (reset) for one row, in place in `r` (2·*M*: the recurrent products,
+/// to which the input products `x` are added).
+fn gru_reset_gates(x: &[f32], r: &mut [f32], fns: &GateFunctions<'_>) {
+    r.iter_mut().zip(x).for_each(|(r, x)| *r += x);
+    fns.apply(fns.rec, r);
+}
+
 /// One step of a gated cell for one row, as `src/cell.rs` describes it: `x` and `r` are the
 /// row's input and recurrent products (*G*·*M* each, biases included; `r` is overwritten with
-/// the gates), `h` and `c` the state, updated in place. Each activation runs over a whole gate
-/// block at once, so the common ones vectorise ([`activate_in_place`]).
+/// the gates; for [`Cell::GruResetBefore`] its z and q blocks hold the gates already and its
+/// candidate block the product of q·h), `h` and `c` the state, updated in place. Each
+/// activation runs over a whole gate block at once, so the common ones vectorise
+/// ([`activate_in_place`]).
 fn gated_step_row(
     cell: Cell,
     x: &[f32],
     r: &mut [f32],
-    h: &mut [f32],
-    c: &mut [f32],
-    (act, rec): (Activation, Activation),
+    (h, c): (&mut [f32], &mut [f32]),
+    fns: &GateFunctions<'_>,
     scratch: &mut [f32],
 ) {
     let m = h.len();
@@ -348,31 +426,54 @@ fn gated_step_row(
         Cell::Lstm => {
             // Gates i, f, c, o.
             r.iter_mut().zip(x).for_each(|(r, x)| *r += x);
-            activate_in_place(rec, &mut r[..2 * m]);
-            activate_in_place(act, &mut r[2 * m..3 * m]);
-            activate_in_place(rec, &mut r[3 * m..]);
-            for j in 0..m {
-                c[j] = r[m + j] * c[j] + r[j] * r[2 * m + j];
+            let (i_f, rest) = r.split_at_mut(2 * m);
+            let (g, o) = rest.split_at_mut(m);
+            if let Some(p) = fns.peepholes {
+                i_f.iter_mut()
+                    .zip(p[..2 * m].iter().zip(c.iter().chain(c.iter())))
+                    .for_each(|(v, (p, c))| *v += p * c);
             }
-            scratch.copy_from_slice(c);
-            activate_in_place(act, scratch);
+            let (i, f) = i_f.split_at_mut(m);
+            fns.apply(fns.rec, i);
+            if fns.input_forget {
+                f.iter_mut().zip(i.iter()).for_each(|(f, i)| *f = 1.0 - i);
+            } else {
+                fns.apply(fns.rec, f);
+            }
+            fns.apply(fns.act, g);
             for j in 0..m {
-                h[j] = r[3 * m + j] * scratch[j];
+                c[j] = f[j] * c[j] + i[j] * g[j];
+            }
+            if let Some(p) = fns.peepholes {
+                o.iter_mut()
+                    .zip(p[2 * m..].iter().zip(c.iter()))
+                    .for_each(|(v, (p, c))| *v += p * c);
+            }
+            fns.apply(fns.rec, o);
+            scratch.copy_from_slice(c);
+            activate_in_place(fns.out, scratch);
+            for j in 0..m {
+                h[j] = o[j] * scratch[j];
             }
         }
-        Cell::Gru => {
-            // Gates z, r; the candidate's recurrent product goes inside the reset gate.
-            r[..2 * m]
-                .iter_mut()
-                .zip(&x[..2 * m])
-                .for_each(|(r, x)| *r += x);
-            activate_in_place(rec, &mut r[..2 * m]);
-            for j in 0..m {
-                scratch[j] = x[2 * m + j] + r[m + j] * r[2 * m + j];
+        Cell::Gru | Cell::GruResetBefore => {
+            let (zq, cand) = r.split_at_mut(2 * m);
+            if cell == Cell::Gru {
+                // The candidate's recurrent product goes inside the reset gate.
+                gru_reset_gates(&x[..2 * m], zq, fns);
+                for j in 0..m {
+                    scratch[j] = x[2 * m + j] + zq[m + j] * cand[j];
+                }
+            } else {
+                // The gates were made before the candidate's product, which holds q·h already.
+                for j in 0..m {
+                    scratch[j] = x[2 * m + j] + cand[j];
+                }
             }
-            activate_in_place(act, scratch);
+            fns.apply(fns.act, scratch);
+            let z = &zq[..m];
             for j in 0..m {
-                h[j] = r[j] * h[j] + (1.0 - r[j]) * scratch[j];
+                h[j] = z[j] * h[j] + (1.0 - z[j]) * scratch[j];
             }
         }
     }

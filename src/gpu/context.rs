@@ -269,23 +269,24 @@ impl GpuContext {
                 Binding::Read,
             ],
         );
+        // Eight storage buffers: the most every device must offer a shader stage.
         let gated_layout = bind_group_layout(
             &device,
-            "rnn.gated_cell.layout",
+            "rnn.gated_step.layout",
             &[
                 Binding::Read,
                 Binding::Read,
                 Binding::Read,
                 Binding::ReadWrite,
-                Binding::Read,
                 Binding::ReadWrite,
                 Binding::ReadWrite,
                 Binding::DynamicUniform,
                 Binding::Read,
+                Binding::ReadWrite,
             ],
         );
-        let gated_pipeline_layout = pipeline_layout(&device, "rnn.gated_cell", &gated_layout);
-        let gated_module = module(&device, "rnn.gated_cell", &shaders::gated_cell_module());
+        let gated_pipeline_layout = pipeline_layout(&device, "rnn.gated_step", &gated_layout);
+        let gated_module = module(&device, "rnn.gated_step", &shaders::gated_step_module());
         let projection_pipeline_layout =
             pipeline_layout(&device, "rnn.projection", &projection_layout);
         let projection = [("rnn.projection", false), ("rnn.projection.vec4", true)].map(
@@ -422,21 +423,33 @@ impl ContextInner {
         self.cached_pipeline(key)
     }
 
-    /// The gated-cell pipeline for a cell and its two activations, compiled on first use.
+    /// The fused gated-step pipeline for a layer (its cell, activations and options) at
+    /// `rows_per_thread`; `phase` 1 or 2 picks the half of a [`crate::Cell::GruResetBefore`]
+    /// step. Compiled on first use.
     pub(crate) fn gated_pipeline(
         &self,
-        cell: crate::Cell,
-        activation: Activation,
-        recurrent_activation: Activation,
+        layer: &crate::SimpleRnn,
+        phase: u32,
+        rows_per_thread: u32,
     ) -> Result<wgpu::ComputePipeline> {
-        let (alpha, beta) = recurrent_activation.shader_params();
-        let kernel = Kernel::Gated {
-            cell: cell.shader_code(),
-            rec_code: recurrent_activation.shader_code(),
-            rec_alpha: alpha.to_bits(),
-            rec_beta: beta.to_bits(),
+        let config = layer.config();
+        let cell = match layer.cell() {
+            crate::Cell::GruResetBefore => 2 + phase,
+            cell => cell.shader_code(),
         };
-        self.cached_pipeline(StepKey::new(activation, None, kernel))
+        let bits = |a: Activation| {
+            let (alpha, beta) = a.shader_params();
+            [a.shader_code(), alpha.to_bits(), beta.to_bits()]
+        };
+        let kernel = Kernel::Gated {
+            cell,
+            rec: bits(config.recurrent_activation),
+            out: bits(config.cell_output_activation()),
+            input_forget: config.input_forget,
+            has_vector: layer.peepholes().is_some() || layer.recurrent_bias().is_some(),
+            rows_per_thread,
+        };
+        self.cached_pipeline(StepKey::new(config.activation, config.clip, kernel))
     }
 
     #[cfg(feature = "keras")]
@@ -493,20 +506,26 @@ impl ContextInner {
             }
             Kernel::Gated {
                 cell,
-                rec_code,
-                rec_alpha,
-                rec_beta,
+                rec,
+                out,
+                input_forget,
+                has_vector,
+                rows_per_thread,
             } => {
-                // The gated kernel has no clip.
-                constants.retain(|(name, _)| *name != "CLIP");
                 constants.extend([
                     ("CELL", f64::from(cell)),
-                    ("REC_ACTIVATION", f64::from(rec_code)),
-                    ("REC_ALPHA", f64::from(f32::from_bits(rec_alpha))),
-                    ("REC_BETA", f64::from(f32::from_bits(rec_beta))),
+                    ("REC_ACTIVATION", f64::from(rec[0])),
+                    ("REC_ALPHA", f64::from(f32::from_bits(rec[1]))),
+                    ("REC_BETA", f64::from(f32::from_bits(rec[2]))),
+                    ("OUT_ACTIVATION", f64::from(out[0])),
+                    ("OUT_ALPHA", f64::from(f32::from_bits(out[1]))),
+                    ("OUT_BETA", f64::from(f32::from_bits(out[2]))),
+                    ("INPUT_FORGET", f64::from(u8::from(input_forget))),
+                    ("HAS_VECTOR", f64::from(u8::from(has_vector))),
+                    ("ROWS_PER_THREAD", f64::from(rows_per_thread)),
                 ]);
                 (
-                    "rnn.gated_cell",
+                    "rnn.gated_step",
                     &self.gated_module,
                     &self.gated_pipeline_layout,
                 )
@@ -648,12 +667,15 @@ enum Kernel {
     Rows {
         row_wise: u32,
     },
-    /// `gated_cell.wgsl`: the cell and its recurrent activation (floats by their bits).
+    /// `gated_step.wgsl`: the cell (or phase), the gates' and the cell state's activations
+    /// (code, alpha and beta, floats by their bits), the options, the rows per thread.
     Gated {
         cell: u32,
-        rec_code: u32,
-        rec_alpha: u32,
-        rec_beta: u32,
+        rec: [u32; 3],
+        out: [u32; 3],
+        input_forget: bool,
+        has_vector: bool,
+        rows_per_thread: u32,
     },
 }
 

@@ -876,20 +876,12 @@ impl<'a> Builder<'a> {
         let dims = self.params("model.projection_dims", &projection);
         // A gated cell's cell state (cleared by every call: a stateful LSTM, whose carried cell
         // state stays on the host, does not run resident) and its step's recurrent product.
-        let gated = (gm != m).then(|| {
-            let recurrent_dims = Projection::new(inner, n, m, gm);
-            GatedBuffers {
-                cell: [0, 1].map(|_| self.storage("model.cell_state", n * m)),
-                recurrent: self.buffer(
-                    "model.recurrent_product",
-                    n * gm,
-                    wgpu::BufferUsages::STORAGE,
-                ),
-                recurrent_dims: self.params("model.recurrent_dims", &recurrent_dims),
-            }
+        let gated = (gm != m).then(|| GatedBuffers {
+            cell: self.storage("model.cell_state", n * m),
+            partial: self.buffer("model.step_partial", n * gm, wgpu::BufferUsages::STORAGE),
         });
         if let Some(g) = &gated {
-            self.initial_cells.push(g.cell[0].clone());
+            self.initial_cells.push(g.cell.clone());
         }
         // The step kernels' dispatches must fit too, in workgroups and in work.
         let most = self.max_groups;

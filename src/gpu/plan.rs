@@ -141,6 +141,39 @@ const _: () = assert!(
 /// invocation (a layer this wide has a U of 266 MB, past most devices' storage bindings).
 pub(crate) const MAX_STEP_UNITS: u64 = GEMM_MAX_K_SPAN;
 
+/// Depth of one K slab of the fused gated step (`shaders/gated_step.wgsl`).
+pub(crate) const GATED_SLAB: u64 = 8;
+
+/// Loop iterations, at most, of one slab of the fused gated step: the slab loop, the two
+/// operand loads (4-wide loops), the two passes over U's gates and the 2 quads × 4 gates × 4
+/// rows of multiply-adds, counted as if none were unrolled.
+const GATED_SLAB_ITERATIONS: u64 = 64;
+
+/// Loop iterations of a fused gated step invocation outside its slabs (the accumulators' reset
+/// and the 4 rows × 4 units × 4 gates of the finish).
+const GATED_FIXED_ITERATIONS: u64 = 128;
+
+/// The deepest span of *h* · U one fused gated step dispatch walks within [`LOOP_BUDGET`].
+pub(crate) const GATED_MAX_K_SPAN: u64 =
+    (LOOP_BUDGET - GATED_FIXED_ITERATIONS) / GATED_SLAB_ITERATIONS * GATED_SLAB;
+
+const _: () = assert!(
+    GATED_MAX_K_SPAN.is_multiple_of(GATED_SLAB)
+        && GATED_MAX_K_SPAN / GATED_SLAB * GATED_SLAB_ITERATIONS + GATED_FIXED_ITERATIONS
+            <= LOOP_BUDGET
+);
+
+/// The depth spans `k_begin .. k_end` of a gated cell's step product over `m` units: one
+/// dispatch each, in order, so that no invocation passes [`LOOP_BUDGET`]. Every span but the
+/// last starts and ends on a slab boundary. (The chunk plan keeps each dispatch within
+/// [`DISPATCH_FMA_BUDGET`]: it bounds the batch by *G*·*M* squared.)
+pub(crate) fn gated_step_spans(m: u64) -> Vec<(u64, u64)> {
+    let m = m.max(1);
+    (0..m.div_ceil(GATED_MAX_K_SPAN))
+        .map(|i| (i * GATED_MAX_K_SPAN, ((i + 1) * GATED_MAX_K_SPAN).min(m)))
+        .collect()
+}
+
 /// One dispatch of a projection GEMM `P = X · W + b` (X rows × k, W k × cols): rows `row0 ..
 /// row0 + rows` over `k_begin .. k_end`, adding to P (`accumulate`, for every K span after the
 /// first) or to the bias.
@@ -266,21 +299,27 @@ pub(crate) struct ChunkPlan {
     pub steps: usize,
 }
 
-/// Checks that the weights of a layer with `d` features and `m` units fit the device.
-pub(crate) fn check_weights(d: usize, m: usize, limits: &PlanLimits) -> Result<()> {
+/// Checks that the weights of a layer with `d` features, `m` units and `gates` gates per unit
+/// fit the device.
+pub(crate) fn check_weights(d: usize, m: usize, gates: usize, limits: &PlanLimits) -> Result<()> {
     let bytes = |elems: u64| elems.saturating_mul(4);
-    let (d, m) = (d as u64, m as u64);
+    let (d, m, gm) = (d as u64, m as u64, (m * gates) as u64);
     let cap = limits.max_binding_bytes.min(limits.max_buffer_bytes);
-    if bytes(d.saturating_mul(m)) > cap {
+    if bytes(d.saturating_mul(gm)) > cap {
         return Err(RnnError::DeviceLimit(format!(
-            "kernel {d} × {m} takes {} bytes, more than one storage binding may hold ({cap})",
-            bytes(d * m)
+            "kernel {d} × {gm} takes {} bytes, more than one storage binding may hold ({cap})",
+            bytes(d.saturating_mul(gm))
         )));
     }
-    if bytes(m.saturating_mul(m)) > cap {
+    // U is followed by a gated cell's vector (peepholes or recurrent bias, 3·M).
+    let recurrent = m
+        .saturating_mul(gm)
+        .saturating_add(if gates > 1 { 3 * m } else { 0 });
+    if bytes(recurrent) > cap {
         return Err(RnnError::DeviceLimit(format!(
-            "recurrent_kernel {m} × {m} takes {} bytes, more than one storage binding may hold ({cap})",
-            bytes(m * m)
+            "recurrent_kernel {m} × {gm} takes {} bytes, more than one storage binding may hold \
+             ({cap})",
+            bytes(recurrent)
         )));
     }
     if m > MAX_STEP_UNITS {
@@ -306,20 +345,23 @@ pub(crate) fn plan(
     t: usize,
     d: usize,
     m: usize,
+    gates: usize,
     limits: &PlanLimits,
 ) -> Result<ChunkPlan> {
-    check_weights(d, m, limits)?;
+    check_weights(d, m, gates, limits)?;
+    let gm = m * gates;
     let budget = limits
         .max_binding_bytes
         .min(limits.max_buffer_bytes)
         .min(limits.max_chunk_bytes);
-    let row_bytes = 4 * (d.max(m) as u64);
+    // A row of the projection has G·M floats.
+    let row_bytes = 4 * (d.max(gm) as u64);
     // The per-step grid covers the batch in tiles of at least STEP_TILE_ROWS rows; the
     // projection covers steps × batch rows in tiles of PROJECTION_TILE.
     let most_batch = limits.max_workgroups.saturating_mul(STEP_TILE_ROWS);
     let most_rows = limits.max_workgroups.saturating_mul(PROJECTION_TILE);
-    // One per-step dispatch does batch · M² multiply-adds.
-    let most_fma_batch = (DISPATCH_FMA_BUDGET / (m as u64).pow(2).max(1)).max(1);
+    // One per-step dispatch does at most batch · M · G·M multiply-adds.
+    let most_fma_batch = (DISPATCH_FMA_BUDGET / (m as u64 * gm as u64).max(1)).max(1);
     let batch = (n as u64)
         .min(budget / row_bytes)
         .min(most_batch)
@@ -327,7 +369,7 @@ pub(crate) fn plan(
     if batch == 0 {
         return Err(RnnError::DeviceLimit(format!(
             "one row of {} floats ({row_bytes} bytes) does not fit a buffer of {budget} bytes",
-            d.max(m)
+            d.max(gm)
         )));
     }
     // One step more than the chunk holds is kept free for the state in the readback buffer.
@@ -357,8 +399,31 @@ mod tests {
     }
 
     #[test]
+    fn gated_step_spans_cover_the_depth_within_the_loop_budget() {
+        assert_eq!(gated_step_spans(64), vec![(0, 64)]);
+        assert_eq!(
+            gated_step_spans(GATED_MAX_K_SPAN),
+            vec![(0, GATED_MAX_K_SPAN)]
+        );
+        for m in [1, 7, 2031, 2032, 2033, 4100, 8160, 20_000] {
+            let spans = gated_step_spans(m);
+            assert_eq!(spans[0].0, 0);
+            assert_eq!(spans.last().unwrap().1, m);
+            for w in spans.windows(2) {
+                assert_eq!(w[0].1, w[1].0);
+                assert!(w[0].1.is_multiple_of(GATED_SLAB));
+            }
+            for (b, e) in spans {
+                let slabs = (e - b).div_ceil(GATED_SLAB);
+                assert!(slabs * GATED_SLAB_ITERATIONS + GATED_FIXED_ITERATIONS <= LOOP_BUDGET);
+            }
+        }
+        assert_eq!(gated_step_spans(GATED_MAX_K_SPAN + 1).len(), 2);
+    }
+
+    #[test]
     fn small_work_is_one_chunk() {
-        let p = plan(4, 100, 8, 32, &limits(128 << 20, None)).unwrap();
+        let p = plan(4, 100, 8, 32, 1, &limits(128 << 20, None)).unwrap();
         assert_eq!(
             p,
             ChunkPlan {
@@ -371,7 +436,7 @@ mod tests {
     #[test]
     fn long_sequences_split_over_time_within_the_budget() {
         let l = limits(128 << 20, Some(64 * 1024));
-        let p = plan(8, 10_000, 16, 64, &l).unwrap();
+        let p = plan(8, 10_000, 16, 64, 1, &l).unwrap();
         assert_eq!(p.batch, 8);
         assert!((p.steps as u64 + 1) * 8 * 64 * 4 <= 64 * 1024);
         assert!(p.steps > 1 && p.steps < 10_000);
@@ -380,7 +445,7 @@ mod tests {
     #[test]
     fn huge_batches_split_over_batch() {
         let l = limits(1 << 20, None);
-        let p = plan(100_000, 3, 4, 100, &l).unwrap();
+        let p = plan(100_000, 3, 4, 100, 1, &l).unwrap();
         assert!(p.batch < 100_000);
         assert!(p.batch as u64 * 100 * 4 <= 1 << 20);
         assert!(p.steps >= 1);
@@ -390,11 +455,11 @@ mod tests {
     fn weights_past_the_binding_limit_are_an_error() {
         let l = limits(1 << 20, None);
         assert!(matches!(
-            plan(1, 1, 1, 1024, &l),
+            plan(1, 1, 1, 1024, 1, &l),
             Err(RnnError::DeviceLimit(_))
         ));
         assert!(matches!(
-            plan(1, 1, 1 << 20, 1, &l),
+            plan(1, 1, 1 << 20, 1, 1, &l),
             Err(RnnError::DeviceLimit(_))
         ));
     }
@@ -403,7 +468,7 @@ mod tests {
     fn the_default_chunk_budget_bounds_memory_whatever_the_length() {
         let l = limits(1 << 31, Some(crate::GpuOptions::DEFAULT_MAX_CHUNK_BYTES));
         for (n, t, d, m) in [(1, 10_000_000, 64, 64), (4096, 100_000, 256, 1024)] {
-            let p = plan(n, t, d, m, &l).unwrap();
+            let p = plan(n, t, d, m, 1, &l).unwrap();
             let per_step = p.batch as u64 * 4 * d.max(m) as u64;
             // Input, projection and sequence chunks, plus the state in the readback buffer.
             assert!((p.steps as u64 + 1) * per_step <= crate::GpuOptions::DEFAULT_MAX_CHUNK_BYTES);
@@ -519,13 +584,13 @@ mod tests {
 
     #[test]
     fn batches_are_cut_so_one_step_dispatch_does_bounded_work() {
-        let p = plan(100_000, 10, 8, 4096, &limits(1 << 40, None)).unwrap();
+        let p = plan(100_000, 10, 8, 4096, 1, &limits(1 << 40, None)).unwrap();
         assert!(p.batch as u64 * 4096 * 4096 <= DISPATCH_FMA_BUDGET);
         assert!(matches!(
-            check_weights(4, MAX_STEP_UNITS as usize + 1, &limits(1 << 40, None)),
+            check_weights(4, MAX_STEP_UNITS as usize + 1, 1, &limits(1 << 40, None)),
             Err(RnnError::DeviceLimit(_))
         ));
-        assert!(check_weights(4, MAX_STEP_UNITS as usize, &limits(1 << 40, None)).is_ok());
+        assert!(check_weights(4, MAX_STEP_UNITS as usize, 1, &limits(1 << 40, None)).is_ok());
     }
 
     #[test]
@@ -539,7 +604,7 @@ mod tests {
 
     #[test]
     fn steps_per_chunk_are_capped() {
-        let p = plan(1, 1_000_000, 1, 1, &limits(1 << 30, None)).unwrap();
+        let p = plan(1, 1_000_000, 1, 1, 1, &limits(1 << 30, None)).unwrap();
         assert_eq!(p.steps as u64, MAX_STEPS_PER_CHUNK);
     }
 }

@@ -13,9 +13,9 @@ use crate::gpu::context::{
     ContextInner, DYNAMIC_PARAMS_SIZE, ErrorScope, GpuContext, StepStrategy, poisoned,
 };
 use crate::gpu::plan::{
-    ChunkPlan, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE, check_weights, grid,
-    persistent_shape, persistent_steps_per_dispatch, persistent_workgroups, plan,
-    step_rows_per_thread, step_workgroups,
+    ChunkPlan, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE, check_weights,
+    gated_step_spans, grid, persistent_shape, persistent_steps_per_dispatch, persistent_workgroups,
+    plan, step_rows_per_thread, step_workgroups,
 };
 use crate::gpu::projection::Projection;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
@@ -33,7 +33,9 @@ pub(crate) struct StepParams {
     pub(crate) t_len: u32,
     /// Steps one persistent dispatch runs.
     pub(crate) count: u32,
-    pub(crate) _pad: [u32; 2],
+    /// The span of the recurrent product one gated-step dispatch walks.
+    pub(crate) k_begin: u32,
+    pub(crate) k_end: u32,
 }
 
 const STEP_WRITES_SEQUENCE: u32 = 1;
@@ -83,12 +85,13 @@ pub struct GpuRnn {
     ctx: GpuContext,
     layer: SimpleRnn,
     kernel: wgpu::Buffer,
+    /// U, followed for a gated cell by its vector (an LSTM's peepholes or a GRU's recurrent
+    /// bias) when it has one.
     recurrent_kernel: wgpu::Buffer,
     bias: wgpu::Buffer,
-    /// GRU's recurrent bias, zeros for other cells (bound as the recurrent GEMM's bias).
-    recurrent_bias: wgpu::Buffer,
-    /// The gated-cell kernel of an LSTM or GRU.
-    gated: Option<wgpu::ComputePipeline>,
+    /// A gated cell's fused step kernels: per phase (two for [`Cell::GruResetBefore`], else
+    /// one), with one row per thread and with [`STEP_ROWS_PER_THREAD_LARGE`].
+    gated: Vec<[wgpu::ComputePipeline; 2]>,
     /// The per-step kernel with one row per thread, and with [`STEP_ROWS_PER_THREAD_LARGE`].
     step_pipelines: [wgpu::ComputePipeline; 2],
     /// The persistent kernel and its layout, unless the strategy never picks it, the layer's
@@ -122,16 +125,21 @@ impl GpuRnn {
         let (d, m) = (layer.input_dim(), layer.units());
         let cell = layer.cell();
         let gm = cell.gates() * m;
-        // A gated cell's weights are checked as if U were gm × gm: conservative, and its h · U
-        // runs through the bounded projection GEMM.
-        check_weights(d, gm, &plan_limits(inner))?;
+        check_weights(d, m, cell.gates(), &plan_limits(inner))?;
         let (activation, clip) = (layer.config().activation, layer.config().clip);
-        let gated = match cell {
-            Cell::Simple => None,
-            _ => {
-                Some(inner.gated_pipeline(cell, activation, layer.config().recurrent_activation)?)
-            }
+        let phases = match cell {
+            Cell::Simple => 0,
+            Cell::GruResetBefore => 2,
+            _ => 1,
         };
+        let gated = (1..=phases)
+            .map(|phase| {
+                Ok([
+                    inner.gated_pipeline(&layer, phase, 1)?,
+                    inner.gated_pipeline(&layer, phase, STEP_ROWS_PER_THREAD_LARGE)?,
+                ])
+            })
+            .collect::<Result<Vec<_>>>()?;
         let step_pipelines = [
             inner.step_pipeline(activation, clip, 1)?,
             inner.step_pipeline(activation, clip, STEP_ROWS_PER_THREAD_LARGE)?,
@@ -158,17 +166,17 @@ impl GpuRnn {
         };
         let scope = ErrorScope::push(&inner.device);
         let kernel = inner.upload_weights("rnn.kernel", standard_slice(layer.kernel()));
-        let recurrent_kernel = inner.upload_weights(
-            "rnn.recurrent_kernel",
-            standard_slice(layer.recurrent_kernel()),
-        );
-        let zeros = vec![0.0f32; gm];
-        let values = |b: Option<&ndarray::Array1<f32>>| -> Vec<f32> {
-            b.map_or_else(|| zeros.clone(), |b| b.to_vec())
+        let vector = layer.peepholes().or(layer.recurrent_bias());
+        let u_and_vector: Vec<f32> = standard_slice(layer.recurrent_kernel())
+            .iter()
+            .chain(vector.into_iter().flatten())
+            .copied()
+            .collect();
+        let recurrent_kernel = inner.upload_weights("rnn.recurrent_kernel", &u_and_vector);
+        let bias = match layer.bias() {
+            Some(b) => inner.upload_weights("rnn.bias", &b.to_vec()),
+            None => inner.upload_weights("rnn.bias", &vec![0.0f32; gm]),
         };
-        let bias = inner.upload_weights("rnn.bias", &values(layer.bias()));
-        let recurrent_bias =
-            inner.upload_weights("rnn.recurrent_bias", &values(layer.recurrent_bias()));
         pollster::block_on(scope.pop())?;
         Ok(GpuRnn {
             ctx: ctx.clone(),
@@ -176,7 +184,6 @@ impl GpuRnn {
             kernel,
             recurrent_kernel,
             bias,
-            recurrent_bias,
             gated,
             step_pipelines,
             persistent,
@@ -260,7 +267,8 @@ impl GpuRnn {
         self.layer
             .check_initial_cell(input.dim().0, initial_cell.as_ref())?;
         let (n, t, d) = input.dim();
-        let chunk = plan(n, t, d, self.gate_columns(), &plan_limits(inner))?;
+        let gates = self.layer.cell().gates();
+        let chunk = plan(n, t, d, self.layer.units(), gates, &plan_limits(inner))?;
         let schedule = self.layer.schedule(t, padding);
 
         let mut workspace = self.take_workspace(chunk)?;
@@ -313,7 +321,7 @@ impl GpuRnn {
                 let c0 = state_rows(initial_cell.as_ref(), b0..b0 + nb, m);
                 inner
                     .queue
-                    .write_buffer(&gated.cell[0], 0, bytemuck::cast_slice(&c0));
+                    .write_buffer(&gated.cell, 0, bytemuck::cast_slice(&c0));
             }
             let mut current = 0;
 
@@ -378,7 +386,7 @@ impl GpuRnn {
                     read_bytes += state_bytes;
                     if let (true, Some(gated)) = (has_cell, &ws.gated) {
                         encoder.copy_buffer_to_buffer(
-                            &gated.cell[current],
+                            &gated.cell,
                             0,
                             &ws.readback,
                             read_bytes,
@@ -470,21 +478,21 @@ impl GpuRnn {
         );
 
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
-        if let (Some(pipeline), Some(gated)) = (&self.gated, &bindings.gated) {
-            // Per step: r = h · U (+ b_r) through the bounded GEMM, then the gates combined.
-            let recurrent = Projection::new(inner, nb, m, self.gate_columns());
-            let groups = grid(((nb * m) as u64).div_ceil(GATED_CELL_THREADS), most);
+        if let Some(gated) = &bindings.gated {
+            // Per step, per phase: one fused dispatch per span of the product's depth.
+            let wide = usize::from(step_rows_per_thread(nb) != 1);
+            let (gx, gy) = step_workgroups(nb, m);
+            let spans = gated_step_spans(m as u64).len();
             for s in 0..ns {
-                recurrent.encode(
-                    inner,
-                    pass,
-                    &gated.recurrent[current],
-                    bindings.params_stride,
-                );
-                let offset = (s as u64 * bindings.params_stride) as u32;
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &gated.cell[current], &[offset]);
-                pass.dispatch_workgroups(groups.0, groups.1, 1);
+                for phase in &self.gated {
+                    pass.set_pipeline(&phase[wide]);
+                    for span in 0..spans {
+                        let slot = (s * spans + span) as u64;
+                        let offset = (slot * bindings.params_stride) as u32;
+                        pass.set_bind_group(0, &gated.step[current], &[offset]);
+                        pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+                    }
+                }
                 current = 1 - current;
             }
             return current;
@@ -526,7 +534,7 @@ impl GpuRnn {
     /// writes the other buffer.
     #[cfg(feature = "keras")]
     pub(crate) fn final_state_index(&self, nb: usize, ns: usize) -> usize {
-        if self.gated.is_some() {
+        if !self.gated.is_empty() {
             return ns % 2;
         }
         match self.persistent_for(nb) {
@@ -567,14 +575,6 @@ impl GpuRnn {
         inner
             .queue
             .write_buffer(&ws.dims, 0, &projection.params_bytes(ws.params_stride));
-        if let Some(gated) = &ws.gated {
-            let recurrent = Projection::new(inner, nb, self.layer.units(), self.gate_columns());
-            inner.queue.write_buffer(
-                &gated.recurrent_dims,
-                0,
-                &recurrent.params_bytes(ws.params_stride),
-            );
-        }
         let order = if schedule.has_padding() {
             READS_MASK
         } else {
@@ -617,15 +617,31 @@ impl GpuRnn {
             } else {
                 0
             };
+        let m = self.layer.units();
         let step = |step: usize, count: usize, flags: u32| StepParams {
             n: nb as u32,
-            m: self.layer.units() as u32,
+            m: m as u32,
             step: step as u32,
             flags,
             t_len: ns as u32,
             count: count as u32,
-            _pad: [0; 2],
+            k_begin: 0,
+            k_end: m as u32,
         };
+        if !self.gated.is_empty() {
+            // One slot per step and span of the product's depth.
+            let spans = gated_step_spans(m as u64);
+            let slots: Vec<StepParams> = (0..ns)
+                .flat_map(|s| {
+                    spans.iter().map(move |&(k_begin, k_end)| StepParams {
+                        k_begin: k_begin as u32,
+                        k_end: k_end as u32,
+                        ..step(s, 1, flags)
+                    })
+                })
+                .collect();
+            return slot_bytes(&slots, stride);
+        }
         let mut slots: Vec<StepParams> = (0..ns).map(|s| step(s, 1, flags)).collect();
         if let Some((_, per_dispatch)) = self.persistent_for(nb) {
             slots.extend(
@@ -634,19 +650,15 @@ impl GpuRnn {
                     .map(|s| step(s, per_dispatch.min(ns - s), persistent_flags)),
             );
         }
-        let stride = stride as usize;
-        let mut bytes = vec![0u8; slots.len() * stride];
-        for (i, params) in slots.iter().enumerate() {
-            bytes[i * stride..i * stride + DYNAMIC_PARAMS_SIZE as usize]
-                .copy_from_slice(bytemuck::bytes_of(params));
-        }
-        bytes
+        slot_bytes(&slots, stride)
     }
 
     /// Parameter slots [`GpuRnn::step_params_bytes`] fills at most for `ns` steps: one per step
-    /// and one per persistent dispatch, of which there are no more than steps.
-    pub(crate) fn params_slots(ns: usize) -> u64 {
-        2 * ns.max(1) as u64
+    /// and one per persistent dispatch, of which there are no more than steps; or for a gated
+    /// cell one per step and span of its product.
+    pub(crate) fn params_slots(&self, ns: usize) -> u64 {
+        let spans = gated_step_spans(self.layer.units() as u64).len() as u64;
+        ns.max(1) as u64 * spans.max(2)
     }
 
     fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
@@ -713,7 +725,7 @@ impl GpuRnn {
         let params_stride = inner.params_stride();
         let params = buffer(
             "rnn.step_params",
-            GpuRnn::params_slots(ns as usize) * params_stride,
+            self.params_slots(ns as usize) * params_stride,
             U::UNIFORM | U::COPY_DST,
         );
         // Smaller chunks cut their projection into no more dispatches than the largest.
@@ -723,20 +735,9 @@ impl GpuRnn {
             projection.dispatch_count() as u64 * params_stride,
             U::UNIFORM | U::COPY_DST,
         );
-        let gated = self.gated.is_some().then(|| {
-            let recurrent = Projection::new(inner, nb as usize, m as usize, gm as usize);
-            GatedBuffers {
-                cell: [
-                    buffer("rnn.cell_state.0", 4 * nb * m, storage),
-                    buffer("rnn.cell_state.1", 4 * nb * m, storage),
-                ],
-                recurrent: buffer("rnn.recurrent_product", 4 * nb * gm, U::STORAGE),
-                recurrent_dims: buffer(
-                    "rnn.recurrent_dims",
-                    recurrent.dispatch_count() as u64 * params_stride,
-                    U::UNIFORM | U::COPY_DST,
-                ),
-            }
+        let gated = (!self.gated.is_empty()).then(|| GatedBuffers {
+            cell: buffer("rnn.cell_state", 4 * nb * m, storage),
+            partial: buffer("rnn.step_partial", 4 * nb * gm, U::STORAGE),
         });
 
         let bindings = self.chunk_bindings(ChunkBuffers {
@@ -782,35 +783,21 @@ impl GpuRnn {
         } = buffers;
         let params_binding = dynamic_params(params);
         let gated = gated.map(|g| GatedBindings {
-            recurrent: [0, 1].map(|i| {
+            step: [0, 1].map(|i| {
                 bind_group(
                     inner,
-                    "rnn.recurrent_product.bind",
-                    &inner.projection_layout,
-                    &[
-                        state[i].as_entire_binding(),
-                        self.recurrent_kernel.as_entire_binding(),
-                        self.recurrent_bias.as_entire_binding(),
-                        g.recurrent.as_entire_binding(),
-                        dynamic_params(&g.recurrent_dims),
-                    ],
-                )
-            }),
-            cell: [0, 1].map(|i| {
-                bind_group(
-                    inner,
-                    "rnn.gated_cell.bind",
+                    "rnn.gated_step.bind",
                     &inner.gated_layout,
                     &[
+                        self.recurrent_kernel.as_entire_binding(),
                         projected.as_entire_binding(),
-                        g.recurrent.as_entire_binding(),
                         state[i].as_entire_binding(),
                         state[1 - i].as_entire_binding(),
-                        g.cell[i].as_entire_binding(),
-                        g.cell[1 - i].as_entire_binding(),
+                        g.cell.as_entire_binding(),
                         sequence.as_entire_binding(),
                         dynamic_params(params),
                         mask.as_entire_binding(),
+                        g.partial.as_entire_binding(),
                     ],
                 )
             }),
@@ -882,22 +869,28 @@ pub(crate) struct ChunkBuffers<'a> {
     pub(crate) gated: Option<&'a GatedBuffers>,
 }
 
-/// Threads in one workgroup of the gated-cell kernel (`shaders/gated_cell.wgsl`).
-const GATED_CELL_THREADS: u64 = 256;
-
-/// The buffers only a gated cell needs: the cell state (LSTM; unused by GRU, which still binds
-/// them), the step's recurrent product (*N* × *G*·*M*) and its GEMM's dispatch parameters.
+/// The buffers only a gated cell needs: the cell state (*N* × *M*, LSTM, updated in place;
+/// GRU binds it unused) and the step's partial products (*N* × *G*·*M*: the sums of a product
+/// cut into spans, and a reset-before GRU's gates between its two phases).
 pub(crate) struct GatedBuffers {
-    pub(crate) cell: [wgpu::Buffer; 2],
-    pub(crate) recurrent: wgpu::Buffer,
-    pub(crate) recurrent_dims: wgpu::Buffer,
+    pub(crate) cell: wgpu::Buffer,
+    pub(crate) partial: wgpu::Buffer,
 }
 
-/// A gated cell's bind groups: `recurrent[i]` multiplies `state[i]` by U, `cell[i]` reads
-/// `state[i]` and `cell[i]` and writes the other two.
+/// A gated cell's bind groups: `step[i]` reads `state[i]` and writes `state[1 - i]`.
 pub(crate) struct GatedBindings {
-    pub(crate) recurrent: [wgpu::BindGroup; 2],
-    pub(crate) cell: [wgpu::BindGroup; 2],
+    pub(crate) step: [wgpu::BindGroup; 2],
+}
+
+/// `slots` as uniform bytes, one every `stride` bytes.
+fn slot_bytes(slots: &[StepParams], stride: u64) -> Vec<u8> {
+    let stride = stride as usize;
+    let mut bytes = vec![0u8; slots.len() * stride];
+    for (i, params) in slots.iter().enumerate() {
+        bytes[i * stride..i * stride + DYNAMIC_PARAMS_SIZE as usize]
+            .copy_from_slice(bytemuck::bytes_of(params));
+    }
+    bytes
 }
 
 /// A bind group of `resources` at bindings 0, 1, … in order.

@@ -25,9 +25,10 @@ pub const RECURRENT_STEP: &str = include_str!("../../shaders/recurrent_step.wgsl
 /// with the state in workgroup memory (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
 pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
 
-/// One step of a gated cell (LSTM, GRU): the gates of the input projection and of the step's
-/// recurrent product combined into *h* and *c* (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
-pub const GATED_CELL: &str = include_str!("../../shaders/gated_cell.wgsl");
+/// One step of a gated cell (LSTM, GRU), fused: the step's recurrent product onto every gate,
+/// the gates' nonlinearities and the update of *h* and *c* (needs [`ACTIVATIONS`] and
+/// [`STEP_PARAMS`]).
+pub const GATED_STEP: &str = include_str!("../../shaders/gated_step.wgsl");
 
 /// Workgroup-wide maximum and sum for kernels that give each row a workgroup (needs
 /// [`ACTIVATIONS`] for its NaN-aware maximum).
@@ -83,9 +84,9 @@ pub fn recurrent_persistent_module() -> String {
     format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{RECURRENT_PERSISTENT}")
 }
 
-/// The gated-cell module as compiled: the activations, the step parameters, the kernel.
-pub fn gated_cell_module() -> String {
-    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_CELL}")
+/// The gated-step module as compiled: the activations, the step parameters, the kernel.
+pub fn gated_step_module() -> String {
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_STEP}")
 }
 
 /// Every module the crate compiles, by label, as compiled (for validation tests).
@@ -96,7 +97,7 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("rnn.recurrent_step", recurrent_step_module()),
         ("rnn.recurrent_persistent", recurrent_persistent_module()),
         ("rnn.softmax_rows", softmax_rows_module()),
-        ("rnn.gated_cell", gated_cell_module()),
+        ("rnn.gated_step", gated_step_module()),
         ("model.embedding", EMBEDDING.to_string()),
         ("model.masking", MASKING.to_string()),
         ("model.rows_activation", rows_activation_module()),
