@@ -109,6 +109,11 @@ impl RnnStack {
         self.units
     }
 
+    /// The cell every layer runs.
+    pub fn cell(&self) -> crate::Cell {
+        self.layers[0][0].layer().cell()
+    }
+
     /// *D*, the features the first layer takes.
     pub fn input_dim(&self) -> usize {
         self.layers[0][0].layer().input_dim()
@@ -193,19 +198,8 @@ impl RnnStack {
     }
 }
 
-/// Builds the weights of one direction from PyTorch/ONNX-layout matrices: `w_ih` *M* × *D*,
-/// `w_hh` *M* × *M* (transposed here into Keras's layout), and the two biases added.
-#[cfg(feature = "onnx")]
-pub(crate) fn layer_from_transposed(
-    w_ih: Array2<f32>,
-    w_hh: Array2<f32>,
-    biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
-    config: crate::SimpleRnnConfig,
-) -> Result<SimpleRnn> {
-    layer_from_torch(crate::Cell::Simple, w_ih, w_hh, biases, config)
-}
-
-/// [`layer_from_transposed`] for any cell, from PyTorch's layout: gates stacked as row blocks
+/// A layer of one direction from PyTorch's layout, `w_ih` *G*·*M* × *D* and `w_hh` *G*·*M* × *M*
+/// (transposed here into Keras's layout): gates stacked as row blocks
 /// of *M* (`nn.LSTM`: i, f, g, o, Keras's order; `nn.GRU`: r, z, n, reordered here to Keras's
 /// z, r, h). An LSTM's two biases are added; a GRU keeps `b_hh` apart as its recurrent bias,
 /// since `b_hn` sits inside the reset gate's product.
@@ -217,13 +211,27 @@ pub(crate) fn layer_from_torch(
     biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
     config: crate::SimpleRnnConfig,
 ) -> Result<SimpleRnn> {
-    let g = cell.gates();
-    let m = w_hh.ncols();
-    // Keras's gate k is PyTorch's block order[k].
     let order: Vec<usize> = match cell {
         crate::Cell::Gru => vec![1, 0, 2],
-        _ => (0..g).collect(),
+        _ => (0..cell.gates()).collect(),
     };
+    layer_from_gate_rows(cell, &order, w_ih, w_hh, biases, config)
+}
+
+/// [`layer_from_torch`] with the gates' order given: Keras's gate *k* is the source's row block
+/// `order[k]`. The two biases are added, except a [`crate::Cell::Gru`]'s, which keeps the second
+/// as its recurrent bias.
+#[cfg(any(feature = "torch", feature = "onnx"))]
+pub(crate) fn layer_from_gate_rows(
+    cell: crate::Cell,
+    order: &[usize],
+    w_ih: Array2<f32>,
+    w_hh: Array2<f32>,
+    biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
+    config: crate::SimpleRnnConfig,
+) -> Result<SimpleRnn> {
+    let g = cell.gates();
+    let m = w_hh.ncols();
     let blocks = |a: &ndarray::ArrayView2<'_, f32>| -> Array2<f32> {
         let views: Vec<_> = order
             .iter()
@@ -231,12 +239,7 @@ pub(crate) fn layer_from_torch(
             .collect();
         ndarray::concatenate(Axis(0), &views).expect("blocks of the same width")
     };
-    let vector = |b: &ndarray::Array1<f32>| -> ndarray::Array1<f32> {
-        order
-            .iter()
-            .flat_map(|&k| b.slice(s![k * m..(k + 1) * m]).to_vec())
-            .collect()
-    };
+    let vector = |b: &ndarray::Array1<f32>| gate_blocks(b.view(), order, m);
     if w_ih.nrows() != g * m || w_hh.nrows() != g * m {
         return Err(RnnError::shape(
             "weight_ih / weight_hh",
@@ -276,4 +279,18 @@ pub(crate) fn layer_from_torch(
         recurrent_bias,
         config,
     )
+}
+
+/// The blocks of *m* entries of `v` in the order `order` gives (Keras's block *k* is `v`'s block
+/// `order[k]`).
+#[cfg(any(feature = "torch", feature = "onnx"))]
+pub(crate) fn gate_blocks(
+    v: ndarray::ArrayView1<'_, f32>,
+    order: &[usize],
+    m: usize,
+) -> ndarray::Array1<f32> {
+    order
+        .iter()
+        .flat_map(|&k| v.slice(s![k * m..(k + 1) * m]).to_vec())
+        .collect()
 }
