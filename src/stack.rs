@@ -203,7 +203,7 @@ impl RnnStack {
 /// of *M* (`nn.LSTM`: i, f, g, o, Keras's order; `nn.GRU`: r, z, n, reordered here to Keras's
 /// z, r, h). An LSTM's two biases are added; a GRU keeps `b_hh` apart as its recurrent bias,
 /// since `b_hn` sits inside the reset gate's product.
-#[cfg(any(feature = "torch", feature = "onnx"))]
+#[cfg(feature = "torch")]
 pub(crate) fn layer_from_torch(
     cell: crate::Cell,
     w_ih: Array2<f32>,
