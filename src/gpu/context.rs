@@ -131,6 +131,7 @@ pub(crate) struct ContextInner {
     persistent_module: wgpu::ShaderModule,
     gated_pipeline_layout: wgpu::PipelineLayout,
     gated_module: wgpu::ShaderModule,
+    gated_persistent_module: wgpu::ShaderModule,
     /// Step and persistent pipelines by what their pipeline constants hold.
     step_pipelines: RwLock<HashMap<StepKey, wgpu::ComputePipeline>>,
     /// Set by the device-lost callback: every later call fails, the device is gone.
@@ -287,6 +288,11 @@ impl GpuContext {
         );
         let gated_pipeline_layout = pipeline_layout(&device, "rnn.gated_step", &gated_layout);
         let gated_module = module(&device, "rnn.gated_step", &shaders::gated_step_module());
+        let gated_persistent_module = module(
+            &device,
+            "rnn.gated_persistent",
+            &shaders::gated_persistent_module(),
+        );
         let projection_pipeline_layout =
             pipeline_layout(&device, "rnn.projection", &projection_layout);
         let projection = [("rnn.projection", false), ("rnn.projection.vec4", true)].map(
@@ -342,6 +348,7 @@ impl GpuContext {
                 persistent_module,
                 gated_pipeline_layout,
                 gated_module,
+                gated_persistent_module,
                 step_pipelines: RwLock::new(HashMap::new()),
                 lost,
                 uncaptured,
@@ -432,6 +439,28 @@ impl ContextInner {
         phase: u32,
         rows_per_thread: u32,
     ) -> Result<wgpu::ComputePipeline> {
+        self.gated_kernel(layer, phase, rows_per_thread, None)
+    }
+
+    /// The persistent gated pipeline for a layer, `rows` batch rows per workgroup with
+    /// `state_floats` floats of workgroup memory. Compiled on first use.
+    pub(crate) fn gated_persistent_pipeline(
+        &self,
+        layer: &crate::SimpleRnn,
+        rows: u32,
+        state_floats: u32,
+    ) -> Result<wgpu::ComputePipeline> {
+        // CELL 3 runs both phases of a reset-before GRU.
+        self.gated_kernel(layer, 1, 1, Some((rows, state_floats)))
+    }
+
+    fn gated_kernel(
+        &self,
+        layer: &crate::SimpleRnn,
+        phase: u32,
+        rows_per_thread: u32,
+        persistent: Option<(u32, u32)>,
+    ) -> Result<wgpu::ComputePipeline> {
         let config = layer.config();
         let cell = match layer.cell() {
             crate::Cell::GruResetBefore => 2 + phase,
@@ -448,6 +477,7 @@ impl ContextInner {
             input_forget: config.input_forget,
             has_vector: layer.peepholes().is_some() || layer.recurrent_bias().is_some(),
             rows_per_thread,
+            persistent,
         };
         self.cached_pipeline(StepKey::new(config.activation, config.clip, kernel))
     }
@@ -511,6 +541,7 @@ impl ContextInner {
                 input_forget,
                 has_vector,
                 rows_per_thread,
+                persistent,
             } => {
                 constants.extend([
                     ("CELL", f64::from(cell)),
@@ -524,11 +555,24 @@ impl ContextInner {
                     ("HAS_VECTOR", f64::from(u8::from(has_vector))),
                     ("ROWS_PER_THREAD", f64::from(rows_per_thread)),
                 ]);
-                (
-                    "rnn.gated_step",
-                    &self.gated_module,
-                    &self.gated_pipeline_layout,
-                )
+                match persistent {
+                    Some((rows, state_floats)) => {
+                        constants.extend([
+                            ("ROWS", f64::from(rows)),
+                            ("STATE_FLOATS", f64::from(state_floats)),
+                        ]);
+                        (
+                            "rnn.gated_persistent",
+                            &self.gated_persistent_module,
+                            &self.gated_pipeline_layout,
+                        )
+                    }
+                    None => (
+                        "rnn.gated_step",
+                        &self.gated_module,
+                        &self.gated_pipeline_layout,
+                    ),
+                }
             }
             #[cfg(feature = "keras")]
             Kernel::Rows { row_wise } => {
@@ -667,8 +711,9 @@ enum Kernel {
     Rows {
         row_wise: u32,
     },
-    /// `gated_step.wgsl`: the cell (or phase), the gates' and the cell state's activations
-    /// (code, alpha and beta, floats by their bits), the options, the rows per thread.
+    /// `gated_step.wgsl` or `gated_persistent.wgsl`: the cell (or phase), the gates' and the
+    /// cell state's activations (code, alpha and beta, floats by their bits), the options, the
+    /// rows per thread, the persistent layout.
     Gated {
         cell: u32,
         rec: [u32; 3],
@@ -676,6 +721,9 @@ enum Kernel {
         input_forget: bool,
         has_vector: bool,
         rows_per_thread: u32,
+        /// `gated_persistent.wgsl`'s rows per workgroup and workgroup floats, or `None` for
+        /// `gated_step.wgsl`.
+        persistent: Option<(u32, u32)>,
     },
 }
 

@@ -894,8 +894,12 @@ impl<'a> Builder<'a> {
         {
             self.fits = false;
         }
-        if let Some(((shape, _), _)) = rnn.persistent_for(n) {
-            let (px, py) = persistent_workgroups(n, shape.rows, most);
+        let persistent_rows = rnn
+            .persistent_for(n)
+            .map(|((shape, _), _)| shape.rows)
+            .or(rnn.gated_persistent_for(n).map(|((rows, _), _)| *rows));
+        if let Some(rows) = persistent_rows {
+            let (px, py) = persistent_workgroups(n, rows, most);
             if u64::from(px) > most || u64::from(py) > most {
                 self.fits = false;
             }

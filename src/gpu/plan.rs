@@ -174,6 +174,46 @@ pub(crate) fn gated_step_spans(m: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Batch rows one workgroup of the persistent gated kernel (`shaders/gated_persistent.wgsl`)
+/// owns for `m` units, when `buffers` state buffers of rows × `m` (h twice, then c or a
+/// reset-before GRU's scratch) fit `storage_bytes` of workgroup memory; `None` when not even
+/// one row's do. Rows aim at one (row, unit) item per thread, as [`persistent_shape`]'s do.
+pub(crate) fn gated_persistent_rows(m: usize, buffers: u64, storage_bytes: u64) -> Option<u32> {
+    let row_bytes = 4 * buffers * m as u64;
+    // Room for the workgroup array's alignment.
+    let storage_bytes = storage_bytes.saturating_sub(64);
+    if row_bytes == 0 || row_bytes > storage_bytes {
+        return None;
+    }
+    let wanted = (PERSISTENT_THREADS / m as u64).max(1);
+    Some(wanted.min(storage_bytes / row_bytes) as u32)
+}
+
+/// The most steps one persistent gated dispatch over `nb` rows runs, `rows` per workgroup, for
+/// `m` units, `gates` gates and `phases` passes over *h* per step (2 for a reset-before GRU):
+/// within [`LOOP_BUDGET`] per invocation and [`DISPATCH_FMA_BUDGET`] per dispatch. 0 when not
+/// even one step fits, and the per-step kernel must run the layer.
+pub(crate) fn gated_persistent_steps_per_dispatch(
+    m: usize,
+    gates: usize,
+    phases: u64,
+    rows: u32,
+    nb: usize,
+) -> u64 {
+    let m = m as u64;
+    let items = (u64::from(rows) * m).div_ceil(PERSISTENT_THREADS);
+    // Per phase, each item walks its k loop; one more iteration per loop for its exit.
+    let per_step = 1 + phases * (1 + items * (m + 2));
+    // Loading h and c, storing them.
+    let once = 2 * (items + 1);
+    let by_loops = LOOP_BUDGET.saturating_sub(once) / per_step;
+    let fma_per_step = (nb as u64)
+        .max(1)
+        .saturating_mul(m * m * gates as u64)
+        .max(1);
+    by_loops.min((DISPATCH_FMA_BUDGET / fma_per_step).max(1))
+}
+
 /// One dispatch of a projection GEMM `P = X · W + b` (X rows × k, W k × cols): rows `row0 ..
 /// row0 + rows` over `k_begin .. k_end`, adding to P (`accumulate`, for every K span after the
 /// first) or to the bias.
@@ -419,6 +459,28 @@ mod tests {
             }
         }
         assert_eq!(gated_step_spans(GATED_MAX_K_SPAN + 1).len(), 2);
+    }
+
+    #[test]
+    fn the_persistent_gated_kernel_fits_workgroup_memory_and_the_loop_budget() {
+        // 16 KiB: an LSTM (3 buffers) of 64 units takes 4 rows, one of 1024 units none.
+        assert_eq!(gated_persistent_rows(64, 3, 16384), Some(4));
+        assert_eq!(gated_persistent_rows(256, 4, 16384), Some(1));
+        assert_eq!(gated_persistent_rows(1024, 3, 16384), None);
+        for (m, gates, phases) in [(1, 4, 1), (64, 4, 1), (300, 3, 2), (1000, 3, 1)] {
+            let Some(rows) = gated_persistent_rows(m, 2 + phases, 65536) else {
+                continue;
+            };
+            let steps = gated_persistent_steps_per_dispatch(m, gates, phases, rows, 8);
+            assert!(steps >= 1, "m={m}");
+            let m = m as u64;
+            let items = (u64::from(rows) * m).div_ceil(PERSISTENT_THREADS);
+            let per_step = 1 + phases * (1 + items * (m + 2));
+            assert!(steps * per_step + 2 * (items + 1) <= LOOP_BUDGET, "m={m}");
+            assert!(steps * 8 * m * m * gates as u64 <= DISPATCH_FMA_BUDGET);
+        }
+        // A layer too wide for even one step per dispatch.
+        assert_eq!(gated_persistent_steps_per_dispatch(20_000, 4, 1, 1, 1), 0);
     }
 
     #[test]

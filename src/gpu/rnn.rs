@@ -14,8 +14,9 @@ use crate::gpu::context::{
 };
 use crate::gpu::plan::{
     ChunkPlan, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE, check_weights,
-    gated_step_spans, grid, persistent_shape, persistent_steps_per_dispatch, persistent_workgroups,
-    plan, step_rows_per_thread, step_workgroups,
+    gated_persistent_rows, gated_persistent_steps_per_dispatch, gated_step_spans, grid,
+    persistent_shape, persistent_steps_per_dispatch, persistent_workgroups, plan,
+    step_rows_per_thread, step_workgroups,
 };
 use crate::gpu::projection::Projection;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
@@ -92,6 +93,9 @@ pub struct GpuRnn {
     /// A gated cell's fused step kernels: per phase (two for [`Cell::GruResetBefore`], else
     /// one), with one row per thread and with [`STEP_ROWS_PER_THREAD_LARGE`].
     gated: Vec<[wgpu::ComputePipeline; 2]>,
+    /// A gated cell's persistent kernel and its rows per workgroup, unless the strategy never
+    /// picks it or the layer's state does not fit workgroup memory.
+    gated_persistent: Option<(u32, wgpu::ComputePipeline)>,
     /// The per-step kernel with one row per thread, and with [`STEP_ROWS_PER_THREAD_LARGE`].
     step_pipelines: [wgpu::ComputePipeline; 2],
     /// The persistent kernel and its layout, unless the strategy never picks it, the layer's
@@ -132,7 +136,7 @@ impl GpuRnn {
             Cell::GruResetBefore => 2,
             _ => 1,
         };
-        let gated = (1..=phases)
+        let gated = (1..=phases as u32)
             .map(|phase| {
                 Ok([
                     inner.gated_pipeline(&layer, phase, 1)?,
@@ -140,6 +144,22 @@ impl GpuRnn {
                 ])
             })
             .collect::<Result<Vec<_>>>()?;
+        let gated_persistent = match (cell, inner.options.strategy) {
+            (Cell::Simple, _) | (_, StepStrategy::PerStep) => None,
+            _ => {
+                let buffers = gated_state_buffers(cell);
+                let storage = u64::from(inner.limits.max_compute_workgroup_storage_size);
+                match gated_persistent_rows(m, buffers, storage).filter(|&rows| {
+                    gated_persistent_steps_per_dispatch(m, cell.gates(), phases, rows, 1) > 0
+                }) {
+                    Some(rows) => {
+                        let floats = (buffers * u64::from(rows) * m as u64) as u32;
+                        Some((rows, inner.gated_persistent_pipeline(&layer, rows, floats)?))
+                    }
+                    None => None,
+                }
+            }
+        };
         let step_pipelines = [
             inner.step_pipeline(activation, clip, 1)?,
             inner.step_pipeline(activation, clip, STEP_ROWS_PER_THREAD_LARGE)?,
@@ -185,6 +205,7 @@ impl GpuRnn {
             recurrent_kernel,
             bias,
             gated,
+            gated_persistent,
             step_pipelines,
             persistent,
             workspaces: Mutex::new(Vec::new()),
@@ -478,6 +499,22 @@ impl GpuRnn {
         );
 
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
+        if let (Some(gated), Some(((rows, pipeline), per_dispatch))) =
+            (&bindings.gated, self.gated_persistent_for(nb))
+        {
+            // The dispatches' parameters follow the per-step ones; h alternates between the
+            // two buffers from one dispatch to the next.
+            let first = ns * gated_step_spans(m as u64).len();
+            let (x, y) = persistent_workgroups(nb, *rows, most);
+            pass.set_pipeline(pipeline);
+            for i in 0..ns.div_ceil(per_dispatch) {
+                let offset = ((first + i) as u64 * bindings.params_stride) as u32;
+                pass.set_bind_group(0, &gated.step[current], &[offset]);
+                pass.dispatch_workgroups(x, y, 1);
+                current = 1 - current;
+            }
+            return current;
+        }
         if let Some(gated) = &bindings.gated {
             // Per step, per phase: one fused dispatch per span of the product's depth.
             let wide = usize::from(step_rows_per_thread(nb) != 1);
@@ -534,6 +571,9 @@ impl GpuRnn {
     /// writes the other buffer.
     #[cfg(feature = "keras")]
     pub(crate) fn final_state_index(&self, nb: usize, ns: usize) -> usize {
+        if let Some((_, per_dispatch)) = self.gated_persistent_for(nb) {
+            return ns.div_ceil(per_dispatch) % 2;
+        }
         if !self.gated.is_empty() {
             return ns % 2;
         }
@@ -563,6 +603,33 @@ impl GpuRnn {
         chosen.then(|| {
             (
                 self.persistent.as_ref().expect("checked above"),
+                per_dispatch,
+            )
+        })
+    }
+
+    /// The persistent gated kernel, and the most steps one of its dispatches runs, when the
+    /// strategy picks it for a chunk of `nb` rows.
+    pub(crate) fn gated_persistent_for(
+        &self,
+        nb: usize,
+    ) -> Option<(&(u32, wgpu::ComputePipeline), usize)> {
+        let (rows, _) = self.gated_persistent.as_ref()?;
+        let m = self.layer.units();
+        let cell = self.layer.cell();
+        let phases = if cell == Cell::GruResetBefore { 2 } else { 1 };
+        let per_dispatch =
+            gated_persistent_steps_per_dispatch(m, cell.gates(), phases, *rows, nb) as usize;
+        let chosen = match self.ctx.inner.options.strategy {
+            StepStrategy::PerStep => false,
+            StepStrategy::Persistent => per_dispatch > 0,
+            StepStrategy::Auto => {
+                nb * m <= StepStrategy::AUTO_MAX_PERSISTENT_STATE && per_dispatch > 0
+            }
+        };
+        chosen.then(|| {
+            (
+                self.gated_persistent.as_ref().expect("checked above"),
                 per_dispatch,
             )
         })
@@ -631,7 +698,7 @@ impl GpuRnn {
         if !self.gated.is_empty() {
             // One slot per step and span of the product's depth.
             let spans = gated_step_spans(m as u64);
-            let slots: Vec<StepParams> = (0..ns)
+            let mut slots: Vec<StepParams> = (0..ns)
                 .flat_map(|s| {
                     spans.iter().map(move |&(k_begin, k_end)| StepParams {
                         k_begin: k_begin as u32,
@@ -640,6 +707,14 @@ impl GpuRnn {
                     })
                 })
                 .collect();
+            // Then one per persistent dispatch.
+            if let Some((_, per_dispatch)) = self.gated_persistent_for(nb) {
+                slots.extend(
+                    (0..ns)
+                        .step_by(per_dispatch)
+                        .map(|s| step(s, per_dispatch.min(ns - s), flags)),
+                );
+            }
             return slot_bytes(&slots, stride);
         }
         let mut slots: Vec<StepParams> = (0..ns).map(|s| step(s, 1, flags)).collect();
@@ -654,11 +729,11 @@ impl GpuRnn {
     }
 
     /// Parameter slots [`GpuRnn::step_params_bytes`] fills at most for `ns` steps: one per step
-    /// and one per persistent dispatch, of which there are no more than steps; or for a gated
-    /// cell one per step and span of its product.
+    /// and one per persistent dispatch, of which there are no more than steps; for a gated
+    /// cell one per step and span of its product, and the persistent ones.
     pub(crate) fn params_slots(&self, ns: usize) -> u64 {
         let spans = gated_step_spans(self.layer.units() as u64).len() as u64;
-        ns.max(1) as u64 * spans.max(2)
+        ns.max(1) as u64 * (spans + 1)
     }
 
     fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
@@ -880,6 +955,16 @@ pub(crate) struct GatedBuffers {
 /// A gated cell's bind groups: `step[i]` reads `state[i]` and writes `state[1 - i]`.
 pub(crate) struct GatedBindings {
     pub(crate) step: [wgpu::BindGroup; 2],
+}
+
+/// Rows × *M* buffers of workgroup memory the persistent gated kernel takes: *h* twice, then c
+/// (LSTM), or z and q·h (reset-before GRU).
+fn gated_state_buffers(cell: Cell) -> u64 {
+    match cell {
+        Cell::Lstm => 3,
+        Cell::GruResetBefore => 4,
+        _ => 2,
+    }
 }
 
 /// `slots` as uniform bytes, one every `stride` bytes.

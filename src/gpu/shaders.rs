@@ -30,6 +30,11 @@ pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_per
 /// [`STEP_PARAMS`]).
 pub const GATED_STEP: &str = include_str!("../../shaders/gated_step.wgsl");
 
+/// Every step of a chunk of a gated cell in one dispatch, each workgroup looping over time for
+/// its own batch rows with *h* and *c* in workgroup memory (needs [`ACTIVATIONS`] and
+/// [`STEP_PARAMS`]).
+pub const GATED_PERSISTENT: &str = include_str!("../../shaders/gated_persistent.wgsl");
+
 /// Workgroup-wide maximum and sum for kernels that give each row a workgroup (needs
 /// [`ACTIVATIONS`] for its NaN-aware maximum).
 pub const ROW_REDUCE: &str = include_str!("../../shaders/row_reduce.wgsl");
@@ -89,6 +94,11 @@ pub fn gated_step_module() -> String {
     format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_STEP}")
 }
 
+/// The persistent gated module as compiled: the activations, the step parameters, the kernel.
+pub fn gated_persistent_module() -> String {
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_PERSISTENT}")
+}
+
 /// Every module the crate compiles, by label, as compiled (for validation tests).
 pub fn all_modules() -> Vec<(&'static str, String)> {
     vec![
@@ -98,6 +108,7 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("rnn.recurrent_persistent", recurrent_persistent_module()),
         ("rnn.softmax_rows", softmax_rows_module()),
         ("rnn.gated_step", gated_step_module()),
+        ("rnn.gated_persistent", gated_persistent_module()),
         ("model.embedding", EMBEDDING.to_string()),
         ("model.masking", MASKING.to_string()),
         ("model.rows_activation", rows_activation_module()),
