@@ -30,8 +30,10 @@ override OUT_BETA: f32 = 0.0;
 override CLIP: f32 = 0.0;
 override INPUT_FORGET: bool = false;
 override HAS_VECTOR: bool = false;
-// Unused here; declared so that one set of constants builds both kernels.
+// Unused here (a projected LSTM runs step by step); declared so that one set of constants builds
+// both kernels.
 override ROWS_PER_THREAD: u32 = 1u;
+override WIDTH: u32 = 0u;
 // Batch rows one workgroup owns.
 override ROWS: u32 = 1u;
 // Floats of workgroup memory: h twice, then c (LSTM) or z (reset-before GRU), then q·h

@@ -19,6 +19,11 @@
 // z in place of q; phase 2 (CELL 4) takes the product of that q·h onto the candidate's columns
 // and finishes. An LSTM's cell state `c` is updated in place: each thread reads and writes only
 // its own elements, and the product reads h only.
+//
+// An LSTM with a projection (WIDTH = P > 0: PyTorch's proj_size) also runs two: the cell (CELL
+// 1, its product over h's P columns) leaves o·act(c) in the row's `partial` block of i, and the
+// projection (CELL 5) multiplies that by W_hr (M × P, after U and the vector) into h and Y,
+// keeping its own span sums in the block of f.
 
 @group(0) @binding(0) var<storage, read> u: array<f32>;
 @group(0) @binding(1) var<storage, read> p: array<f32>;
@@ -50,6 +55,8 @@ override INPUT_FORGET: bool = false;
 override HAS_VECTOR: bool = false;
 // Batch rows each thread computes: 1 or 4.
 override ROWS_PER_THREAD: u32 = 4u;
+// The width P of a projected LSTM's state; 0: no projection, the state is M wide.
+override WIDTH: u32 = 0u;
 
 const SLAB: u32 = 8u;
 
@@ -63,13 +70,32 @@ fn gates() -> u32 {
     }
 }
 
+// The first gate of this phase's product (for CELL 5: the `partial` block its span sums use).
 fn first_gate() -> u32 {
-    return select(0u, 2u, CELL == 4u);
+    switch CELL {
+        case 4u: { return 2u; }
+        case 5u: { return 1u; }
+        default: { return 0u; }
+    }
 }
 
 // Gate blocks in a row of P, U and `partial`.
 fn all_gates() -> u32 {
-    return select(3u, 4u, CELL == 1u);
+    return select(3u, 4u, CELL == 1u || CELL == 5u);
+}
+
+// The width of h: P under a projection, else M.
+fn width() -> u32 {
+    return select(params.m, WIDTH, WIDTH > 0u);
+}
+
+// The depth of this phase's product, and the units (columns) it produces.
+fn depth() -> u32 {
+    return select(width(), params.m, CELL == 5u);
+}
+
+fn out_units() -> u32 {
+    return select(params.m, WIDTH, CELL == 5u);
 }
 
 // h slab, row-major: up to 64 rows × 2 quads of k.
@@ -92,12 +118,12 @@ fn rec(x: f32) -> f32 {
     return activate_with(REC_ACTIVATION, REC_ALPHA, REC_BETA, pre(x));
 }
 
-// Element k of the product's left side for a row: h, or in phase 2 the q·h phase 1 left.
+// Element k of the product's left side for a row: h, or what the first phase left.
 fn operand(row: u32, k: u32) -> f32 {
-    if (CELL == 4u) {
-        return partial[row * 3u * params.m + k];
+    if (CELL >= 4u) {
+        return partial[row * all_gates() * params.m + k];
     }
-    return h_in[row * params.m + k];
+    return h_in[row * width() + k];
 }
 
 fn load_h(row: u32, kk: u32) -> vec4<f32> {
@@ -112,14 +138,22 @@ fn load_h(row: u32, kk: u32) -> vec4<f32> {
     return v;
 }
 
-// Units unit .. unit + 3 of gate g at depth kk.
+// Where U's rows end: the cell's vector follows, then W_hr.
+fn u_end() -> u32 {
+    return width() * all_gates() * params.m;
+}
+
+// Units unit .. unit + 3 of gate g at depth kk (of W_hr for CELL 5).
 fn load_u(kk: u32, g: u32, unit: u32) -> vec4<f32> {
     let m = params.m;
     var v = vec4<f32>(0.0);
     if (kk < params.k_end) {
-        let base = kk * all_gates() * m + g * m;
+        var base = kk * all_gates() * m + g * m;
+        if (CELL == 5u) {
+            base = u_end() + select(0u, 3u * m, HAS_VECTOR) + kk * WIDTH;
+        }
         for (var j = 0u; j < 4u; j = j + 1u) {
-            if (unit + j < m) {
+            if (unit + j < out_units()) {
                 v[j] = u[base + unit + j];
             }
         }
@@ -132,7 +166,23 @@ fn vector(i: u32) -> f32 {
     if (!HAS_VECTOR) {
         return 0.0;
     }
-    return u[params.m * all_gates() * params.m + i];
+    return u[u_end() + i];
+}
+
+// An LSTM's update of one (row, unit) from its gates' products r: writes c, returns o·act(c).
+fn lstm(e: u32, xb: u32, j: u32, r: array<f32, 4>) -> f32 {
+    let m = params.m;
+    let c_prev = c[e];
+    let i = rec(p[xb] + r[0] + vector(j) * c_prev);
+    var f = 1.0 - i;
+    if (!INPUT_FORGET) {
+        f = rec(p[xb + m] + r[1] + vector(m + j) * c_prev);
+    }
+    let g = act(pre(p[xb + 2u * m] + r[2]));
+    let c_new = f * c_prev + i * g;
+    c[e] = c_new;
+    let o = rec(p[xb + 3u * m] + r[3] + vector(2u * m + j) * c_new);
+    return o * activate_with(OUT_ACTIVATION, OUT_ALPHA, OUT_BETA, c_new);
 }
 
 // Finishes one (row, unit) whose products are r[g] for the gates this phase takes.
@@ -151,41 +201,50 @@ fn finish(row: u32, j: u32, r: array<f32, 4>) {
         partial[row * gm + m + j] = z;
         return;
     }
+    let padded = (params.flags & 8u) != 0u && mask[time * n + row] == 0u;
+    if (CELL == 1u && WIDTH > 0u) {
+        // The projection stores h (or keeps it, at a padded step) after the cell.
+        if (!padded) {
+            partial[row * gm + j] = lstm(e, xb, j, r);
+        }
+        return;
+    }
+    // The state's width and where this unit's h goes.
+    let w = select(m, WIDTH, CELL == 5u);
     let out = select(params.step, params.t_len - 1u - params.step, (params.flags & 64u) != 0u);
-    let at = (out * n + row) * m + j;
-    if ((params.flags & 8u) != 0u && mask[time * n + row] == 0u) {
+    let at = (out * n + row) * w + j;
+    let here = row * w + j;
+    if (padded) {
         // A padded step keeps h and c; its output is the kept state or zeros (bit 4).
-        let kept = h_in[e];
-        h_out[e] = kept;
+        let kept = h_in[here];
+        h_out[here] = kept;
         if ((params.flags & 1u) != 0u) {
             y[at] = select(0.0, kept, (params.flags & 16u) != 0u);
         }
         return;
     }
     var h = 0.0;
-    if (CELL == 1u) {
-        let c_prev = c[e];
-        let i = rec(p[xb] + r[0] + vector(j) * c_prev);
-        var f = 1.0 - i;
-        if (!INPUT_FORGET) {
-            f = rec(p[xb + m] + r[1] + vector(m + j) * c_prev);
+    switch CELL {
+        case 1u: {
+            h = lstm(e, xb, j, r);
         }
-        let g = act(pre(p[xb + 2u * m] + r[2]));
-        let c_new = f * c_prev + i * g;
-        c[e] = c_new;
-        let o = rec(p[xb + 3u * m] + r[3] + vector(2u * m + j) * c_new);
-        h = o * activate_with(OUT_ACTIVATION, OUT_ALPHA, OUT_BETA, c_new);
-    } else if (CELL == 2u) {
-        let z = rec(p[xb] + r[0] + vector(j));
-        let q = rec(p[xb + m] + r[1] + vector(m + j));
-        let cand = act(pre(p[xb + 2u * m] + q * (r[2] + vector(2u * m + j))));
-        h = z * h_in[e] + (1.0 - z) * cand;
-    } else {
-        let z = partial[row * gm + m + j];
-        let cand = act(pre(p[xb + 2u * m] + r[0]));
-        h = z * h_in[e] + (1.0 - z) * cand;
+        case 2u: {
+            let z = rec(p[xb] + r[0] + vector(j));
+            let q = rec(p[xb + m] + r[1] + vector(m + j));
+            let cand = act(pre(p[xb + 2u * m] + q * (r[2] + vector(2u * m + j))));
+            h = z * h_in[e] + (1.0 - z) * cand;
+        }
+        case 4u: {
+            let z = partial[row * gm + m + j];
+            let cand = act(pre(p[xb + 2u * m] + r[0]));
+            h = z * h_in[e] + (1.0 - z) * cand;
+        }
+        default: {
+            // CELL 5: the projection of o·act(c).
+            h = r[0];
+        }
     }
-    h_out[e] = h;
+    h_out[here] = h;
     if ((params.flags & 1u) != 0u) {
         y[at] = h;
     }
@@ -238,7 +297,7 @@ fn main(
         workgroupBarrier();
     }
     let gm = all_gates() * m;
-    let last = params.k_end >= m;
+    let last = params.k_end >= depth();
     for (var i = 0u; i < ROWS_PER_THREAD; i = i + 1u) {
         let row = row0 + ty * ROWS_PER_THREAD + i;
         if (row >= params.n) {
@@ -246,7 +305,7 @@ fn main(
         }
         for (var j = 0u; j < 4u; j = j + 1u) {
             let unit = unit0 + tx * 4u + j;
-            if (unit >= m) {
+            if (unit >= out_units()) {
                 continue;
             }
             var r: array<f32, 4>;

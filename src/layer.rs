@@ -107,6 +107,8 @@ pub struct SimpleRnn {
     recurrent_bias: Option<Array1<f32>>,
     /// An LSTM's peephole weights (3·*M*: i, f, o).
     peepholes: Option<Array1<f32>>,
+    /// An LSTM's output projection (*M* × *P*): the state is `(o · act(c)) · projection`.
+    projection: Option<Array2<f32>>,
     config: SimpleRnnConfig,
 }
 
@@ -201,8 +203,61 @@ impl SimpleRnn {
             bias,
             recurrent_bias,
             peepholes: None,
+            projection: None,
             config,
         })
+    }
+
+    /// Builds an LSTM whose state is projected (PyTorch's `nn.LSTM(proj_size=P)`): the cell has
+    /// *M* units and the state *h* = `(o · act(c)) · projection` has *P*; `kernel` is
+    /// *D* × 4*M*, `recurrent_kernel` *P* × 4*M* (it multiplies the projected state),
+    /// `projection` *M* × *P* (`weight_hr` transposed), `bias` 4*M*. The output and *h* are
+    /// *P* wide, *c* is *M* wide.
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::gated`] for the kernel and bias; [`RnnError::ShapeMismatch`] when
+    /// `projection` is not *M* × *P* with *P* ≥ 1 or `recurrent_kernel` is not *P* × 4*M*.
+    pub fn projected_lstm(
+        kernel: Array2<f32>,
+        recurrent_kernel: Array2<f32>,
+        bias: Option<Array1<f32>>,
+        projection: Array2<f32>,
+        config: SimpleRnnConfig,
+    ) -> Result<Self> {
+        let (m, p) = projection.dim();
+        if m == 0 || p == 0 || kernel.ncols() != 4 * m {
+            return Err(RnnError::shape(
+                "projection",
+                format!(
+                    "[M, P] (M = {} from the kernel's 4·M columns)",
+                    kernel.ncols() / 4
+                ),
+                projection.shape(),
+            ));
+        }
+        if recurrent_kernel.dim() != (p, 4 * m) {
+            return Err(RnnError::shape(
+                "recurrent_kernel",
+                format!("[{p}, {}] (P × 4·M)", 4 * m),
+                recurrent_kernel.shape(),
+            ));
+        }
+        // Validated as an unprojected LSTM of the same cell, then given its true U.
+        let square = Array2::zeros((m, 4 * m));
+        let mut layer = SimpleRnn::gated(Cell::Lstm, kernel, square, bias, None, config)?;
+        layer.recurrent_kernel = recurrent_kernel.as_standard_layout().into_owned();
+        layer.projection = Some(projection.as_standard_layout().into_owned());
+        Ok(layer)
+    }
+
+    /// An LSTM's output projection (*M* × *P*), when it has one.
+    pub fn projection(&self) -> Option<&Array2<f32>> {
+        self.projection.as_ref()
+    }
+
+    /// The width of the state *h* and of the output: *P* for a projected LSTM, else *M*.
+    pub fn state_size(&self) -> usize {
+        self.projection.as_ref().map_or(self.units(), |p| p.ncols())
     }
 
     /// Adds an LSTM's peephole weights, 3·*M* entries in the order i, f, o: the i and f
@@ -261,7 +316,8 @@ impl SimpleRnn {
         &self.kernel
     }
 
-    /// The recurrent kernel, *M* × *G*·*M*, in standard (row-major) layout.
+    /// The recurrent kernel, *M* × *G*·*M* (*P* × 4·*M* for a projected LSTM), in standard
+    /// (row-major) layout.
     pub fn recurrent_kernel(&self) -> &Array2<f32> {
         &self.recurrent_kernel
     }
@@ -310,7 +366,8 @@ impl SimpleRnn {
         Ok(())
     }
 
-    /// Checks an input (*N* × *T* × *D*) and optional initial state (*N* × *M*) against the layer.
+    /// Checks an input (*N* × *T* × *D*) and optional initial state (*N* ×
+    /// [`SimpleRnn::state_size`]) against the layer.
     ///
     /// # Errors
     /// [`RnnError::EmptyDimension`] when *N* or *T* is 0; [`RnnError::ShapeMismatch`] when the
@@ -357,11 +414,11 @@ impl SimpleRnn {
             ));
         }
         if let Some(h0) = initial_state
-            && h0.dim() != (n, self.units())
+            && h0.dim() != (n, self.state_size())
         {
             return Err(RnnError::shape(
                 "initial state",
-                format!("[{n}, {}] (N × M)", self.units()),
+                format!("[{n}, {}] (N × M)", self.state_size()),
                 h0.shape(),
             ));
         }

@@ -292,3 +292,65 @@ fn onnx_options_of_a_gated_cell_match_the_cpu() {
         }
     }
 }
+
+#[test]
+fn a_projected_lstm_matches_the_cpu() {
+    let mut r = rng(6);
+    let mask = Array2::from_shape_fn((3, 50), |(b, _)| b == 0 || r.random_range(0.0..1.0) < 0.7);
+    let lengths = [50, 1, 31];
+    // The last shape cuts the projection's product (depth M) into two spans.
+    for (n, t, d, m, p) in [(3, 50, 5, 24, 7), (2, 1500, 4, 64, 16), (2, 3, 5, 2040, 9)] {
+        let config = SimpleRnnConfig {
+            return_sequences: true,
+            go_backwards: m == 24,
+            ..Default::default()
+        };
+        let kernel = uniform2(&mut r, (d, 4 * m), 1.0 / (d as f32).sqrt());
+        let recurrent = uniform2(&mut r, (p, 4 * m), 1.0 / (p as f32).sqrt());
+        let projection = uniform2(&mut r, (m, p), 1.5 / (m as f32).sqrt());
+        let bias = Array1::from_shape_simple_fn(4 * m, || r.random_range(-0.5..0.5));
+        let layer =
+            SimpleRnn::projected_lstm(kernel, recurrent, Some(bias), projection, config).unwrap();
+        assert_eq!((layer.units(), layer.state_size()), (m, p));
+        let x = uniform3(&mut r, (n, t, d), 1.0);
+        let h0 = uniform2(&mut r, (n, p), 0.8);
+        let c0 = uniform2(&mut r, (n, m), 0.8);
+        let paddings = if t == 50 {
+            vec![
+                Padding::None,
+                Padding::Mask(mask.view()),
+                Padding::Lengths(&lengths),
+            ]
+        } else {
+            vec![Padding::None]
+        };
+        for padding in paddings {
+            let want = CpuRnn::new(layer.clone())
+                .forward_states(x.view(), Some(h0.view()), Some(c0.view()), padding)
+                .unwrap();
+            assert_eq!(want.final_state.dim(), (n, p));
+            assert_eq!(want.final_cell.as_ref().unwrap().dim(), (n, m));
+            for strategy in STRATEGIES {
+                let got = GpuRnn::new(gpu_with(strategy), layer.clone())
+                    .unwrap()
+                    .forward_states(x.view(), Some(h0.view()), Some(c0.view()), padding)
+                    .unwrap();
+                same(
+                    &got,
+                    &want,
+                    &format!("projected LSTM {n}×{t}×{d}, M={m}, P={p} {strategy:?} {padding:?}"),
+                );
+            }
+        }
+    }
+    // Shapes that do not fit are errors naming what is wrong.
+    let e = SimpleRnn::projected_lstm(
+        Array2::zeros((3, 16)),
+        Array2::zeros((4, 16)),
+        None,
+        Array2::zeros((4, 2)),
+        SimpleRnnConfig::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("recurrent_kernel"), "{e}");
+}

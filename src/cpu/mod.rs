@@ -105,7 +105,7 @@ impl CpuRnn {
         layer.check_padded_input(&input, initial_state.as_ref(), &padding)?;
         layer.check_initial_cell(input.dim().0, initial_cell.as_ref())?;
         let (n, t, _) = input.dim();
-        let m = layer.units();
+        let (m, width) = (layer.units(), layer.state_size());
         let schedule = layer.schedule(t, padding);
         let input = input.as_standard_layout();
         let initial_state = initial_state.map(|h| h.as_standard_layout().into_owned());
@@ -114,8 +114,8 @@ impl CpuRnn {
         let mut sequences = layer
             .config()
             .return_sequences
-            .then(|| Array3::<f32>::zeros((n, t, m)));
-        let mut final_state = Array2::<f32>::zeros((n, m));
+            .then(|| Array3::<f32>::zeros((n, t, width)));
+        let mut final_state = Array2::<f32>::zeros((n, width));
         let has_cell = layer.cell().has_cell_state();
         // Zero rows when the cell has no cell state, so that the slices below line up.
         let mut final_cell = Array2::<f32>::zeros((if has_cell { n } else { 0 }, m));
@@ -273,7 +273,13 @@ impl CpuRnn {
         let schedule = slice.schedule;
         let recurrent_kernel = standard_slice(layer.recurrent_kernel());
         let carried = schedule.padded_output_is_state();
-        let mut h = state_rows(slice.initial_state.as_ref(), b0..b0 + nb, m);
+        // h is P wide for a projected LSTM; the cell's own output o·act(c), M wide, goes to
+        // `full` and through the projection.
+        let width = layer.state_size();
+        let projection = layer.projection().map(standard_slice);
+        let mut full = vec![0.0f32; if projection.is_some() { nb * m } else { 0 }];
+        let mut projected = vec![0.0f32; if projection.is_some() { nb * width } else { 0 }];
+        let mut h = state_rows(slice.initial_state.as_ref(), b0..b0 + nb, width);
         let mut c = state_rows(slice.initial_cell.as_ref(), b0..b0 + nb, m);
 
         let chunk = (slice.chunk_floats / (nb * (d + gm)).max(1)).clamp(1, t);
@@ -330,27 +336,38 @@ impl CpuRnn {
                         parallel,
                     );
                 } else {
-                    matmul_acc((nb, m, gm), &mut r, &h, recurrent_kernel, parallel);
+                    matmul_acc((nb, width, gm), &mut r, &h, recurrent_kernel, parallel);
                 }
                 for b in 0..nb {
                     // A padded step keeps h and c.
                     if real[b] {
+                        let out = match projection {
+                            Some(_) => &mut full[b * m..][..m],
+                            None => &mut h[b * m..][..m],
+                        };
                         gated_step_row(
                             cell,
                             &p[b * gm..][..gm],
                             &mut r[b * gm..][..gm],
-                            (&mut h[b * m..][..m], &mut c[b * m..][..m]),
+                            (out, &mut c[b * m..][..m]),
                             &fns,
                             &mut scratch,
                         );
                     }
-                    if let Some(seq) = sequences.as_mut()
-                        && (real[b] || carried)
-                    {
+                }
+                if let Some(projection) = projection {
+                    projected.fill(0.0);
+                    matmul_acc((nb, m, width), &mut projected, &full, projection, parallel);
+                    for b in (0..nb).filter(|&b| real[b]) {
+                        h[b * width..][..width].copy_from_slice(&projected[b * width..][..width]);
+                    }
+                }
+                if let Some(seq) = sequences.as_mut() {
+                    for b in (0..nb).filter(|&b| real[b] || carried) {
                         let at = schedule.output_position(b0 + b, s0 + s);
                         seq.slice_mut(s![b, at, ..])
                             .iter_mut()
-                            .zip(&h[b * m..][..m])
+                            .zip(&h[b * width..][..width])
                             .for_each(|(o, v)| *o = *v);
                     }
                 }

@@ -462,9 +462,11 @@ impl ContextInner {
         persistent: Option<(u32, u32)>,
     ) -> Result<wgpu::ComputePipeline> {
         let config = layer.config();
-        let cell = match layer.cell() {
-            crate::Cell::GruResetBefore => 2 + phase,
-            cell => cell.shader_code(),
+        let cell = match (layer.cell(), phase) {
+            (crate::Cell::GruResetBefore, _) => 2 + phase,
+            // A projected LSTM's second phase: the projection.
+            (crate::Cell::Lstm, 2) => 5,
+            (cell, _) => cell.shader_code(),
         };
         let bits = |a: Activation| {
             let (alpha, beta) = a.shader_params();
@@ -478,6 +480,7 @@ impl ContextInner {
             has_vector: layer.peepholes().is_some() || layer.recurrent_bias().is_some(),
             rows_per_thread,
             persistent,
+            width: layer.projection().map_or(0, |p| p.ncols() as u32),
         };
         self.cached_pipeline(StepKey::new(config.activation, config.clip, kernel))
     }
@@ -542,6 +545,7 @@ impl ContextInner {
                 has_vector,
                 rows_per_thread,
                 persistent,
+                width,
             } => {
                 constants.extend([
                     ("CELL", f64::from(cell)),
@@ -554,6 +558,7 @@ impl ContextInner {
                     ("INPUT_FORGET", f64::from(u8::from(input_forget))),
                     ("HAS_VECTOR", f64::from(u8::from(has_vector))),
                     ("ROWS_PER_THREAD", f64::from(rows_per_thread)),
+                    ("WIDTH", f64::from(width)),
                 ]);
                 match persistent {
                     Some((rows, state_floats)) => {
@@ -724,6 +729,8 @@ enum Kernel {
         /// `gated_persistent.wgsl`'s rows per workgroup and workgroup floats, or `None` for
         /// `gated_step.wgsl`.
         persistent: Option<(u32, u32)>,
+        /// A projected LSTM's state width *P*, else 0.
+        width: u32,
     },
 }
 

@@ -131,9 +131,12 @@ impl GpuRnn {
         let gm = cell.gates() * m;
         check_weights(d, m, cell.gates(), &plan_limits(inner))?;
         let (activation, clip) = (layer.config().activation, layer.config().clip);
+        let projected = layer.projection().is_some();
         let phases = match cell {
             Cell::Simple => 0,
             Cell::GruResetBefore => 2,
+            // The cell, then the projection.
+            _ if projected => 2,
             _ => 1,
         };
         let gated = (1..=phases as u32)
@@ -146,6 +149,8 @@ impl GpuRnn {
             .collect::<Result<Vec<_>>>()?;
         let gated_persistent = match (cell, inner.options.strategy) {
             (Cell::Simple, _) | (_, StepStrategy::PerStep) => None,
+            // A projected LSTM runs step by step.
+            _ if projected => None,
             _ => {
                 let buffers = gated_state_buffers(cell);
                 let storage = u64::from(inner.limits.max_compute_workgroup_storage_size);
@@ -186,12 +191,22 @@ impl GpuRnn {
         };
         let scope = ErrorScope::push(&inner.device);
         let kernel = inner.upload_weights("rnn.kernel", standard_slice(layer.kernel()));
+        // U, then the cell's vector, then a projection's W_hr, as gated_step.wgsl reads them.
         let vector = layer.peepholes().or(layer.recurrent_bias());
         let u_and_vector: Vec<f32> = standard_slice(layer.recurrent_kernel())
             .iter()
             .chain(vector.into_iter().flatten())
+            .chain(layer.projection().map(standard_slice).into_iter().flatten())
             .copied()
             .collect();
+        let cap = plan_limits(inner).max_binding_bytes;
+        if 4 * u_and_vector.len() as u64 > cap {
+            return Err(RnnError::DeviceLimit(format!(
+                "the recurrent weights take {} bytes, more than one storage binding may hold \
+                 ({cap})",
+                4 * u_and_vector.len()
+            )));
+        }
         let recurrent_kernel = inner.upload_weights("rnn.recurrent_kernel", &u_and_vector);
         let bias = match layer.bias() {
             Some(b) => inner.upload_weights("rnn.bias", &b.to_vec()),
@@ -322,19 +337,20 @@ impl GpuRnn {
     ) -> Result<RnnOutput> {
         let inner = &*self.ctx.inner;
         let (n, t, d) = input.dim();
-        let m = self.layer.units();
+        // h and the output are `w` wide (P under a projection), c is M wide.
+        let (m, w) = (self.layer.units(), self.layer.state_size());
         let config = *self.layer.config();
         let input = input.as_standard_layout();
         let mut sequences = config
             .return_sequences
-            .then(|| Array3::<f32>::zeros((n, t, m)));
-        let mut final_state = Array2::<f32>::zeros((n, m));
+            .then(|| Array3::<f32>::zeros((n, t, w)));
+        let mut final_state = Array2::<f32>::zeros((n, w));
         let has_cell = self.layer.cell().has_cell_state();
         let mut final_cell = has_cell.then(|| Array2::<f32>::zeros((n, m)));
 
         for b0 in (0..n).step_by(chunk.batch) {
             let nb = chunk.batch.min(n - b0);
-            let h0 = state_rows(initial_state.as_ref(), b0..b0 + nb, m);
+            let h0 = state_rows(initial_state.as_ref(), b0..b0 + nb, w);
             inner
                 .queue
                 .write_buffer(&ws.state[0], 0, bytemuck::cast_slice(&h0));
@@ -386,11 +402,12 @@ impl GpuRnn {
                 current = self.encode_chunk(&mut encoder, ws, nb, ns, current);
 
                 let seq_bytes = if config.return_sequences {
-                    (ns * nb * m * 4) as u64
+                    (ns * nb * w * 4) as u64
                 } else {
                     0
                 };
-                let state_bytes = (nb * m * 4) as u64;
+                let state_bytes = (nb * w * 4) as u64;
+                let cell_bytes = (nb * m * 4) as u64;
                 if seq_bytes > 0 {
                     encoder.copy_buffer_to_buffer(&ws.sequence, 0, &ws.readback, 0, seq_bytes);
                 }
@@ -411,9 +428,9 @@ impl GpuRnn {
                             0,
                             &ws.readback,
                             read_bytes,
-                            state_bytes,
+                            cell_bytes,
                         );
-                        read_bytes += state_bytes;
+                        read_bytes += cell_bytes;
                     }
                 }
                 inner.queue.submit([encoder.finish()]);
@@ -428,25 +445,25 @@ impl GpuRnn {
                 if let Some(seq) = sequences.as_mut() {
                     for s in 0..ns {
                         for b in 0..nb {
-                            let at = (s * nb + b) * m;
+                            let at = (s * nb + b) * w;
                             let position = schedule.output_position(b0 + b, s0 + s);
                             seq.slice_mut(s![b0 + b, position, ..])
                                 .iter_mut()
-                                .zip(&values[at..at + m])
+                                .zip(&values[at..at + w])
                                 .for_each(|(o, v)| *o = *v);
                         }
                     }
                 }
                 if last_chunk {
                     let at = (seq_bytes / 4) as usize;
-                    let state = &values[at..at + nb * m];
+                    let state = &values[at..at + nb * w];
                     final_state
                         .slice_mut(s![b0..b0 + nb, ..])
                         .iter_mut()
                         .zip(state)
                         .for_each(|(o, v)| *o = *v);
                     if let Some(final_cell) = final_cell.as_mut() {
-                        let cell = &values[at + nb * m..at + 2 * nb * m];
+                        let cell = &values[at + nb * w..at + nb * (w + m)];
                         final_cell
                             .slice_mut(s![b0..b0 + nb, ..])
                             .iter_mut()
@@ -504,7 +521,7 @@ impl GpuRnn {
         {
             // The dispatches' parameters follow the per-step ones; h alternates between the
             // two buffers from one dispatch to the next.
-            let first = ns * gated_step_spans(m as u64).len();
+            let first = ns * self.step_slots();
             let (x, y) = persistent_workgroups(nb, *rows, most);
             pass.set_pipeline(pipeline);
             for i in 0..ns.div_ceil(per_dispatch) {
@@ -516,18 +533,24 @@ impl GpuRnn {
             return current;
         }
         if let Some(gated) = &bindings.gated {
-            // Per step, per phase: one fused dispatch per span of the product's depth.
+            // Per step, per phase: one fused dispatch per span of the product's depth, each
+            // with its own parameter slot.
             let wide = usize::from(step_rows_per_thread(nb) != 1);
             let (gx, gy) = step_workgroups(nb, m);
-            let spans = gated_step_spans(m as u64).len();
-            for s in 0..ns {
-                for phase in &self.gated {
+            let spans: Vec<usize> = self
+                .phase_depths()
+                .iter()
+                .map(|&k| gated_step_spans(k as u64).len())
+                .collect();
+            let mut slot = 0u64;
+            for _ in 0..ns {
+                for (phase, &count) in self.gated.iter().zip(&spans) {
                     pass.set_pipeline(&phase[wide]);
-                    for span in 0..spans {
-                        let slot = (s * spans + span) as u64;
+                    for _ in 0..count {
                         let offset = (slot * bindings.params_stride) as u32;
                         pass.set_bind_group(0, &gated.step[current], &[offset]);
                         pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+                        slot += 1;
                     }
                 }
                 current = 1 - current;
@@ -696,8 +719,12 @@ impl GpuRnn {
             k_end: m as u32,
         };
         if !self.gated.is_empty() {
-            // One slot per step and span of the product's depth.
-            let spans = gated_step_spans(m as u64);
+            // One slot per step, phase and span of the phase's product.
+            let spans: Vec<(u64, u64)> = self
+                .phase_depths()
+                .iter()
+                .flat_map(|&k| gated_step_spans(k as u64))
+                .collect();
             let mut slots: Vec<StepParams> = (0..ns)
                 .flat_map(|s| {
                     spans.iter().map(move |&(k_begin, k_end)| StepParams {
@@ -732,8 +759,25 @@ impl GpuRnn {
     /// and one per persistent dispatch, of which there are no more than steps; for a gated
     /// cell one per step and span of its product, and the persistent ones.
     pub(crate) fn params_slots(&self, ns: usize) -> u64 {
-        let spans = gated_step_spans(self.layer.units() as u64).len() as u64;
-        ns.max(1) as u64 * (spans + 1)
+        ns.max(1) as u64 * (self.step_slots() as u64 + 1)
+    }
+
+    /// The depth of each phase's product for a gated cell: *M*, or for a projected LSTM *P*
+    /// (the cell's product over h) then *M* (the projection's).
+    fn phase_depths(&self) -> Vec<usize> {
+        let (m, w) = (self.layer.units(), self.layer.state_size());
+        match self.gated.len() {
+            2 if self.layer.projection().is_some() => vec![w, m],
+            phases => vec![m; phases],
+        }
+    }
+
+    /// Parameter slots one gated step takes: a span of each phase's product each.
+    fn step_slots(&self) -> usize {
+        self.phase_depths()
+            .iter()
+            .map(|&k| gated_step_spans(k as u64).len())
+            .sum()
     }
 
     fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
@@ -760,15 +804,22 @@ impl GpuRnn {
         let inner = &*self.ctx.inner;
         let limits = plan_limits(inner);
         let (d, m) = (self.layer.input_dim() as u64, self.layer.units() as u64);
+        let w = self.layer.state_size() as u64;
         let gm = self.gate_columns() as u64;
         let (nb, ns) = (capacity.batch as u64, capacity.steps as u64);
         let seq_len = if self.layer.config().return_sequences {
-            ns * nb * m
+            ns * nb * w
         } else {
             1
         };
         // The readback holds the sequence chunk, h and (LSTM) c.
-        let bytes = [ns * nb * d, ns * nb * gm, seq_len, ns * nb * m + 2 * nb * m].map(|e| 4 * e);
+        let bytes = [
+            ns * nb * d,
+            ns * nb * gm,
+            seq_len,
+            ns * nb * w + nb * (w + m),
+        ]
+        .map(|e| 4 * e);
         if bytes
             .iter()
             .any(|b| *b > limits.max_binding_bytes.min(limits.max_buffer_bytes))
@@ -792,8 +843,8 @@ impl GpuRnn {
         let projected = buffer("rnn.projected", bytes[1], U::STORAGE);
         let sequence = buffer("rnn.sequence", bytes[2], storage);
         let state = [
-            buffer("rnn.state.0", 4 * nb * m, storage),
-            buffer("rnn.state.1", 4 * nb * m, storage),
+            buffer("rnn.state.0", 4 * nb * w, storage),
+            buffer("rnn.state.1", 4 * nb * w, storage),
         ];
         let readback = buffer("rnn.readback", bytes[3], U::MAP_READ | U::COPY_DST);
         let mask = buffer("rnn.mask", 4 * ns * nb, U::STORAGE | U::COPY_DST);
