@@ -772,12 +772,14 @@ impl GpuRnn {
         }
     }
 
-    /// Parameter slots one gated step takes: a span of each phase's product each.
+    /// Parameter slots one step takes: one, or for a gated cell one per span of each phase's
+    /// product.
     fn step_slots(&self) -> usize {
         self.phase_depths()
             .iter()
             .map(|&k| gated_step_spans(k as u64).len())
-            .sum()
+            .sum::<usize>()
+            .max(1)
     }
 
     fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
