@@ -129,6 +129,15 @@ fn operand(row: u32, k: u32) -> f32 {
 fn load_h(row: u32, kk: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     if (row < params.n) {
+        if (kk + 3u < params.k_end) {
+            // A whole quad: four loads, no bounds to check.
+            return vec4<f32>(
+                operand(row, kk),
+                operand(row, kk + 1u),
+                operand(row, kk + 2u),
+                operand(row, kk + 3u),
+            );
+        }
         for (var j = 0u; j < 4u; j = j + 1u) {
             if (kk + j < params.k_end) {
                 v[j] = operand(row, kk + j);
@@ -152,9 +161,13 @@ fn load_u(kk: u32, g: u32, unit: u32) -> vec4<f32> {
         if (CELL == 5u) {
             base = u_end() + select(0u, 3u * m, HAS_VECTOR) + kk * WIDTH;
         }
+        let b = base + unit;
+        if (unit + 3u < out_units()) {
+            return vec4<f32>(u[b], u[b + 1u], u[b + 2u], u[b + 3u]);
+        }
         for (var j = 0u; j < 4u; j = j + 1u) {
             if (unit + j < out_units()) {
-                v[j] = u[base + unit + j];
+                v[j] = u[b + j];
             }
         }
     }

@@ -646,8 +646,10 @@ impl GpuRnn {
         let chosen = match self.ctx.inner.options.strategy {
             StepStrategy::PerStep => false,
             StepStrategy::Persistent => per_dispatch > 0,
+            // Each of its items walks h once per gate: the bound counts gate columns.
             StepStrategy::Auto => {
-                nb * m <= StepStrategy::AUTO_MAX_PERSISTENT_STATE && per_dispatch > 0
+                nb * m * cell.gates() <= StepStrategy::AUTO_MAX_PERSISTENT_STATE
+                    && per_dispatch > 0
             }
         };
         chosen.then(|| {
