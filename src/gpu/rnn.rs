@@ -648,8 +648,7 @@ impl GpuRnn {
             StepStrategy::Persistent => per_dispatch > 0,
             // Each of its items walks h once per gate: the bound counts gate columns.
             StepStrategy::Auto => {
-                nb * m * cell.gates() <= StepStrategy::AUTO_MAX_PERSISTENT_STATE
-                    && per_dispatch > 0
+                nb * m * cell.gates() <= StepStrategy::AUTO_MAX_PERSISTENT_STATE && per_dispatch > 0
             }
         };
         chosen.then(|| {
