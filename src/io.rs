@@ -117,6 +117,67 @@ fn decode_input(bytes: &[u8]) -> std::result::Result<NpyInput, String> {
     }
 }
 
+/// Reads the arrays of a `.npz` archive (`np.savez(path, a=..., b=...)` or
+/// `np.savez(path, a, b)`) as model inputs, in the archive's order, each with its name (`arr_0`,
+/// `arr_1`, ... for positional ones): the inputs of a model with several.
+///
+/// # Errors
+/// [`RnnError::Io`] when the file cannot be read; [`RnnError::BadFile`] when it is not a zip
+/// archive or an array is not a `.npy` image of a float or integer type (each read only as far
+/// as its header declares).
+pub fn read_npz_inputs(path: impl AsRef<Path>) -> Result<Vec<(String, NpyInput)>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| RnnError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_npz_inputs_named(bytes, path)
+}
+
+/// [`read_npz_inputs`] on an archive in memory.
+///
+/// # Errors
+/// As [`read_npz_inputs`], with `<memory>` in place of the file name.
+pub fn parse_npz_inputs(bytes: Vec<u8>) -> Result<Vec<(String, NpyInput)>> {
+    parse_npz_inputs_named(bytes, Path::new("<memory>"))
+}
+
+fn parse_npz_inputs_named(bytes: Vec<u8>, path: &Path) -> Result<Vec<(String, NpyInput)>> {
+    read_npz(bytes, path, true, decode_input)
+}
+
+/// Every array of a `.npz` archive, in order, with its name (the member name without `.npy`),
+/// each entry read only as far as its header declares and decoded by `decode`; `integers`
+/// admits integer arrays beside float ones.
+fn read_npz<T>(
+    bytes: Vec<u8>,
+    path: &Path,
+    integers: bool,
+    decode: impl Fn(&[u8]) -> std::result::Result<T, String>,
+) -> Result<Vec<(String, T)>> {
+    let bad = |message: String| RnnError::bad_file(path, message);
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| bad(format!("not a readable .npz (zip) archive: {e}")))?;
+    let mut arrays = Vec::new();
+    let mut budget = MAX_NPZ_BYTES;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| bad(format!("archive entry {i}: {e}")))?;
+        let name = entry
+            .name()
+            .strip_suffix(".npy")
+            .unwrap_or(entry.name())
+            .to_string();
+        let shown = quote(&name);
+        let data = read_npy_entry(&mut entry, &mut budget, integers)
+            .map_err(|m| bad(format!("array {shown}: {m}")))?;
+        let array = decode(&data).map_err(|m| bad(format!("array {shown}: {m}")))?;
+        arrays.push((name, array));
+    }
+    Ok(arrays)
+}
+
 /// Loads a Keras recurrent layer's weights (`SimpleRNN`, `LSTM` or `GRU`) from a `.npz` file,
 /// the cell inferred from the shapes.
 ///
@@ -169,7 +230,12 @@ pub fn load_keras_npz_bytes(bytes: &[u8], config: SimpleRnnConfig) -> Result<Sim
 /// header declares, so that a forged entry (a small header followed by gigabytes that inflate
 /// from a few megabytes) is refused after reading what it declares, not after inflating all of
 /// it. `budget` is what the archive's arrays may still take; the entry's data is taken from it.
-fn read_npy_entry(entry: &mut impl Read, budget: &mut u64) -> std::result::Result<Vec<u8>, String> {
+/// `integers` admits integer arrays beside float ones.
+fn read_npy_entry(
+    entry: &mut impl Read,
+    budget: &mut u64,
+    integers: bool,
+) -> std::result::Result<Vec<u8>, String> {
     let unreadable = |e: std::io::Error| format!("cannot be read: {e}");
     let mut image = Vec::new();
     // Magic, version and the two-byte length of version 1; version 2 and 3 have two more.
@@ -204,8 +270,15 @@ fn read_npy_entry(entry: &mut impl Read, budget: &mut u64) -> std::result::Resul
     let descriptor = header.type_descriptor.to_string();
     let descriptor = descriptor.trim_matches('\'');
     let item = Elem::from_descriptor(descriptor)
-        .filter(|(elem, _)| elem.is_float())
-        .ok_or_else(|| format!("dtype {}; expected {FLOATS}", quote(descriptor)))?
+        .filter(|(elem, _)| integers || elem.is_float())
+        .ok_or_else(|| {
+            let expected = if integers {
+                "a float or integer type"
+            } else {
+                FLOATS
+            };
+            format!("dtype {}; expected {expected}", quote(descriptor))
+        })?
         .0
         .size() as u64;
     let declared = header
@@ -257,27 +330,7 @@ fn parse_keras_npz(
     cell: Option<Cell>,
 ) -> Result<SimpleRnn> {
     let bad = |message: String| RnnError::bad_file(path, message);
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| bad(format!("not a readable .npz (zip) archive: {e}")))?;
-
-    let mut arrays = Vec::new();
-    let mut budget = MAX_NPZ_BYTES;
-    for i in 0..archive.len() {
-        let mut entry = archive
-            .by_index(i)
-            .map_err(|e| bad(format!("archive entry {i}: {e}")))?;
-        let name = entry
-            .name()
-            .strip_suffix(".npy")
-            .unwrap_or(entry.name())
-            .to_string();
-        let shown = quote(&name);
-        let data = read_npy_entry(&mut entry, &mut budget)
-            .map_err(|m| bad(format!("array {shown}: {m}")))?;
-        let array: Array<f32, IxDyn> =
-            decode_npy(&data).map_err(|m| bad(format!("array {shown}: {m}")))?;
-        arrays.push((name, array));
-    }
+    let arrays: Vec<(String, Array<f32, IxDyn>)> = read_npz(bytes, path, false, decode_npy)?;
 
     let find = |keys: &[&str]| arrays.iter().position(|(n, _)| keys.contains(&n.as_str()));
     let (kernel_at, recurrent_at) = match (
@@ -826,7 +879,7 @@ mod tests {
         // The budget is shared: two arrays that each fit but together do not.
         let half = npy_image("<f4", false, "(1073741824,)", &[]);
         let mut budget = MAX_NPZ_BYTES - 8;
-        let err = read_npy_entry(&mut half.as_slice(), &mut budget).unwrap_err();
+        let err = read_npy_entry(&mut half.as_slice(), &mut budget, false).unwrap_err();
         assert!(err.contains("more than"), "{err}");
     }
 }

@@ -15,9 +15,6 @@ use crate::gpu::shaders;
 /// one projection dispatch's); the offsets are multiples of [`ContextInner::params_stride`].
 pub(crate) const DYNAMIC_PARAMS_SIZE: u64 = 32;
 
-/// Bytes of the parameters of every kernel bound without a dynamic offset (the model kernels).
-pub(crate) const PARAMS_SIZE: u64 = 16;
-
 /// How the recurrent steps are scheduled on the GPU.
 ///
 /// Both strategies first project every step of a chunk with one GEMM; they differ in how the
@@ -123,7 +120,7 @@ pub(crate) struct ContextInner {
     pub(crate) projection: [wgpu::ComputePipeline; 2],
     pub(crate) softmax: wgpu::ComputePipeline,
     /// The whole-model kernels' layouts and pipelines (`shaders/embedding.wgsl`,
-    /// `masking.wgsl`, `merge.wgsl`, `rows_activation.wgsl`).
+    /// `elementwise.wgsl`, `reduce_axis.wgsl`, `rows_activation.wgsl`).
     #[cfg(feature = "keras")]
     pub(crate) model: ModelKernels,
     step_pipeline_layout: wgpu::PipelineLayout,
@@ -510,6 +507,7 @@ impl ContextInner {
             ("ACTIVATION", f64::from(key.code)),
             ("ACT_ALPHA", f64::from(f32::from_bits(key.alpha))),
             ("ACT_BETA", f64::from(f32::from_bits(key.beta))),
+            ("ACT_GAMMA", f64::from(f32::from_bits(key.gamma))),
             ("CLIP", f64::from(f32::from_bits(key.clip))),
         ];
         let (label, module, layout) = match key.kernel {
@@ -629,12 +627,12 @@ impl ContextInner {
 /// [`ContextInner::rows_pipeline`].
 pub(crate) struct ModelKernels {
     pub(crate) embedding_layout: wgpu::BindGroupLayout,
-    pub(crate) masking_layout: wgpu::BindGroupLayout,
+    pub(crate) elementwise_layout: wgpu::BindGroupLayout,
+    pub(crate) reduce_layout: wgpu::BindGroupLayout,
     pub(crate) rows_layout: wgpu::BindGroupLayout,
-    pub(crate) merge_layout: wgpu::BindGroupLayout,
     pub(crate) embedding: wgpu::ComputePipeline,
-    pub(crate) masking: wgpu::ComputePipeline,
-    pub(crate) merge: wgpu::ComputePipeline,
+    pub(crate) elementwise: wgpu::ComputePipeline,
+    pub(crate) reduce: wgpu::ComputePipeline,
     rows_pipeline_layout: wgpu::PipelineLayout,
     rows_module: wgpu::ShaderModule,
 }
@@ -648,20 +646,20 @@ impl ModelKernels {
             "model.embedding.layout",
             &[Read, Read, ReadWrite, ReadWrite, Uniform],
         );
-        let masking_layout = bind_group_layout(
+        let elementwise_layout = bind_group_layout(
             device,
-            "model.masking.layout",
-            &[ReadWrite, ReadWrite, Uniform],
+            "model.elementwise.layout",
+            &[ReadWrite, Read, Read, Read, Uniform],
+        );
+        let reduce_layout = bind_group_layout(
+            device,
+            "model.reduce_axis.layout",
+            &[ReadWrite, Read, Uniform],
         );
         let rows_layout = bind_group_layout(
             device,
             "model.rows_activation.layout",
             &[ReadWrite, Uniform],
-        );
-        let merge_layout = bind_group_layout(
-            device,
-            "model.merge.layout",
-            &[Read, Read, ReadWrite, Uniform, Read],
         );
         let fixed = |label: &str, layout: &wgpu::BindGroupLayout, source: &str| {
             pipeline(
@@ -674,8 +672,12 @@ impl ModelKernels {
         };
         ModelKernels {
             embedding: fixed("model.embedding", &embedding_layout, shaders::EMBEDDING),
-            masking: fixed("model.masking", &masking_layout, shaders::MASKING),
-            merge: fixed("model.merge", &merge_layout, shaders::MERGE),
+            elementwise: fixed(
+                "model.elementwise",
+                &elementwise_layout,
+                shaders::ELEMENTWISE,
+            ),
+            reduce: fixed("model.reduce_axis", &reduce_layout, shaders::REDUCE_AXIS),
             rows_pipeline_layout: pipeline_layout(device, "model.rows_activation", &rows_layout),
             rows_module: module(
                 device,
@@ -683,9 +685,9 @@ impl ModelKernels {
                 &shaders::rows_activation_module(),
             ),
             embedding_layout,
-            masking_layout,
+            elementwise_layout,
+            reduce_layout,
             rows_layout,
-            merge_layout,
         }
     }
 }
@@ -696,6 +698,7 @@ struct StepKey {
     code: u32,
     alpha: u32,
     beta: u32,
+    gamma: u32,
     clip: u32,
     kernel: Kernel,
 }
@@ -741,6 +744,7 @@ impl StepKey {
             code: activation.shader_code(),
             alpha: alpha.to_bits(),
             beta: beta.to_bits(),
+            gamma: activation.shader_gamma().to_bits(),
             clip: clip.unwrap_or(0.0).to_bits(),
             kernel,
         }
@@ -870,11 +874,13 @@ fn bind_group_layout(
                     wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: dynamic,
-                        min_binding_size: wgpu::BufferSize::new(if dynamic {
-                            DYNAMIC_PARAMS_SIZE
+                        // The model kernels' parameters differ in size; each bind group is
+                        // checked against its shader's.
+                        min_binding_size: if dynamic {
+                            wgpu::BufferSize::new(DYNAMIC_PARAMS_SIZE)
                         } else {
-                            PARAMS_SIZE
-                        }),
+                            None
+                        },
                     }
                 }
             },

@@ -305,13 +305,6 @@ pub(crate) fn row_kernel_fits(width: usize) -> bool {
     3 * (width as u64).div_ceil(64) + 32 <= LOOP_BUDGET
 }
 
-/// Whether the masking kernel (`masking.wgsl`: one thread walks its row twice) stays within
-/// [`LOOP_BUDGET`] on rows of `width`.
-#[cfg(feature = "keras")]
-pub(crate) fn masking_fits(width: usize) -> bool {
-    2 * (width as u64 + 1) <= LOOP_BUDGET
-}
-
 /// The limits that shape a plan.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PlanLimits {
@@ -662,8 +655,6 @@ mod tests {
     fn row_kernels_refuse_rows_past_the_loop_budget() {
         assert!(row_kernel_fits(100_000));
         assert!(!row_kernel_fits(1 << 20));
-        assert!(masking_fits(4096));
-        assert!(!masking_fits(10_000));
     }
 
     #[test]

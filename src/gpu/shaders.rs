@@ -46,16 +46,17 @@ pub const SOFTMAX_ROWS: &str = include_str!("../../shaders/softmax_rows.wgsl");
 /// Embedding lookup of time-major token ids, with the `mask_zero` mask.
 pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 
-/// Keras's `Masking` layer in place: the mask, and masked rows multiplied by 0.
-pub const MASKING: &str = include_str!("../../shaders/masking.wgsl");
+/// One elementwise operation over strided tensors of up to 8 axes (broadcasts, casts,
+/// comparisons, logical ops, arithmetic, `where`): a whole model's ops and its layers without
+/// weights.
+pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+
+/// A sum, maximum, minimum, any or all along one axis of a strided tensor.
+pub const REDUCE_AXIS: &str = include_str!("../../shaders/reduce_axis.wgsl");
 
 /// An elementwise activation, softmax or log-softmax in place on rows (a `Dense` layer's or an
 /// `Activation` layer's; needs [`ACTIVATIONS`] and [`ROW_REDUCE`]).
 pub const ROWS_ACTIVATION: &str = include_str!("../../shaders/rows_activation.wgsl");
-
-/// `Bidirectional`'s merge of two outputs (concat, sum, mul, ave), and the masked copy of a last
-/// output under `zero_output_for_mask`.
-pub const MERGE: &str = include_str!("../../shaders/merge.wgsl");
 
 /// The rows-activation module as compiled: the activations, the row reductions, the kernel.
 pub fn rows_activation_module() -> String {
@@ -110,8 +111,8 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("rnn.gated_step", gated_step_module()),
         ("rnn.gated_persistent", gated_persistent_module()),
         ("model.embedding", EMBEDDING.to_string()),
-        ("model.masking", MASKING.to_string()),
+        ("model.elementwise", ELEMENTWISE.to_string()),
+        ("model.reduce_axis", REDUCE_AXIS.to_string()),
         ("model.rows_activation", rows_activation_module()),
-        ("model.merge", MERGE.to_string()),
     ]
 }
