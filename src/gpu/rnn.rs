@@ -9,14 +9,16 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, s};
 
 use crate::cell::Cell;
 use crate::error::{Result, RnnError};
+use crate::gpu::auto::{StepChoice, StepPlans};
 use crate::gpu::context::{
     ContextInner, DYNAMIC_PARAMS_SIZE, ErrorScope, GpuContext, StepStrategy, poisoned,
 };
 use crate::gpu::plan::{
-    ChunkPlan, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE, check_weights,
-    gated_persistent_rows, gated_persistent_steps_per_dispatch, gated_step_spans, grid,
-    persistent_shape, persistent_steps_per_dispatch, persistent_workgroups, plan,
-    step_rows_per_thread, step_workgroups,
+    ChunkPlan, GATED_AUTO_MAX_PERSISTENT_COLUMNS, GATED_ROWS_PER_THREAD_LARGE, PersistentShape,
+    PlanLimits, StepTile, check_weights, gated_persistent_rows,
+    gated_persistent_steps_per_dispatch, gated_rows_per_thread, gated_step_spans,
+    gated_step_workgroups, grid, persistent_shape, persistent_steps_per_dispatch,
+    persistent_workgroups, plan, step_tile,
 };
 use crate::gpu::projection::Projection;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
@@ -90,14 +92,16 @@ pub struct GpuRnn {
     /// bias) when it has one.
     recurrent_kernel: wgpu::Buffer,
     bias: wgpu::Buffer,
-    /// A gated cell's fused step kernels: per phase (two for [`Cell::GruResetBefore`], else
-    /// one), with one row per thread and with [`STEP_ROWS_PER_THREAD_LARGE`].
+    /// A gated cell's fused step kernels: per phase (two for [`Cell::GruResetBefore`] and a
+    /// projected LSTM, else one), with one row per thread and with
+    /// [`GATED_ROWS_PER_THREAD_LARGE`].
     gated: Vec<[wgpu::ComputePipeline; 2]>,
     /// A gated cell's persistent kernel and its rows per workgroup, unless the strategy never
     /// picks it or the layer's state does not fit workgroup memory.
     gated_persistent: Option<(u32, wgpu::ComputePipeline)>,
-    /// The per-step kernel with one row per thread, and with [`STEP_ROWS_PER_THREAD_LARGE`].
-    step_pipelines: [wgpu::ComputePipeline; 2],
+    /// How the steps of a chunk of each batch size run, chosen once per size (see
+    /// [`StepStrategy`]), with a per-step tile that runs any size as the fallback.
+    pub(crate) plans: StepPlans,
     /// The persistent kernel and its layout, unless the strategy never picks it, the layer's
     /// state does not fit workgroup memory, or not even one step fits one dispatch's loop
     /// budget.
@@ -143,7 +147,7 @@ impl GpuRnn {
             .map(|phase| {
                 Ok([
                     inner.gated_pipeline(&layer, phase, 1)?,
-                    inner.gated_pipeline(&layer, phase, STEP_ROWS_PER_THREAD_LARGE)?,
+                    inner.gated_pipeline(&layer, phase, GATED_ROWS_PER_THREAD_LARGE)?,
                 ])
             })
             .collect::<Result<Vec<_>>>()?;
@@ -165,14 +169,17 @@ impl GpuRnn {
                 }
             }
         };
-        let step_pipelines = [
-            inner.step_pipeline(activation, clip, 1)?,
-            inner.step_pipeline(activation, clip, STEP_ROWS_PER_THREAD_LARGE)?,
-        ];
+        // The tile for one row fits the loop budget at this width, so it runs any batch.
+        let fallback = step_tile(1, m, inner.step_device())
+            .ok_or_else(|| RnnError::DeviceLimit(format!("no per-step tile runs {m} units")))?;
+        let fallback = (
+            fallback,
+            inner.step_pipeline(activation, clip, fallback, m.is_multiple_of(4))?,
+        );
         let persistent = match inner.options.strategy {
             // The persistent kernel runs the simple cell only.
             _ if cell != Cell::Simple => None,
-            StepStrategy::PerStep => None,
+            StepStrategy::PerStep | StepStrategy::Sliced => None,
             StepStrategy::Auto | StepStrategy::Persistent => {
                 match persistent_shape(
                     m,
@@ -221,7 +228,7 @@ impl GpuRnn {
             bias,
             gated,
             gated_persistent,
-            step_pipelines,
+            plans: StepPlans::new(fallback),
             persistent,
             workspaces: Mutex::new(Vec::new()),
         })
@@ -535,8 +542,8 @@ impl GpuRnn {
         if let Some(gated) = &bindings.gated {
             // Per step, per phase: one fused dispatch per span of the product's depth, each
             // with its own parameter slot.
-            let wide = usize::from(step_rows_per_thread(nb) != 1);
-            let (gx, gy) = step_workgroups(nb, m);
+            let wide = usize::from(gated_rows_per_thread(nb) != 1);
+            let (gx, gy) = gated_step_workgroups(nb, m);
             let spans: Vec<usize> = self
                 .phase_depths()
                 .iter()
@@ -571,14 +578,14 @@ impl GpuRnn {
             return current;
         }
 
-        let step_pipeline = &self.step_pipelines[usize::from(step_rows_per_thread(nb) != 1)];
-        let step_groups = step_workgroups(nb, m);
+        let (tile, step_pipeline) = self.step_tile_for(nb);
+        let step_groups = tile.workgroups(nb, m, most);
         let softmax_groups = grid(nb as u64, most);
         for s in 0..ns {
             let offset = (s as u64 * bindings.params_stride) as u32;
-            pass.set_pipeline(step_pipeline);
+            pass.set_pipeline(&step_pipeline);
             pass.set_bind_group(0, &bindings.step[current], &[offset]);
-            pass.dispatch_workgroups(step_groups.0 as u32, step_groups.1 as u32, 1);
+            pass.dispatch_workgroups(step_groups.0, step_groups.1, step_groups.2);
             current = 1 - current;
             if row_softmax {
                 pass.set_pipeline(&inner.softmax);
@@ -612,23 +619,46 @@ impl GpuRnn {
         &self,
         nb: usize,
     ) -> Option<(&(PersistentShape, wgpu::ComputePipeline), usize)> {
-        let m = self.layer.units();
+        let persistent = self.persistent.as_ref()?;
+        match self.step_choice(nb) {
+            StepChoice::Persistent => Some((persistent, self.persistent_steps(nb)?)),
+            StepChoice::Tiled(_) => None,
+        }
+    }
+
+    /// The per-step tile and its pipeline for a chunk of `nb` rows, when the persistent kernel
+    /// does not run it.
+    fn step_tile_for(&self, nb: usize) -> (StepTile, wgpu::ComputePipeline) {
+        match self.step_choice(nb) {
+            StepChoice::Tiled(tile) => self.plans.pipeline(&self.ctx.inner, &self.layer, tile),
+            StepChoice::Persistent => self.plans.fallback(),
+        }
+    }
+
+    /// The most steps one persistent dispatch over `nb` rows runs, when the kernel was built and
+    /// runs at least one.
+    pub(crate) fn persistent_steps(&self, nb: usize) -> Option<usize> {
         let (shape, _) = self.persistent.as_ref()?;
         let row_wise = self.layer.config().activation.is_row_wise();
-        let per_dispatch = persistent_steps_per_dispatch(m, *shape, row_wise, nb) as usize;
-        let chosen = match self.ctx.inner.options.strategy {
-            StepStrategy::PerStep => false,
-            StepStrategy::Persistent => per_dispatch > 0,
-            StepStrategy::Auto => {
-                nb * m <= StepStrategy::AUTO_MAX_PERSISTENT_STATE && per_dispatch > 0
-            }
-        };
-        chosen.then(|| {
-            (
-                self.persistent.as_ref().expect("checked above"),
-                per_dispatch,
-            )
-        })
+        let steps = persistent_steps_per_dispatch(self.layer.units(), *shape, row_wise, nb);
+        (steps > 0).then_some(steps as usize)
+    }
+
+    /// How the steps of a chunk of `nb` rows run, decided on the first chunk of that size and
+    /// kept for the model's life, so that every part of a forward agrees (see
+    /// [`crate::gpu::auto`]).
+    pub(crate) fn step_choice(&self, nb: usize) -> StepChoice {
+        self.plans.choice(self, nb)
+    }
+
+    /// The persistent kernel and its layout, when it was built for this layer.
+    pub(crate) fn persistent_kernel(&self) -> Option<&(PersistentShape, wgpu::ComputePipeline)> {
+        self.persistent.as_ref()
+    }
+
+    /// The layer's recurrent kernel on the device (U, *M* × *G*·*M*).
+    pub(crate) fn recurrent_kernel_buffer(&self) -> &wgpu::Buffer {
+        &self.recurrent_kernel
     }
 
     /// The persistent gated kernel, and the most steps one of its dispatches runs, when the
@@ -644,12 +674,14 @@ impl GpuRnn {
         let per_dispatch =
             gated_persistent_steps_per_dispatch(m, cell.gates(), phases, *rows, nb) as usize;
         let chosen = match self.ctx.inner.options.strategy {
-            StepStrategy::PerStep => false,
             StepStrategy::Persistent => per_dispatch > 0,
-            // Each of its items walks h once per gate: the bound counts gate columns.
+            // Not timed per device as the simple cell's kernels are: each item of the persistent
+            // kernel walks h once per gate, so the bound counts gate columns.
             StepStrategy::Auto => {
-                nb * m * cell.gates() <= StepStrategy::AUTO_MAX_PERSISTENT_STATE && per_dispatch > 0
+                nb * m * cell.gates() <= GATED_AUTO_MAX_PERSISTENT_COLUMNS && per_dispatch > 0
             }
+            // Per step (the fused kernel) for the others.
+            _ => false,
         };
         chosen.then(|| {
             (

@@ -53,6 +53,7 @@ pub enum StrategyArg {
     Auto,
     PerStep,
     Persistent,
+    Sliced,
 }
 
 impl From<StrategyArg> for StepStrategy {
@@ -61,6 +62,7 @@ impl From<StrategyArg> for StepStrategy {
             StrategyArg::Auto => StepStrategy::Auto,
             StrategyArg::PerStep => StepStrategy::PerStep,
             StrategyArg::Persistent => StepStrategy::Persistent,
+            StrategyArg::Sliced => StepStrategy::Sliced,
         }
     }
 }
@@ -159,6 +161,7 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
             StrategyArg::Auto => "auto",
             StrategyArg::PerStep => "per-step",
             StrategyArg::Persistent => "persistent",
+            StrategyArg::Sliced => "sliced",
         };
         let strategy = format!("{shape} strategy={name}");
         report("gpu", &strategy, &times, flops, t);
