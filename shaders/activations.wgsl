@@ -10,6 +10,10 @@ override ACTIVATION: u32 = 1u;
 // ScaledTanh, ThresholdedRelu).
 override ACT_ALPHA: f32 = 0.0;
 override ACT_BETA: f32 = 0.0;
+// The third parameter of Keras's relu (its max_value, -1 for none), read by code 28
+// wherever it is applied: a kernel's second activation (a gated cell's recurrent one) never
+// is a capped relu (the loaders refuse one).
+override ACT_GAMMA: f32 = 0.0;
 
 const SELU_ALPHA: f32 = 1.6732632423543772;
 const SELU_SCALE: f32 = 1.0507009873554805;
@@ -106,12 +110,34 @@ fn erf_approx(x: f32) -> f32 {
     return select(v, -v, x < 0.0);
 }
 
+// Keras 3's ReLU.static_call step by step (src/activation.rs has the same): x kept above the
+// threshold (NaN takes the else branch, 0), clipped to the cap, minus the negative part.
+fn keras_relu(x: f32, slope: f32, threshold: f32, cap: f32) -> f32 {
+    let relu_x = select(x, 0.0, x < 0.0);
+    var negative_part = select(-x, 0.0, -x < 0.0);
+    var y = relu_x;
+    if (threshold != 0.0) {
+        let shifted = -x + threshold;
+        negative_part = select(shifted, 0.0, shifted < 0.0);
+        y = select(0.0, x, x > threshold);
+    } else if (cap == 6.0) {
+        y = relu6(x);
+    }
+    if (cap >= 0.0 && (threshold != 0.0 || cap != 6.0) && !is_nan(y)) {
+        y = clamp(y, 0.0, cap);
+    }
+    if (slope != 0.0) {
+        y = y - slope * negative_part;
+    }
+    return y;
+}
+
 fn activate(x: f32) -> f32 {
     return activate_with(ACTIVATION, ACT_ALPHA, ACT_BETA, x);
 }
 
 // The activation numbered `code` with parameters `alpha` and `beta` (pipeline constants at every
-// call, so the switch folds away): for kernels that apply two activations (gated_cell.wgsl).
+// call, so the switch folds away): for kernels that apply two activations (gated_step.wgsl).
 fn activate_with(code: u32, alpha: f32, beta: f32, x: f32) -> f32 {
     switch code {
         case 0u: { return x; }
@@ -168,6 +194,7 @@ fn activate_with(code: u32, alpha: f32, beta: f32, x: f32) -> f32 {
         case 25u: { return alpha * x + beta; }
         case 26u: { return alpha * tanh_safe(beta * x); }
         case 27u: { return select(x, 0.0, x <= alpha); }
+        case 28u: { return keras_relu(x, alpha, beta, ACT_GAMMA); }
         default: { return x; }
     }
 }

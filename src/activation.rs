@@ -114,6 +114,18 @@ pub enum Activation {
         /// Threshold.
         alpha: f32,
     },
+    /// Keras's `relu` with its parameters (`layers.ReLU(max_value, negative_slope, threshold)`,
+    /// `activations.relu(x, ...)`): `x` kept above `threshold` (else 0), clipped to
+    /// `max_value`, minus `negative_slope · relu(threshold - x)`. The parameterless cases are
+    /// [`Activation::Relu`], [`Activation::Relu6`] and [`Activation::LeakyRelu`].
+    KerasRelu {
+        /// Slope below the threshold.
+        negative_slope: f32,
+        /// The most the positive side gives (`None`: no cap).
+        max_value: Option<f32>,
+        /// Where the positive side starts.
+        threshold: f32,
+    },
 }
 
 const SELU_ALPHA: f32 = 1.673_263_2;
@@ -206,6 +218,11 @@ impl Activation {
             beta: 0.5,
         },
         Activation::ThresholdedRelu { alpha: 1.0 },
+        Activation::KerasRelu {
+            negative_slope: 0.1,
+            max_value: Some(2.0),
+            threshold: 0.3,
+        },
     ];
 
     /// Parses a Keras activation name (as in `SimpleRNN(activation="tanh")`); `"None"` and `""`
@@ -282,6 +299,24 @@ impl Activation {
             Affine { .. } => "affine",
             ScaledTanh { .. } => "scaled_tanh",
             ThresholdedRelu { .. } => "thresholded_relu",
+            KerasRelu { .. } => "relu",
+        }
+    }
+
+    /// Keras's `relu(x, negative_slope, max_value, threshold)`, as the parameterless
+    /// activation it is when it is one.
+    pub fn keras_relu(negative_slope: f32, max_value: Option<f32>, threshold: f32) -> Self {
+        match (negative_slope, max_value, threshold) {
+            (0.0, None, 0.0) => Activation::Relu,
+            (0.0, Some(6.0), 0.0) => Activation::Relu6,
+            (slope, None, 0.0) => Activation::LeakyRelu {
+                negative_slope: slope,
+            },
+            _ => Activation::KerasRelu {
+                negative_slope,
+                max_value,
+                threshold,
+            },
         }
     }
 
@@ -336,7 +371,22 @@ impl Activation {
             }
             Elu { alpha } | ThresholdedRelu { alpha } => (alpha, 0.0),
             LeakyRelu { negative_slope } => (negative_slope, 0.0),
+            KerasRelu {
+                negative_slope,
+                threshold,
+                ..
+            } => (negative_slope, threshold),
             _ => (0.0, 0.0),
+        }
+    }
+
+    /// The activation's third parameter as the shader takes it (`ACT_GAMMA`): a capped relu's
+    /// `max_value`, -1 without a cap (pipeline constants must be finite; Keras refuses a
+    /// negative cap).
+    pub(crate) fn shader_gamma(self) -> f32 {
+        match self {
+            Activation::KerasRelu { max_value, .. } => max_value.unwrap_or(-1.0),
+            _ => 0.0,
         }
     }
 
@@ -378,6 +428,7 @@ impl Activation {
             Affine { .. } => 25,
             ScaledTanh { .. } => 26,
             ThresholdedRelu { .. } => 27,
+            KerasRelu { .. } => 28,
         }
     }
 
@@ -485,6 +536,11 @@ impl Activation {
                     x
                 }
             }
+            KerasRelu {
+                negative_slope,
+                max_value,
+                threshold,
+            } => keras_relu(x, negative_slope, max_value, threshold),
         }
     }
 
@@ -522,6 +578,33 @@ impl std::fmt::Display for Activation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.keras_name())
     }
+}
+
+/// Keras 3's `ReLU.static_call` step by step (JAX's `relu` and `clip` keep NaN, its `where`
+/// takes the else branch for it).
+fn keras_relu(x: f32, negative_slope: f32, max_value: Option<f32>, threshold: f32) -> f32 {
+    let relu = |v: f32| if v < 0.0 { 0.0 } else { v };
+    let negative_part = if threshold != 0.0 {
+        relu(-x + threshold)
+    } else {
+        relu(-x)
+    };
+    let mut y = if threshold != 0.0 {
+        if x > threshold { x } else { 0.0 }
+    } else if max_value == Some(6.0) {
+        relu6(x)
+    } else {
+        relu(x)
+    };
+    if let Some(max) = max_value.filter(|m| threshold != 0.0 || *m != 6.0)
+        && !y.is_nan()
+    {
+        y = y.clamp(0.0, max);
+    }
+    if negative_slope != 0.0 {
+        y -= negative_slope * negative_part;
+    }
+    y
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -567,6 +650,32 @@ mod tests {
     }
 
     #[test]
+    fn keras_relu_follows_keras_step_by_step() {
+        // ReLU(max_value=2, negative_slope=0.1, threshold=0.3), values Keras 3.15 gives.
+        let a = Activation::keras_relu(0.1, Some(2.0), 0.3);
+        for (x, want) in [
+            (-1.0, -0.13),
+            (0.2, -0.01),
+            (0.3, -0.0),
+            (1.0, 1.0),
+            (5.0, 2.0),
+        ] {
+            assert!((a.apply(x) - want).abs() < 1e-6, "{x}: {}", a.apply(x));
+        }
+        assert_eq!(
+            Activation::keras_relu(0.0, Some(6.0), 0.0),
+            Activation::Relu6
+        );
+        assert_eq!(Activation::keras_relu(0.0, None, 0.0), Activation::Relu);
+        assert!(matches!(
+            Activation::keras_relu(0.2, None, 0.0),
+            Activation::LeakyRelu { .. }
+        ));
+        // NaN: the threshold's `where` gives 0, then the negative part NaN.
+        assert!(a.apply(f32::NAN).is_nan());
+    }
+
+    #[test]
     fn softmax_rows_sum_to_one_even_with_large_values() {
         let mut row = [1000.0, 1001.0, 999.0];
         Activation::Softmax.apply_row(&mut row);
@@ -586,6 +695,6 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), Activation::ALL.len() - 2);
-        assert_eq!(codes.last(), Some(&27));
+        assert_eq!(codes.last(), Some(&28));
     }
 }

@@ -117,6 +117,67 @@ fn decode_input(bytes: &[u8]) -> std::result::Result<NpyInput, String> {
     }
 }
 
+/// Reads the arrays of a `.npz` archive (`np.savez(path, a=..., b=...)` or
+/// `np.savez(path, a, b)`) as model inputs, in the archive's order, each with its name (`arr_0`,
+/// `arr_1`, ... for positional ones): the inputs of a model with several.
+///
+/// # Errors
+/// [`RnnError::Io`] when the file cannot be read; [`RnnError::BadFile`] when it is not a zip
+/// archive or an array is not a `.npy` image of a float or integer type (each read only as far
+/// as its header declares).
+pub fn read_npz_inputs(path: impl AsRef<Path>) -> Result<Vec<(String, NpyInput)>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| RnnError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_npz_inputs_named(bytes, path)
+}
+
+/// [`read_npz_inputs`] on an archive in memory.
+///
+/// # Errors
+/// As [`read_npz_inputs`], with `<memory>` in place of the file name.
+pub fn parse_npz_inputs(bytes: Vec<u8>) -> Result<Vec<(String, NpyInput)>> {
+    parse_npz_inputs_named(bytes, Path::new("<memory>"))
+}
+
+fn parse_npz_inputs_named(bytes: Vec<u8>, path: &Path) -> Result<Vec<(String, NpyInput)>> {
+    read_npz(bytes, path, true, decode_input)
+}
+
+/// Every array of a `.npz` archive, in order, with its name (the member name without `.npy`),
+/// each entry read only as far as its header declares and decoded by `decode`; `integers`
+/// admits integer arrays beside float ones.
+fn read_npz<T>(
+    bytes: Vec<u8>,
+    path: &Path,
+    integers: bool,
+    decode: impl Fn(&[u8]) -> std::result::Result<T, String>,
+) -> Result<Vec<(String, T)>> {
+    let bad = |message: String| RnnError::bad_file(path, message);
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| bad(format!("not a readable .npz (zip) archive: {e}")))?;
+    let mut arrays = Vec::new();
+    let mut budget = MAX_NPZ_BYTES;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| bad(format!("archive entry {i}: {e}")))?;
+        let name = entry
+            .name()
+            .strip_suffix(".npy")
+            .unwrap_or(entry.name())
+            .to_string();
+        let shown = quote(&name);
+        let data = read_npy_entry(&mut entry, &mut budget, integers)
+            .map_err(|m| bad(format!("array {shown}: {m}")))?;
+        let array = decode(&data).map_err(|m| bad(format!("array {shown}: {m}")))?;
+        arrays.push((name, array));
+    }
+    Ok(arrays)
+}
+
 /// Loads a Keras recurrent layer's weights (`SimpleRNN`, `LSTM` or `GRU`) from a `.npz` file,
 /// the cell inferred from the shapes.
 ///
@@ -139,7 +200,8 @@ pub fn load_keras_npz(path: impl AsRef<Path>, config: SimpleRnnConfig) -> Result
 }
 
 /// [`load_keras_npz`] with the cell given (`Some`) rather than inferred: the shapes must then
-/// agree with it. [`Cell::Gru`] is Keras's `reset_after=True` GRU.
+/// agree with it. [`Cell::Gru`] is Keras's `reset_after=True` GRU (a 2 × 3·*M* bias),
+/// [`Cell::GruResetBefore`] its `reset_after=False` one (a 3·*M* bias).
 ///
 /// # Errors
 /// As [`load_keras_npz`], and [`RnnError::InvalidOption`] when the shapes are another cell's.
@@ -168,7 +230,12 @@ pub fn load_keras_npz_bytes(bytes: &[u8], config: SimpleRnnConfig) -> Result<Sim
 /// header declares, so that a forged entry (a small header followed by gigabytes that inflate
 /// from a few megabytes) is refused after reading what it declares, not after inflating all of
 /// it. `budget` is what the archive's arrays may still take; the entry's data is taken from it.
-fn read_npy_entry(entry: &mut impl Read, budget: &mut u64) -> std::result::Result<Vec<u8>, String> {
+/// `integers` admits integer arrays beside float ones.
+fn read_npy_entry(
+    entry: &mut impl Read,
+    budget: &mut u64,
+    integers: bool,
+) -> std::result::Result<Vec<u8>, String> {
     let unreadable = |e: std::io::Error| format!("cannot be read: {e}");
     let mut image = Vec::new();
     // Magic, version and the two-byte length of version 1; version 2 and 3 have two more.
@@ -203,8 +270,15 @@ fn read_npy_entry(entry: &mut impl Read, budget: &mut u64) -> std::result::Resul
     let descriptor = header.type_descriptor.to_string();
     let descriptor = descriptor.trim_matches('\'');
     let item = Elem::from_descriptor(descriptor)
-        .filter(|(elem, _)| elem.is_float())
-        .ok_or_else(|| format!("dtype {}; expected {FLOATS}", quote(descriptor)))?
+        .filter(|(elem, _)| integers || elem.is_float())
+        .ok_or_else(|| {
+            let expected = if integers {
+                "a float or integer type"
+            } else {
+                FLOATS
+            };
+            format!("dtype {}; expected {expected}", quote(descriptor))
+        })?
         .0
         .size() as u64;
     let declared = header
@@ -256,27 +330,7 @@ fn parse_keras_npz(
     cell: Option<Cell>,
 ) -> Result<SimpleRnn> {
     let bad = |message: String| RnnError::bad_file(path, message);
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| bad(format!("not a readable .npz (zip) archive: {e}")))?;
-
-    let mut arrays = Vec::new();
-    let mut budget = MAX_NPZ_BYTES;
-    for i in 0..archive.len() {
-        let mut entry = archive
-            .by_index(i)
-            .map_err(|e| bad(format!("archive entry {i}: {e}")))?;
-        let name = entry
-            .name()
-            .strip_suffix(".npy")
-            .unwrap_or(entry.name())
-            .to_string();
-        let shown = quote(&name);
-        let data = read_npy_entry(&mut entry, &mut budget)
-            .map_err(|m| bad(format!("array {shown}: {m}")))?;
-        let array: Array<f32, IxDyn> =
-            decode_npy(&data).map_err(|m| bad(format!("array {shown}: {m}")))?;
-        arrays.push((name, array));
-    }
+    let arrays: Vec<(String, Array<f32, IxDyn>)> = read_npz(bytes, path, false, decode_npy)?;
 
     let find = |keys: &[&str]| arrays.iter().position(|(n, _)| keys.contains(&n.as_str()));
     let (kernel_at, recurrent_at) = match (
@@ -329,21 +383,40 @@ fn parse_keras_npz(
         }
     };
     let (m, columns) = recurrent.dim();
+    // A GRU's bias shows which GRU: two rows for reset_after=True, one for reset_after=False.
+    let gru = match (&bias, &recurrent_bias) {
+        (_, Some(_)) => Some(Cell::Gru),
+        (Some(_), None) => Some(Cell::GruResetBefore),
+        (None, None) => None,
+    };
     let inferred = match (m > 0 && columns % m == 0).then(|| columns / m) {
         Some(1) => Some(Cell::Simple),
         Some(4) => Some(Cell::Lstm),
-        Some(3) => Some(Cell::Gru),
+        Some(3) => gru,
         _ => None,
     };
-    let given = cell.is_some();
-    let cell = match (cell, inferred) {
+    let given = cell;
+    let cell = match (given, inferred) {
         (Some(given), Some(found)) if given != found => {
             return Err(RnnError::InvalidOption(format!(
-                "the weights are a {found}'s (recurrent kernel {m} × {columns}), not a {given}'s"
+                "the weights are a {found}'s (recurrent kernel {m} × {columns}{}), not a {given}'s",
+                match bias.as_ref().map(|b| b.len()) {
+                    Some(_) if found.gates() == 3 && recurrent_bias.is_some() => ", bias 2 × 3·M",
+                    Some(_) if found.gates() == 3 => ", bias 3·M",
+                    _ => "",
+                }
             )));
         }
         (Some(given), _) => given,
         (None, Some(found)) => found,
+        (None, None) if columns == 3 * m => {
+            return Err(RnnError::InvalidOption(
+                "a GRU without bias does not show whether it was built with reset_after=True: give \
+                 the cell (--cell gru for reset_after=True, Keras's default, or --cell \
+                 gru-reset-before for reset_after=False)"
+                    .into(),
+            ));
+        }
         (None, None) => {
             return Err(RnnError::shape(
                 "recurrent_kernel",
@@ -352,22 +425,6 @@ fn parse_keras_npz(
             ));
         }
     };
-    if cell == Cell::Gru && recurrent_bias.is_none() {
-        if bias.is_some() {
-            return Err(RnnError::InvalidOption(
-                "a GRU whose bias has one row was built with reset_after=False, which is not run \
-                 (Keras's default, reset_after=True, saves a 2 × 3·M bias)"
-                    .into(),
-            ));
-        }
-        if !given {
-            return Err(RnnError::InvalidOption(
-                "a GRU without bias does not show whether it was built with reset_after=True: give \
-                 the cell (--cell gru, which is reset_after=True, Keras's default)"
-                    .into(),
-            ));
-        }
-    }
     SimpleRnn::gated(cell, kernel, recurrent, bias, recurrent_bias, config)
 }
 
@@ -822,7 +879,7 @@ mod tests {
         // The budget is shared: two arrays that each fit but together do not.
         let half = npy_image("<f4", false, "(1073741824,)", &[]);
         let mut budget = MAX_NPZ_BYTES - 8;
-        let err = read_npy_entry(&mut half.as_slice(), &mut budget).unwrap_err();
+        let err = read_npy_entry(&mut half.as_slice(), &mut budget, false).unwrap_err();
         assert!(err.contains("more than"), "{err}");
     }
 }

@@ -55,10 +55,13 @@ pub use gpu::{
 };
 pub use io::{
     NpyInput, load_keras_npz, load_keras_npz_as, load_keras_npz_bytes, parse_npy_f32,
-    parse_npy_input, parse_npy_lengths, read_npy_f32, read_npy_input, read_npy_lengths,
+    parse_npy_input, parse_npy_lengths, parse_npz_inputs, read_npy_f32, read_npy_input,
+    read_npy_lengths, read_npz_inputs,
 };
 #[cfg(feature = "keras")]
-pub use keras::{KerasLayer, KerasModel, KerasRunner, MergeMode, ModelOutput};
+pub use keras::{
+    InputArray, KerasLayer, KerasModel, KerasRunner, MergeKind, MergeMode, ModelOutput,
+};
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
 #[cfg(feature = "onnx")]
 pub use onnx::{OnnxDirection, OnnxRnn, OnnxRnnAttributes, OnnxRnnOutput};

@@ -261,7 +261,7 @@ impl<'a> Bench<'a> {
         let stride = inner.params_stride();
         let params = buffer(
             "rnn.auto.step_params",
-            GpuRnn::params_slots(MEASURE_STEPS) * stride,
+            rnn.params_slots(MEASURE_STEPS) * stride,
             U::UNIFORM | U::COPY_DST,
         );
         let step = [0, 1].map(|i| {
@@ -317,7 +317,8 @@ impl<'a> Bench<'a> {
             flags: 0,
             t_len: steps as u32,
             count: count as u32,
-            _pad: [0; 2],
+            k_begin: 0,
+            k_end: m as u32,
         };
         let slots: Vec<StepParams> = match choice {
             StepChoice::Persistent => {

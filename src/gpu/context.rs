@@ -15,9 +15,6 @@ use crate::gpu::shaders;
 /// one projection dispatch's); the offsets are multiples of [`ContextInner::params_stride`].
 pub(crate) const DYNAMIC_PARAMS_SIZE: u64 = 32;
 
-/// Bytes of the parameters of every kernel bound without a dynamic offset (the model kernels).
-pub(crate) const PARAMS_SIZE: u64 = 16;
-
 /// How the recurrent steps are scheduled on the GPU.
 ///
 /// Every strategy first projects every step of a chunk with one GEMM; they differ in how the
@@ -129,7 +126,7 @@ pub(crate) struct ContextInner {
     pub(crate) projection_rows: [wgpu::ComputePipeline; 2],
     pub(crate) softmax: wgpu::ComputePipeline,
     /// The whole-model kernels' layouts and pipelines (`shaders/embedding.wgsl`,
-    /// `masking.wgsl`, `merge.wgsl`, `rows_activation.wgsl`).
+    /// `elementwise.wgsl`, `reduce_axis.wgsl`, `rows_activation.wgsl`).
     #[cfg(feature = "keras")]
     pub(crate) model: ModelKernels,
     step_pipeline_layout: wgpu::PipelineLayout,
@@ -138,6 +135,7 @@ pub(crate) struct ContextInner {
     persistent_module: wgpu::ShaderModule,
     gated_pipeline_layout: wgpu::PipelineLayout,
     gated_module: wgpu::ShaderModule,
+    gated_persistent_module: wgpu::ShaderModule,
     /// Step and persistent pipelines by what their pipeline constants hold.
     step_pipelines: RwLock<HashMap<StepKey, wgpu::ComputePipeline>>,
     /// Set by the device-lost callback: every later call fails, the device is gone.
@@ -276,23 +274,29 @@ impl GpuContext {
                 Binding::Read,
             ],
         );
+        // Eight storage buffers: the most every device must offer a shader stage.
         let gated_layout = bind_group_layout(
             &device,
-            "rnn.gated_cell.layout",
+            "rnn.gated_step.layout",
             &[
                 Binding::Read,
                 Binding::Read,
                 Binding::Read,
                 Binding::ReadWrite,
-                Binding::Read,
                 Binding::ReadWrite,
                 Binding::ReadWrite,
                 Binding::DynamicUniform,
                 Binding::Read,
+                Binding::ReadWrite,
             ],
         );
-        let gated_pipeline_layout = pipeline_layout(&device, "rnn.gated_cell", &gated_layout);
-        let gated_module = module(&device, "rnn.gated_cell", &shaders::gated_cell_module());
+        let gated_pipeline_layout = pipeline_layout(&device, "rnn.gated_step", &gated_layout);
+        let gated_module = module(&device, "rnn.gated_step", &shaders::gated_step_module());
+        let gated_persistent_module = module(
+            &device,
+            "rnn.gated_persistent",
+            &shaders::gated_persistent_module(),
+        );
         let projection_pipeline_layout =
             pipeline_layout(&device, "rnn.projection", &projection_layout);
         let projection = [("rnn.projection", false), ("rnn.projection.vec4", true)].map(
@@ -364,6 +368,7 @@ impl GpuContext {
                 persistent_module,
                 gated_pipeline_layout,
                 gated_module,
+                gated_persistent_module,
                 step_pipelines: RwLock::new(HashMap::new()),
                 lost,
                 uncaptured,
@@ -466,21 +471,59 @@ impl ContextInner {
         self.cached_pipeline(key)
     }
 
-    /// The gated-cell pipeline for a cell and its two activations, compiled on first use.
+    /// The fused gated-step pipeline for a layer (its cell, activations and options) at
+    /// `rows_per_thread`; `phase` 1 or 2 picks the half of a [`crate::Cell::GruResetBefore`]
+    /// step. Compiled on first use.
     pub(crate) fn gated_pipeline(
         &self,
-        cell: crate::Cell,
-        activation: Activation,
-        recurrent_activation: Activation,
+        layer: &crate::SimpleRnn,
+        phase: u32,
+        rows_per_thread: u32,
     ) -> Result<wgpu::ComputePipeline> {
-        let (alpha, beta) = recurrent_activation.shader_params();
-        let kernel = Kernel::Gated {
-            cell: cell.shader_code(),
-            rec_code: recurrent_activation.shader_code(),
-            rec_alpha: alpha.to_bits(),
-            rec_beta: beta.to_bits(),
+        self.gated_kernel(layer, phase, rows_per_thread, None)
+    }
+
+    /// The persistent gated pipeline for a layer, `rows` batch rows per workgroup with
+    /// `state_floats` floats of workgroup memory. Compiled on first use.
+    pub(crate) fn gated_persistent_pipeline(
+        &self,
+        layer: &crate::SimpleRnn,
+        rows: u32,
+        state_floats: u32,
+    ) -> Result<wgpu::ComputePipeline> {
+        // CELL 3 runs both phases of a reset-before GRU.
+        self.gated_kernel(layer, 1, 1, Some((rows, state_floats)))
+    }
+
+    fn gated_kernel(
+        &self,
+        layer: &crate::SimpleRnn,
+        phase: u32,
+        rows_per_thread: u32,
+        persistent: Option<(u32, u32)>,
+    ) -> Result<wgpu::ComputePipeline> {
+        let config = layer.config();
+        let cell = match (layer.cell(), phase) {
+            (crate::Cell::GruResetBefore, _) => 2 + phase,
+            // A projected LSTM's second phase: the projection.
+            (crate::Cell::Lstm, 2) => 5,
+            (cell, _) => cell.shader_code(),
         };
-        self.cached_pipeline(StepKey::new(activation, None, kernel))
+        let bits = |a: Activation| {
+            let (alpha, beta) = a.shader_params();
+            [a.shader_code(), alpha.to_bits(), beta.to_bits()]
+        };
+        let kernel = Kernel::Gated {
+            cell,
+            rec: bits(config.recurrent_activation),
+            out: bits(config.cell_output_activation()),
+            input_forget: config.input_forget,
+            has_vector: layer.peepholes().is_some() || layer.recurrent_bias().is_some(),
+            rows_per_thread,
+            persistent,
+            width: layer.projection().map_or(0, |p| p.ncols() as u32),
+        };
+        self.cached_pipeline(StepKey::new(config.activation, config.clip, kernel))
     }
 
     #[cfg(feature = "keras")]
@@ -508,6 +551,7 @@ impl ContextInner {
             ("ACTIVATION", f64::from(key.code)),
             ("ACT_ALPHA", f64::from(f32::from_bits(key.alpha))),
             ("ACT_BETA", f64::from(f32::from_bits(key.beta))),
+            ("ACT_GAMMA", f64::from(f32::from_bits(key.gamma))),
             ("CLIP", f64::from(f32::from_bits(key.clip))),
         ];
         let (label, module, layout) = match key.kernel {
@@ -542,23 +586,45 @@ impl ContextInner {
             }
             Kernel::Gated {
                 cell,
-                rec_code,
-                rec_alpha,
-                rec_beta,
+                rec,
+                out,
+                input_forget,
+                has_vector,
+                rows_per_thread,
+                persistent,
+                width,
             } => {
-                // The gated kernel has no clip.
-                constants.retain(|(name, _)| *name != "CLIP");
                 constants.extend([
                     ("CELL", f64::from(cell)),
-                    ("REC_ACTIVATION", f64::from(rec_code)),
-                    ("REC_ALPHA", f64::from(f32::from_bits(rec_alpha))),
-                    ("REC_BETA", f64::from(f32::from_bits(rec_beta))),
+                    ("REC_ACTIVATION", f64::from(rec[0])),
+                    ("REC_ALPHA", f64::from(f32::from_bits(rec[1]))),
+                    ("REC_BETA", f64::from(f32::from_bits(rec[2]))),
+                    ("OUT_ACTIVATION", f64::from(out[0])),
+                    ("OUT_ALPHA", f64::from(f32::from_bits(out[1]))),
+                    ("OUT_BETA", f64::from(f32::from_bits(out[2]))),
+                    ("INPUT_FORGET", f64::from(u8::from(input_forget))),
+                    ("HAS_VECTOR", f64::from(u8::from(has_vector))),
+                    ("ROWS_PER_THREAD", f64::from(rows_per_thread)),
+                    ("WIDTH", f64::from(width)),
                 ]);
-                (
-                    "rnn.gated_cell",
-                    &self.gated_module,
-                    &self.gated_pipeline_layout,
-                )
+                match persistent {
+                    Some((rows, state_floats)) => {
+                        constants.extend([
+                            ("ROWS", f64::from(rows)),
+                            ("STATE_FLOATS", f64::from(state_floats)),
+                        ]);
+                        (
+                            "rnn.gated_persistent",
+                            &self.gated_persistent_module,
+                            &self.gated_pipeline_layout,
+                        )
+                    }
+                    None => (
+                        "rnn.gated_step",
+                        &self.gated_module,
+                        &self.gated_pipeline_layout,
+                    ),
+                }
             }
             #[cfg(feature = "keras")]
             Kernel::Rows { row_wise } => {
@@ -618,12 +684,12 @@ impl ContextInner {
 /// [`ContextInner::rows_pipeline`].
 pub(crate) struct ModelKernels {
     pub(crate) embedding_layout: wgpu::BindGroupLayout,
-    pub(crate) masking_layout: wgpu::BindGroupLayout,
+    pub(crate) elementwise_layout: wgpu::BindGroupLayout,
+    pub(crate) reduce_layout: wgpu::BindGroupLayout,
     pub(crate) rows_layout: wgpu::BindGroupLayout,
-    pub(crate) merge_layout: wgpu::BindGroupLayout,
     pub(crate) embedding: wgpu::ComputePipeline,
-    pub(crate) masking: wgpu::ComputePipeline,
-    pub(crate) merge: wgpu::ComputePipeline,
+    pub(crate) elementwise: wgpu::ComputePipeline,
+    pub(crate) reduce: wgpu::ComputePipeline,
     rows_pipeline_layout: wgpu::PipelineLayout,
     rows_module: wgpu::ShaderModule,
 }
@@ -637,20 +703,20 @@ impl ModelKernels {
             "model.embedding.layout",
             &[Read, Read, ReadWrite, ReadWrite, Uniform],
         );
-        let masking_layout = bind_group_layout(
+        let elementwise_layout = bind_group_layout(
             device,
-            "model.masking.layout",
-            &[ReadWrite, ReadWrite, Uniform],
+            "model.elementwise.layout",
+            &[ReadWrite, Read, Read, Read, Uniform],
+        );
+        let reduce_layout = bind_group_layout(
+            device,
+            "model.reduce_axis.layout",
+            &[ReadWrite, Read, Uniform],
         );
         let rows_layout = bind_group_layout(
             device,
             "model.rows_activation.layout",
             &[ReadWrite, Uniform],
-        );
-        let merge_layout = bind_group_layout(
-            device,
-            "model.merge.layout",
-            &[Read, Read, ReadWrite, Uniform, Read],
         );
         let fixed = |label: &str, layout: &wgpu::BindGroupLayout, source: &str| {
             pipeline(
@@ -663,8 +729,12 @@ impl ModelKernels {
         };
         ModelKernels {
             embedding: fixed("model.embedding", &embedding_layout, shaders::EMBEDDING),
-            masking: fixed("model.masking", &masking_layout, shaders::MASKING),
-            merge: fixed("model.merge", &merge_layout, shaders::MERGE),
+            elementwise: fixed(
+                "model.elementwise",
+                &elementwise_layout,
+                shaders::ELEMENTWISE,
+            ),
+            reduce: fixed("model.reduce_axis", &reduce_layout, shaders::REDUCE_AXIS),
             rows_pipeline_layout: pipeline_layout(device, "model.rows_activation", &rows_layout),
             rows_module: module(
                 device,
@@ -672,9 +742,9 @@ impl ModelKernels {
                 &shaders::rows_activation_module(),
             ),
             embedding_layout,
-            masking_layout,
+            elementwise_layout,
+            reduce_layout,
             rows_layout,
-            merge_layout,
         }
     }
 }
@@ -685,6 +755,7 @@ struct StepKey {
     code: u32,
     alpha: u32,
     beta: u32,
+    gamma: u32,
     clip: u32,
     kernel: Kernel,
 }
@@ -706,12 +777,21 @@ enum Kernel {
     Rows {
         row_wise: u32,
     },
-    /// `gated_cell.wgsl`: the cell and its recurrent activation (floats by their bits).
+    /// `gated_step.wgsl` or `gated_persistent.wgsl`: the cell (or phase), the gates' and the
+    /// cell state's activations (code, alpha and beta, floats by their bits), the options, the
+    /// rows per thread, the persistent layout.
     Gated {
         cell: u32,
-        rec_code: u32,
-        rec_alpha: u32,
-        rec_beta: u32,
+        rec: [u32; 3],
+        out: [u32; 3],
+        input_forget: bool,
+        has_vector: bool,
+        rows_per_thread: u32,
+        /// `gated_persistent.wgsl`'s rows per workgroup and workgroup floats, or `None` for
+        /// `gated_step.wgsl`.
+        persistent: Option<(u32, u32)>,
+        /// A projected LSTM's state width *P*, else 0.
+        width: u32,
     },
 }
 
@@ -722,6 +802,7 @@ impl StepKey {
             code: activation.shader_code(),
             alpha: alpha.to_bits(),
             beta: beta.to_bits(),
+            gamma: activation.shader_gamma().to_bits(),
             clip: clip.unwrap_or(0.0).to_bits(),
             kernel,
         }
@@ -851,11 +932,13 @@ fn bind_group_layout(
                     wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: dynamic,
-                        min_binding_size: wgpu::BufferSize::new(if dynamic {
-                            DYNAMIC_PARAMS_SIZE
+                        // The model kernels' parameters differ in size; each bind group is
+                        // checked against its shader's.
+                        min_binding_size: if dynamic {
+                            wgpu::BufferSize::new(DYNAMIC_PARAMS_SIZE)
                         } else {
-                            PARAMS_SIZE
-                        }),
+                            None
+                        },
                     }
                 }
             },

@@ -4,6 +4,10 @@ mod auto;
 mod context;
 #[cfg(feature = "keras")]
 pub(crate) mod model;
+#[cfg(feature = "keras")]
+mod model_layers;
+#[cfg(feature = "keras")]
+mod model_plan;
 mod plan;
 mod projection;
 mod rnn;

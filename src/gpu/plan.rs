@@ -359,6 +359,113 @@ const _: () = assert!(
 /// invocation (a layer this wide has a U of 266 MB, past most devices' storage bindings).
 pub(crate) const MAX_STEP_UNITS: u64 = GEMM_MAX_K_SPAN;
 
+/// `StepStrategy::Auto` runs a gated cell's chunk on the persistent kernel while *N* · *G* · *M*
+/// stays within this (measured on lavapipe: 9× faster than the fused step at N = 1, M = 128;
+/// slower at N = 8, M = 64, where N · G · M = 2,048); above it, the fused step.
+pub(crate) const GATED_AUTO_MAX_PERSISTENT_COLUMNS: usize = 1024;
+
+/// Units one workgroup of the fused gated step (`shaders/gated_step.wgsl`) covers.
+pub(crate) const GATED_TILE_UNITS: u64 = 64;
+
+/// Rows per thread of the fused gated step past [`GATED_SMALL_BATCH`] rows (one below).
+pub(crate) const GATED_ROWS_PER_THREAD_LARGE: u32 = 4;
+
+/// Batches up to this many rows run the fused gated step with one row per thread, so that a
+/// 64-row tile is not mostly padding.
+const GATED_SMALL_BATCH: usize = 32;
+
+/// The fused gated step's rows per thread for a chunk of `nb` rows.
+pub(crate) fn gated_rows_per_thread(nb: usize) -> u32 {
+    if nb <= GATED_SMALL_BATCH {
+        1
+    } else {
+        GATED_ROWS_PER_THREAD_LARGE
+    }
+}
+
+/// Workgroups one fused gated step dispatch launches for `nb` rows of `m` units: 16 threads ×
+/// rows per thread rows by 64 units each.
+pub(crate) fn gated_step_workgroups(nb: usize, m: usize) -> (u64, u64) {
+    let rows = 16 * u64::from(gated_rows_per_thread(nb));
+    (
+        (m as u64).div_ceil(GATED_TILE_UNITS),
+        (nb as u64).div_ceil(rows),
+    )
+}
+
+/// Depth of one K slab of the fused gated step (`shaders/gated_step.wgsl`).
+pub(crate) const GATED_SLAB: u64 = 8;
+
+/// Loop iterations, at most, of one slab of the fused gated step: the slab loop, the two
+/// operand loads (4-wide loops), the two passes over U's gates and the 2 quads × 4 gates × 4
+/// rows of multiply-adds, counted as if none were unrolled.
+const GATED_SLAB_ITERATIONS: u64 = 64;
+
+/// Loop iterations of a fused gated step invocation outside its slabs (the accumulators' reset
+/// and the 4 rows × 4 units × 4 gates of the finish).
+const GATED_FIXED_ITERATIONS: u64 = 128;
+
+/// The deepest span of *h* · U one fused gated step dispatch walks within [`LOOP_BUDGET`].
+pub(crate) const GATED_MAX_K_SPAN: u64 =
+    (LOOP_BUDGET - GATED_FIXED_ITERATIONS) / GATED_SLAB_ITERATIONS * GATED_SLAB;
+
+const _: () = assert!(
+    GATED_MAX_K_SPAN.is_multiple_of(GATED_SLAB)
+        && GATED_MAX_K_SPAN / GATED_SLAB * GATED_SLAB_ITERATIONS + GATED_FIXED_ITERATIONS
+            <= LOOP_BUDGET
+);
+
+/// The depth spans `k_begin .. k_end` of a gated cell's step product over `m` units: one
+/// dispatch each, in order, so that no invocation passes [`LOOP_BUDGET`]. Every span but the
+/// last starts and ends on a slab boundary. (The chunk plan keeps each dispatch within
+/// [`DISPATCH_FMA_BUDGET`]: it bounds the batch by *G*·*M* squared.)
+pub(crate) fn gated_step_spans(m: u64) -> Vec<(u64, u64)> {
+    let m = m.max(1);
+    (0..m.div_ceil(GATED_MAX_K_SPAN))
+        .map(|i| (i * GATED_MAX_K_SPAN, ((i + 1) * GATED_MAX_K_SPAN).min(m)))
+        .collect()
+}
+
+/// Batch rows one workgroup of the persistent gated kernel (`shaders/gated_persistent.wgsl`)
+/// owns for `m` units, when `buffers` state buffers of rows × `m` (h twice, then c or a
+/// reset-before GRU's scratch) fit `storage_bytes` of workgroup memory; `None` when not even
+/// one row's do. Rows aim at one (row, unit) item per thread, as [`persistent_shape`]'s do.
+pub(crate) fn gated_persistent_rows(m: usize, buffers: u64, storage_bytes: u64) -> Option<u32> {
+    let row_bytes = 4 * buffers * m as u64;
+    // Room for the workgroup array's alignment.
+    let storage_bytes = storage_bytes.saturating_sub(64);
+    if row_bytes == 0 || row_bytes > storage_bytes {
+        return None;
+    }
+    let wanted = (PERSISTENT_THREADS / m as u64).max(1);
+    Some(wanted.min(storage_bytes / row_bytes) as u32)
+}
+
+/// The most steps one persistent gated dispatch over `nb` rows runs, `rows` per workgroup, for
+/// `m` units, `gates` gates and `phases` passes over *h* per step (2 for a reset-before GRU):
+/// within [`LOOP_BUDGET`] per invocation and [`DISPATCH_FMA_BUDGET`] per dispatch. 0 when not
+/// even one step fits, and the per-step kernel must run the layer.
+pub(crate) fn gated_persistent_steps_per_dispatch(
+    m: usize,
+    gates: usize,
+    phases: u64,
+    rows: u32,
+    nb: usize,
+) -> u64 {
+    let m = m as u64;
+    let items = (u64::from(rows) * m).div_ceil(PERSISTENT_THREADS);
+    // Per phase, each item walks its k loop; one more iteration per loop for its exit.
+    let per_step = 1 + phases * (1 + items * (m + 2));
+    // Loading h and c, storing them.
+    let once = 2 * (items + 1);
+    let by_loops = LOOP_BUDGET.saturating_sub(once) / per_step;
+    let fma_per_step = (nb as u64)
+        .max(1)
+        .saturating_mul(m * m * gates as u64)
+        .max(1);
+    by_loops.min((DISPATCH_FMA_BUDGET / fma_per_step).max(1))
+}
+
 /// One dispatch of a projection GEMM `P = X · W + b` (X rows × k, W k × cols): rows `row0 ..
 /// row0 + rows` over `k_begin .. k_end`, adding to P (`accumulate`, for every K span after the
 /// first) or to the bias.
@@ -453,13 +560,6 @@ pub(crate) fn row_kernel_fits(width: usize) -> bool {
     3 * (width as u64).div_ceil(64) + 32 <= LOOP_BUDGET
 }
 
-/// Whether the masking kernel (`masking.wgsl`: one thread walks its row twice) stays within
-/// [`LOOP_BUDGET`] on rows of `width`.
-#[cfg(feature = "keras")]
-pub(crate) fn masking_fits(width: usize) -> bool {
-    2 * (width as u64 + 1) <= LOOP_BUDGET
-}
-
 /// The limits that shape a plan.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PlanLimits {
@@ -487,21 +587,27 @@ pub(crate) struct ChunkPlan {
     pub steps: usize,
 }
 
-/// Checks that the weights of a layer with `d` features and `m` units fit the device.
-pub(crate) fn check_weights(d: usize, m: usize, limits: &PlanLimits) -> Result<()> {
+/// Checks that the weights of a layer with `d` features, `m` units and `gates` gates per unit
+/// fit the device.
+pub(crate) fn check_weights(d: usize, m: usize, gates: usize, limits: &PlanLimits) -> Result<()> {
     let bytes = |elems: u64| elems.saturating_mul(4);
-    let (d, m) = (d as u64, m as u64);
+    let (d, m, gm) = (d as u64, m as u64, (m * gates) as u64);
     let cap = limits.max_binding_bytes.min(limits.max_buffer_bytes);
-    if bytes(d.saturating_mul(m)) > cap {
+    if bytes(d.saturating_mul(gm)) > cap {
         return Err(RnnError::DeviceLimit(format!(
-            "kernel {d} × {m} takes {} bytes, more than one storage binding may hold ({cap})",
-            bytes(d * m)
+            "kernel {d} × {gm} takes {} bytes, more than one storage binding may hold ({cap})",
+            bytes(d.saturating_mul(gm))
         )));
     }
-    if bytes(m.saturating_mul(m)) > cap {
+    // U is followed by a gated cell's vector (peepholes or recurrent bias, 3·M).
+    let recurrent = m
+        .saturating_mul(gm)
+        .saturating_add(if gates > 1 { 3 * m } else { 0 });
+    if bytes(recurrent) > cap {
         return Err(RnnError::DeviceLimit(format!(
-            "recurrent_kernel {m} × {m} takes {} bytes, more than one storage binding may hold ({cap})",
-            bytes(m * m)
+            "recurrent_kernel {m} × {gm} takes {} bytes, more than one storage binding may hold \
+             ({cap})",
+            bytes(recurrent)
         )));
     }
     if m > MAX_STEP_UNITS {
@@ -527,20 +633,23 @@ pub(crate) fn plan(
     t: usize,
     d: usize,
     m: usize,
+    gates: usize,
     limits: &PlanLimits,
 ) -> Result<ChunkPlan> {
-    check_weights(d, m, limits)?;
+    check_weights(d, m, gates, limits)?;
+    let gm = m * gates;
     let budget = limits
         .max_binding_bytes
         .min(limits.max_buffer_bytes)
         .min(limits.max_chunk_bytes);
-    let row_bytes = 4 * (d.max(m) as u64);
+    // A row of the projection has G·M floats.
+    let row_bytes = 4 * (d.max(gm) as u64);
     // The per-step grid covers the batch in tiles of at least STEP_TILE_ROWS rows; the
     // projection covers steps × batch rows in tiles of PROJECTION_TILE.
     let most_batch = limits.max_workgroups.saturating_mul(STEP_TILE_ROWS);
     let most_rows = limits.max_workgroups.saturating_mul(PROJECTION_TILE);
-    // One per-step dispatch does batch · M² multiply-adds.
-    let most_fma_batch = (DISPATCH_FMA_BUDGET / (m as u64).pow(2).max(1)).max(1);
+    // One per-step dispatch does at most batch · M · G·M multiply-adds.
+    let most_fma_batch = (DISPATCH_FMA_BUDGET / (m as u64 * gm as u64).max(1)).max(1);
     let batch = (n as u64)
         .min(budget / row_bytes)
         .min(most_batch)
@@ -548,7 +657,7 @@ pub(crate) fn plan(
     if batch == 0 {
         return Err(RnnError::DeviceLimit(format!(
             "one row of {} floats ({row_bytes} bytes) does not fit a buffer of {budget} bytes",
-            d.max(m)
+            d.max(gm)
         )));
     }
     // One step more than the chunk holds is kept free for the state in the readback buffer.
@@ -578,8 +687,55 @@ mod tests {
     }
 
     #[test]
+    fn gated_step_spans_cover_the_depth_within_the_loop_budget() {
+        assert_eq!(gated_step_spans(64), vec![(0, 64)]);
+        assert_eq!(
+            gated_step_spans(GATED_MAX_K_SPAN),
+            vec![(0, GATED_MAX_K_SPAN)]
+        );
+        for m in [1, 7, 2031, 2032, 2033, 4100, 8160, 20_000] {
+            let spans = gated_step_spans(m);
+            assert_eq!(spans[0].0, 0);
+            assert_eq!(spans.last().unwrap().1, m);
+            for w in spans.windows(2) {
+                assert_eq!(w[0].1, w[1].0);
+                assert!(w[0].1.is_multiple_of(GATED_SLAB));
+            }
+            for (b, e) in spans {
+                let slabs = (e - b).div_ceil(GATED_SLAB);
+                assert!(slabs * GATED_SLAB_ITERATIONS + GATED_FIXED_ITERATIONS <= LOOP_BUDGET);
+            }
+        }
+        assert_eq!(gated_step_spans(GATED_MAX_K_SPAN + 1).len(), 2);
+    }
+
+    #[test]
+    fn the_persistent_gated_kernel_fits_workgroup_memory_and_the_loop_budget() {
+        // 16 KiB: an LSTM (3 buffers) of 64 units takes 4 rows, one of 1024 units 1, one of
+        // 2048 none.
+        assert_eq!(gated_persistent_rows(64, 3, 16384), Some(4));
+        assert_eq!(gated_persistent_rows(256, 4, 16384), Some(1));
+        assert_eq!(gated_persistent_rows(1024, 3, 16384), Some(1));
+        assert_eq!(gated_persistent_rows(2048, 3, 16384), None);
+        for (m, gates, phases) in [(1, 4, 1), (64, 4, 1), (300, 3, 2), (1000, 3, 1)] {
+            let Some(rows) = gated_persistent_rows(m, 2 + phases, 65536) else {
+                continue;
+            };
+            let steps = gated_persistent_steps_per_dispatch(m, gates, phases, rows, 8);
+            assert!(steps >= 1, "m={m}");
+            let m = m as u64;
+            let items = (u64::from(rows) * m).div_ceil(PERSISTENT_THREADS);
+            let per_step = 1 + phases * (1 + items * (m + 2));
+            assert!(steps * per_step + 2 * (items + 1) <= LOOP_BUDGET, "m={m}");
+            assert!(steps * 8 * m * m * gates as u64 <= DISPATCH_FMA_BUDGET);
+        }
+        // A layer too wide for even one step per dispatch.
+        assert_eq!(gated_persistent_steps_per_dispatch(20_000, 4, 1, 1, 1), 0);
+    }
+
+    #[test]
     fn small_work_is_one_chunk() {
-        let p = plan(4, 100, 8, 32, &limits(128 << 20, None)).unwrap();
+        let p = plan(4, 100, 8, 32, 1, &limits(128 << 20, None)).unwrap();
         assert_eq!(
             p,
             ChunkPlan {
@@ -592,7 +748,7 @@ mod tests {
     #[test]
     fn long_sequences_split_over_time_within_the_budget() {
         let l = limits(128 << 20, Some(64 * 1024));
-        let p = plan(8, 10_000, 16, 64, &l).unwrap();
+        let p = plan(8, 10_000, 16, 64, 1, &l).unwrap();
         assert_eq!(p.batch, 8);
         assert!((p.steps as u64 + 1) * 8 * 64 * 4 <= 64 * 1024);
         assert!(p.steps > 1 && p.steps < 10_000);
@@ -601,7 +757,7 @@ mod tests {
     #[test]
     fn huge_batches_split_over_batch() {
         let l = limits(1 << 20, None);
-        let p = plan(100_000, 3, 4, 100, &l).unwrap();
+        let p = plan(100_000, 3, 4, 100, 1, &l).unwrap();
         assert!(p.batch < 100_000);
         assert!(p.batch as u64 * 100 * 4 <= 1 << 20);
         assert!(p.steps >= 1);
@@ -611,11 +767,11 @@ mod tests {
     fn weights_past_the_binding_limit_are_an_error() {
         let l = limits(1 << 20, None);
         assert!(matches!(
-            plan(1, 1, 1, 1024, &l),
+            plan(1, 1, 1, 1024, 1, &l),
             Err(RnnError::DeviceLimit(_))
         ));
         assert!(matches!(
-            plan(1, 1, 1 << 20, 1, &l),
+            plan(1, 1, 1 << 20, 1, 1, &l),
             Err(RnnError::DeviceLimit(_))
         ));
     }
@@ -624,7 +780,7 @@ mod tests {
     fn the_default_chunk_budget_bounds_memory_whatever_the_length() {
         let l = limits(1 << 31, Some(crate::GpuOptions::DEFAULT_MAX_CHUNK_BYTES));
         for (n, t, d, m) in [(1, 10_000_000, 64, 64), (4096, 100_000, 256, 1024)] {
-            let p = plan(n, t, d, m, &l).unwrap();
+            let p = plan(n, t, d, m, 1, &l).unwrap();
             let per_step = p.batch as u64 * 4 * d.max(m) as u64;
             // Input, projection and sequence chunks, plus the state in the readback buffer.
             assert!((p.steps as u64 + 1) * per_step <= crate::GpuOptions::DEFAULT_MAX_CHUNK_BYTES);
@@ -837,13 +993,13 @@ mod tests {
 
     #[test]
     fn batches_are_cut_so_one_step_dispatch_does_bounded_work() {
-        let p = plan(100_000, 10, 8, 4096, &limits(1 << 40, None)).unwrap();
+        let p = plan(100_000, 10, 8, 4096, 1, &limits(1 << 40, None)).unwrap();
         assert!(p.batch as u64 * 4096 * 4096 <= DISPATCH_FMA_BUDGET);
         assert!(matches!(
-            check_weights(4, MAX_STEP_UNITS as usize + 1, &limits(1 << 40, None)),
+            check_weights(4, MAX_STEP_UNITS as usize + 1, 1, &limits(1 << 40, None)),
             Err(RnnError::DeviceLimit(_))
         ));
-        assert!(check_weights(4, MAX_STEP_UNITS as usize, &limits(1 << 40, None)).is_ok());
+        assert!(check_weights(4, MAX_STEP_UNITS as usize, 1, &limits(1 << 40, None)).is_ok());
     }
 
     #[test]
@@ -851,13 +1007,11 @@ mod tests {
     fn row_kernels_refuse_rows_past_the_loop_budget() {
         assert!(row_kernel_fits(100_000));
         assert!(!row_kernel_fits(1 << 20));
-        assert!(masking_fits(4096));
-        assert!(!masking_fits(10_000));
     }
 
     #[test]
     fn steps_per_chunk_are_capped() {
-        let p = plan(1, 1_000_000, 1, 1, &limits(1 << 30, None)).unwrap();
+        let p = plan(1, 1_000_000, 1, 1, 1, &limits(1 << 30, None)).unwrap();
         assert_eq!(p.steps as u64, MAX_STEPS_PER_CHUNK);
     }
 }

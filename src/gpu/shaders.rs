@@ -39,9 +39,15 @@ pub const RECURRENT_STEP_SCALAR: &str = include_str!("../../shaders/recurrent_st
 /// with the state in workgroup memory (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
 pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
 
-/// One step of a gated cell (LSTM, GRU): the gates of the input projection and of the step's
-/// recurrent product combined into *h* and *c* (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
-pub const GATED_CELL: &str = include_str!("../../shaders/gated_cell.wgsl");
+/// One step of a gated cell (LSTM, GRU), fused: the step's recurrent product onto every gate,
+/// the gates' nonlinearities and the update of *h* and *c* (needs [`ACTIVATIONS`] and
+/// [`STEP_PARAMS`]).
+pub const GATED_STEP: &str = include_str!("../../shaders/gated_step.wgsl");
+
+/// Every step of a chunk of a gated cell in one dispatch, each workgroup looping over time for
+/// its own batch rows with *h* and *c* in workgroup memory (needs [`ACTIVATIONS`] and
+/// [`STEP_PARAMS`]).
+pub const GATED_PERSISTENT: &str = include_str!("../../shaders/gated_persistent.wgsl");
 
 /// Workgroup-wide maximum and sum for kernels that give each row a workgroup (needs
 /// [`ACTIVATIONS`] for its NaN-aware maximum).
@@ -54,16 +60,17 @@ pub const SOFTMAX_ROWS: &str = include_str!("../../shaders/softmax_rows.wgsl");
 /// Embedding lookup of time-major token ids, with the `mask_zero` mask.
 pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 
-/// Keras's `Masking` layer in place: the mask, and masked rows multiplied by 0.
-pub const MASKING: &str = include_str!("../../shaders/masking.wgsl");
+/// One elementwise operation over strided tensors of up to 8 axes (broadcasts, casts,
+/// comparisons, logical ops, arithmetic, `where`): a whole model's ops and its layers without
+/// weights.
+pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+
+/// A sum, maximum, minimum, any or all along one axis of a strided tensor.
+pub const REDUCE_AXIS: &str = include_str!("../../shaders/reduce_axis.wgsl");
 
 /// An elementwise activation, softmax or log-softmax in place on rows (a `Dense` layer's or an
 /// `Activation` layer's; needs [`ACTIVATIONS`] and [`ROW_REDUCE`]).
 pub const ROWS_ACTIVATION: &str = include_str!("../../shaders/rows_activation.wgsl");
-
-/// `Bidirectional`'s merge of two outputs (concat, sum, mul, ave), and the masked copy of a last
-/// output under `zero_output_for_mask`.
-pub const MERGE: &str = include_str!("../../shaders/merge.wgsl");
 
 /// The rows-activation module as compiled: the activations, the row reductions, the kernel.
 pub fn rows_activation_module() -> String {
@@ -102,9 +109,14 @@ pub fn recurrent_persistent_module() -> String {
     format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{RECURRENT_PERSISTENT}")
 }
 
-/// The gated-cell module as compiled: the activations, the step parameters, the kernel.
-pub fn gated_cell_module() -> String {
-    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_CELL}")
+/// The gated-step module as compiled: the activations, the step parameters, the kernel.
+pub fn gated_step_module() -> String {
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_STEP}")
+}
+
+/// The persistent gated module as compiled: the activations, the step parameters, the kernel.
+pub fn gated_persistent_module() -> String {
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_PERSISTENT}")
 }
 
 /// Every module the crate compiles, by label, as compiled (for validation tests).
@@ -118,10 +130,11 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("rnn.recurrent_step.vec4", recurrent_step_module(true)),
         ("rnn.recurrent_persistent", recurrent_persistent_module()),
         ("rnn.softmax_rows", softmax_rows_module()),
-        ("rnn.gated_cell", gated_cell_module()),
+        ("rnn.gated_step", gated_step_module()),
+        ("rnn.gated_persistent", gated_persistent_module()),
         ("model.embedding", EMBEDDING.to_string()),
-        ("model.masking", MASKING.to_string()),
+        ("model.elementwise", ELEMENTWISE.to_string()),
+        ("model.reduce_axis", REDUCE_AXIS.to_string()),
         ("model.rows_activation", rows_activation_module()),
-        ("model.merge", MERGE.to_string()),
     ]
 }

@@ -1,12 +1,14 @@
-//! A saved Keras model's `config.json` (or the legacy `model_config` attribute) turned into a
-//! chain of layer descriptions. Only what changes the numbers is kept; anything this crate cannot
-//! run faithfully is an error that names it.
+//! The layers of a saved Keras model's `config.json` (or the legacy `model_config` attribute)
+//! turned into layer descriptions; `graph.rs` reads how they connect. Only what changes the
+//! numbers is kept; anything this crate cannot run faithfully is an error that names it.
 
 use serde_json::Value;
 
 use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::error::{Result, RnnError};
+use crate::keras::ops::{KerasOp, is_op_class, parse_op};
+use crate::keras::tensor::DType;
 
 /// Bidirectional's `merge_mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,14 +39,58 @@ pub struct RnnSpec {
     pub go_backwards: bool,
     pub stateful: bool,
     pub zero_output_for_mask: bool,
+    /// The layer also returns its final state (`h`, and `c` for an LSTM).
+    pub return_state: bool,
 }
 
-/// A layer of the chain, before its weights are attached.
+impl RnnSpec {
+    /// How many states the layer carries: 2 for an LSTM (*h*, *c*), else 1.
+    pub fn state_count(&self) -> usize {
+        1 + usize::from(self.cell.has_cell_state())
+    }
+}
+
+/// The merge layers: elementwise over several inputs of one shape, or a concatenation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeKind {
+    /// `Add`.
+    Add,
+    /// `Subtract` (two inputs).
+    Subtract,
+    /// `Multiply`.
+    Multiply,
+    /// `Average`.
+    Average,
+    /// `Maximum`.
+    Maximum,
+    /// `Minimum`.
+    Minimum,
+    /// `Concatenate` along an axis (negative from the end).
+    Concatenate(i64),
+}
+
+impl MergeKind {
+    /// The Keras class name.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            MergeKind::Add => "Add",
+            MergeKind::Subtract => "Subtract",
+            MergeKind::Multiply => "Multiply",
+            MergeKind::Average => "Average",
+            MergeKind::Maximum => "Maximum",
+            MergeKind::Minimum => "Minimum",
+            MergeKind::Concatenate(_) => "Concatenate",
+        }
+    }
+}
+
+/// A layer (or op) of the model, before its weights are attached.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
     Input {
+        name: String,
         batch_shape: Vec<Option<usize>>,
-        integer: bool,
+        dtype: DType,
     },
     Embedding {
         name: String,
@@ -77,11 +123,64 @@ pub enum LayerSpec {
     Dropout {
         name: String,
     },
+    Merge {
+        name: String,
+        kind: MergeKind,
+    },
+    RepeatVector {
+        name: String,
+        n: usize,
+    },
+    /// GlobalAveragePooling1D (`max` false) or GlobalMaxPooling1D.
+    GlobalPooling {
+        name: String,
+        max: bool,
+        keepdims: bool,
+    },
+    Flatten {
+        name: String,
+        channels_first: bool,
+    },
+    Reshape {
+        name: String,
+        /// The shape after the batch axis; one entry may be -1.
+        target: Vec<i64>,
+    },
+    LayerNormalization {
+        name: String,
+        axes: Vec<i64>,
+        epsilon: f32,
+        center: bool,
+        scale: bool,
+        rms_scaling: bool,
+    },
+    BatchNormalization {
+        name: String,
+        axis: i64,
+        epsilon: f32,
+        center: bool,
+        scale: bool,
+    },
+    PRelu {
+        name: String,
+        /// Axes (1 and up) along which one slope is shared.
+        shared_axes: Vec<usize>,
+    },
+    /// The Softmax layer: along any axes, with a mask.
+    Softmax {
+        name: String,
+        axes: Vec<i64>,
+    },
+    Op {
+        name: String,
+        class: String,
+        op: KerasOp,
+    },
 }
 
 impl LayerSpec {
     /// The class name as Keras spells it.
-    pub fn class_name(&self) -> &'static str {
+    pub fn class_name(&self) -> &str {
         match self {
             LayerSpec::Input { .. } => "InputLayer",
             LayerSpec::Embedding { .. } => "Embedding",
@@ -98,14 +197,100 @@ impl LayerSpec {
             } => "TimeDistributed",
             LayerSpec::Activation { .. } => "Activation",
             LayerSpec::Dropout { .. } => "Dropout",
+            LayerSpec::Merge { kind, .. } => kind.class_name(),
+            LayerSpec::RepeatVector { .. } => "RepeatVector",
+            LayerSpec::GlobalPooling { max: false, .. } => "GlobalAveragePooling1D",
+            LayerSpec::GlobalPooling { max: true, .. } => "GlobalMaxPooling1D",
+            LayerSpec::Flatten { .. } => "Flatten",
+            LayerSpec::Reshape { .. } => "Reshape",
+            LayerSpec::LayerNormalization { .. } => "LayerNormalization",
+            LayerSpec::BatchNormalization { .. } => "BatchNormalization",
+            LayerSpec::PRelu { .. } => "PReLU",
+            LayerSpec::Softmax { .. } => "Softmax",
+            LayerSpec::Op { class, .. } => class,
+        }
+    }
+
+    /// Whether the layer's `call` takes a `mask` (and so whether a Sequential model passes it
+    /// the mask of the layer before).
+    pub(crate) fn takes_mask(&self) -> bool {
+        matches!(
+            self,
+            LayerSpec::SimpleRnn(_)
+                | LayerSpec::Bidirectional { .. }
+                | LayerSpec::GlobalPooling { max: false, .. }
+                | LayerSpec::BatchNormalization { .. }
+                | LayerSpec::Softmax { .. }
+        ) || matches!(
+            self,
+            LayerSpec::Dense {
+                time_distributed: true,
+                ..
+            }
+        )
+    }
+
+    /// Whether the layer's output carries its input's mask on (Keras's `compute_mask`):
+    /// layers that support masking without changing the time axis, and recurrent layers that
+    /// return sequences. Embedding and Masking make a mask of their own.
+    pub(crate) fn passes_mask(&self) -> bool {
+        match self {
+            LayerSpec::SimpleRnn(spec) => spec.return_sequences,
+            LayerSpec::Bidirectional { forward, .. } => forward.return_sequences,
+            LayerSpec::Dense { .. }
+            | LayerSpec::Activation { .. }
+            | LayerSpec::Dropout { .. }
+            | LayerSpec::LayerNormalization { .. }
+            | LayerSpec::BatchNormalization { .. }
+            | LayerSpec::PRelu { .. }
+            | LayerSpec::Softmax { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// How many tensors a call of the layer returns.
+    pub(crate) fn output_count(&self) -> usize {
+        match self {
+            LayerSpec::SimpleRnn(spec) => {
+                1 + if spec.return_state {
+                    spec.state_count()
+                } else {
+                    0
+                }
+            }
+            LayerSpec::Bidirectional {
+                forward,
+                backward,
+                merge,
+                ..
+            } => {
+                let outputs = if *merge == MergeMode::Separate { 2 } else { 1 };
+                let states = if forward.return_state {
+                    forward.state_count() + backward.state_count()
+                } else {
+                    0
+                };
+                outputs + states
+            }
+            _ => 1,
         }
     }
 
     /// The layer's name in the model.
     pub fn name(&self) -> &str {
         match self {
-            LayerSpec::Input { .. } => "input",
             LayerSpec::Embedding { name, .. }
+            | LayerSpec::Input { name, .. }
+            | LayerSpec::Merge { name, .. }
+            | LayerSpec::RepeatVector { name, .. }
+            | LayerSpec::GlobalPooling { name, .. }
+            | LayerSpec::Flatten { name, .. }
+            | LayerSpec::Reshape { name, .. }
+            | LayerSpec::LayerNormalization { name, .. }
+            | LayerSpec::BatchNormalization { name, .. }
+            | LayerSpec::PRelu { name, .. }
+            | LayerSpec::Softmax { name, .. }
+            | LayerSpec::Op { name, .. }
             | LayerSpec::Masking { name, .. }
             | LayerSpec::Bidirectional { name, .. }
             | LayerSpec::Dense { name, .. }
@@ -143,17 +328,28 @@ fn activation(config: &Value, layer: &str) -> Result<Activation> {
     activation_value(config.get("activation").unwrap_or(&Value::Null), layer)
 }
 
+/// A recurrent layer's activation, applied to *N* × *M* tensors: there a `Softmax(axis=1)`
+/// object acts on the last axis too.
+fn recurrent_activation(value: &Value, layer: &str) -> Result<Activation> {
+    activation_on(value, layer, Some(1))
+}
+
 /// An activation as configs write it: a name, `null`, a serialized function (an object whose
 /// `config` is the function's name), or an activation layer object (`ELU(alpha=0.5)`, `ReLU`,
 /// `LeakyReLU`, `Softmax`, `Activation`) whose parameters are honoured exactly or refused.
 fn activation_value(value: &Value, layer: &str) -> Result<Activation> {
+    activation_on(value, layer, None)
+}
+
+/// [`activation_value`] for tensors whose last axis is `last` (when known).
+fn activation_on(value: &Value, layer: &str, last: Option<i64>) -> Result<Activation> {
     match value {
         Value::Null => Ok(Activation::Linear),
         Value::String(name) => named_activation(name, layer),
         Value::Object(o) => match (o.get("class_name").and_then(Value::as_str), o.get("config")) {
             (_, Some(Value::String(name))) => named_activation(name, layer),
             (Some(class), Some(config @ Value::Object(_))) => {
-                activation_layer(class, config, layer)?.ok_or_else(|| {
+                activation_layer(class, config, layer, last)?.ok_or_else(|| {
                     bad(format!(
                         "layer {layer:?}: activation {class} is not supported (supported objects: \
                          ELU, ReLU, LeakyReLU, Softmax, Activation, and Keras's named functions)"
@@ -181,9 +377,15 @@ fn named_activation(name: &str, layer: &str) -> Result<Activation> {
 }
 
 /// The activation an activation layer of class `class` with `config` computes (as an object in
-/// another layer's `activation`, or as a layer of the model); `None` for a class that is not an
-/// activation layer. Every parameter is honoured or refused by name.
-fn activation_layer(class: &str, config: &Value, layer: &str) -> Result<Option<Activation>> {
+/// another layer's `activation`, or as a layer of the model) on tensors whose last axis is
+/// `last` (when known); `None` for a class that is not an activation layer. Every parameter is
+/// honoured or refused by name.
+fn activation_layer(
+    class: &str,
+    config: &Value,
+    layer: &str,
+    last: Option<i64>,
+) -> Result<Option<Activation>> {
     let known: &[&str] = match class {
         "ELU" => &["alpha"],
         // tf.keras 2 calls the slope `alpha`.
@@ -232,27 +434,39 @@ fn activation_layer(class: &str, config: &Value, layer: &str) -> Result<Option<A
         },
         "ReLU" => {
             let threshold = number("threshold")?.unwrap_or(0.0);
-            if threshold != 0.0 {
-                return refuse(format!("threshold {threshold}"));
-            }
             let slope = number("negative_slope")?.unwrap_or(0.0);
-            match number("max_value")? {
-                None if slope == 0.0 => Activation::Relu,
-                None => Activation::LeakyRelu {
-                    negative_slope: slope,
-                },
-                Some(max) if max == 6.0 && slope == 0.0 => Activation::Relu6,
-                Some(max) => {
-                    return refuse(format!("max_value {max} (only 6, with no negative_slope)"));
-                }
+            let max = number("max_value")?;
+            // Keras's ReLU refuses these when it is built.
+            if threshold < 0.0
+                || slope < 0.0
+                || max.is_some_and(|m| m < 0.0)
+                || threshold.is_nan()
+                || slope.is_nan()
+                || max.is_some_and(f32::is_nan)
+            {
+                return refuse(format!(
+                    "threshold {threshold}, negative_slope {slope}, max_value {max:?} (Keras \
+                     refuses negative ones)"
+                ));
             }
+            Activation::keras_relu(slope, max, threshold)
         }
         "Softmax" => match config.get("axis") {
             None | Some(Value::Null) => Activation::Softmax,
-            Some(axis) if axis.as_i64() == Some(-1) => Activation::Softmax,
-            Some(axis) => return refuse(format!("axis {} (only -1, the last)", shown(axis))),
+            Some(axis) if axis.as_i64() == Some(-1) || axis.as_i64() == last => Activation::Softmax,
+            Some(axis) => {
+                return refuse(format!(
+                    "axis {} (a layer's activation acts on its last axis; Softmax(axis) as a \
+                     layer takes any)",
+                    shown(axis)
+                ));
+            }
         },
-        _ => activation_value(config.get("activation").unwrap_or(&Value::Null), layer)?,
+        _ => activation_on(
+            config.get("activation").unwrap_or(&Value::Null),
+            layer,
+            last,
+        )?,
     }))
 }
 
@@ -299,7 +513,8 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
     let cell = match class {
         "SimpleRNN" => Cell::Simple,
         "LSTM" => Cell::Lstm,
-        "GRU" => Cell::Gru,
+        "GRU" if bool_field(config, "reset_after", true) => Cell::Gru,
+        "GRU" => Cell::GruResetBefore,
         _ => {
             return Err(bad(format!(
                 "layer {name:?} is a {class}; the recurrent layers supported are SimpleRNN, LSTM and GRU"
@@ -307,28 +522,28 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
         }
     };
     check_dtype(config, &name)?;
-    if cell == Cell::Gru && !bool_field(config, "reset_after", true) {
-        return Err(bad(format!(
-            "layer {name:?}: GRU with reset_after=False is not supported (Keras's default, \
-             reset_after=True, is)"
-        )));
-    }
     let recurrent_activation = match cell {
         Cell::Simple => Activation::Sigmoid,
-        _ => activation_value(
+        _ => self::recurrent_activation(
             config.get("recurrent_activation").unwrap_or(&Value::Null),
             &name,
         )?,
     };
-    if bool_field(config, "return_state", false) {
+    // A gated cell's kernel has one third activation parameter, its activation's.
+    if matches!(recurrent_activation, Activation::KerasRelu { .. }) {
         return Err(bad(format!(
-            "layer {name:?}: return_state=True is not supported in a model"
+            "layer {name:?}: a recurrent_activation of relu with parameters (max_value, \
+             threshold) is not supported"
         )));
     }
     Ok(RnnSpec {
+        return_state: bool_field(config, "return_state", false),
         cell,
         units: usize_field(config, "units", &name)?,
-        activation: activation(config, &name)?,
+        activation: self::recurrent_activation(
+            config.get("activation").unwrap_or(&Value::Null),
+            &name,
+        )?,
         recurrent_activation,
         use_bias: bool_field(config, "use_bias", true),
         return_sequences: bool_field(config, "return_sequences", false),
@@ -339,18 +554,41 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
     })
 }
 
-/// Parses one layer entry of a model config.
-fn layer_spec(layer: &Value) -> Result<LayerSpec> {
+/// The name of a layer entry: its config's, else the entry's own, else its class.
+pub(crate) fn entry_name(layer: &Value) -> String {
+    layer
+        .get("config")
+        .and_then(|c| c.get("name"))
+        .or_else(|| layer.get("name"))
+        .and_then(Value::as_str)
+        .or_else(|| layer.get("class_name").and_then(Value::as_str))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Parses one layer (or op) entry of a model config. `legacy` is true for a legacy `.h5`
+/// file, whose loader in Keras knows layers only: an op there is refused, as Keras refuses it.
+pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
     let class = layer
         .get("class_name")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("a layer without class_name"))?;
     let config = layer.get("config").unwrap_or(&Value::Null);
-    let name = config
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or(class)
-        .to_string();
+    let name = entry_name(layer);
+    let module = layer.get("module").and_then(Value::as_str);
+    if is_op_class(class, module) {
+        if legacy {
+            return Err(bad(format!(
+                "layer {name:?} is the op {class}, which Keras cannot load from a legacy .h5 \
+                 file either (\"Unknown layer: '{class}'\"); save the model as .keras"
+            )));
+        }
+        return Ok(LayerSpec::Op {
+            op: parse_op(class, config, &name)?,
+            class: class.to_string(),
+            name,
+        });
+    }
     if class != "InputLayer" {
         check_dtype(config, &name)?;
     }
@@ -361,16 +599,44 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
                 .or_else(|| config.get("batch_input_shape"))
                 .and_then(Value::as_array)
                 .ok_or_else(|| bad(format!("input layer {name:?} has no batch_shape")))?;
-            let dtype = config
-                .get("dtype")
-                .and_then(Value::as_str)
-                .unwrap_or("float32");
+            let dtype = match config.get("dtype") {
+                None | Some(Value::Null) => DType::F32,
+                Some(Value::String(s)) => DType::from_keras(s).ok_or_else(|| {
+                    bad(format!(
+                        "input layer {name:?} has dtype {s:?}; float32, int32, int64 and bool \
+                         inputs are supported"
+                    ))
+                })?,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "input layer {name:?}: dtype {} is not a dtype name",
+                        shown(other)
+                    )));
+                }
+            };
+            if let Some(bad_dim) = shape
+                .iter()
+                .find(|d| !d.is_null() && d.as_u64().is_none_or(|d| d == 0 || d >= 1 << 31))
+            {
+                return Err(bad(format!(
+                    "input layer {name:?}: size {} in its batch_shape is not a positive integer",
+                    shown(bad_dim)
+                )));
+            }
+            if config.get("sparse").and_then(Value::as_bool) == Some(true)
+                || config.get("ragged").and_then(Value::as_bool) == Some(true)
+            {
+                return Err(bad(format!(
+                    "input layer {name:?} is sparse or ragged; only dense inputs are supported"
+                )));
+            }
             LayerSpec::Input {
                 batch_shape: shape
                     .iter()
                     .map(|d| d.as_u64().map(|d| d as usize))
                     .collect(),
-                integer: dtype.starts_with("int") || dtype.starts_with("uint"),
+                dtype,
+                name,
             }
         }
         "Embedding" => LayerSpec::Embedding {
@@ -438,7 +704,7 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
         },
         "TimeDistributed" => {
             let inner = field(config, "layer", &name)?;
-            match layer_spec(inner)? {
+            match layer_spec(inner, legacy)? {
                 LayerSpec::Dense {
                     units,
                     activation,
@@ -459,125 +725,261 @@ fn layer_spec(layer: &Value) -> Result<LayerSpec> {
                 }
             }
         }
-        "Activation" | "ELU" | "ReLU" | "LeakyReLU" | "Softmax" => LayerSpec::Activation {
-            activation: activation_layer(class, config, &name)?.expect("an activation layer class"),
+        "Activation" | "ELU" | "ReLU" | "LeakyReLU" => LayerSpec::Activation {
+            activation: activation_layer(class, config, &name, None)?
+                .expect("an activation layer class"),
             name,
         },
+        "Softmax" => {
+            only_keys(config, &name, class, &["axis"])?;
+            LayerSpec::Softmax {
+                axes: axis_list(config.get("axis"), &name)?.unwrap_or_else(|| vec![-1]),
+                name,
+            }
+        }
+        "PReLU" => {
+            only_keys(
+                config,
+                &name,
+                class,
+                &[
+                    "alpha_initializer",
+                    "alpha_regularizer",
+                    "alpha_constraint",
+                    "shared_axes",
+                ],
+            )?;
+            let shared_axes = axis_list(config.get("shared_axes"), &name)?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| {
+                    usize::try_from(a).ok().filter(|&a| a >= 1).ok_or_else(|| {
+                        bad(format!(
+                            "layer {name:?}: shared axis {a} is not an axis after the batch"
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            LayerSpec::PRelu { name, shared_axes }
+        }
+        "GlobalAveragePooling1D" | "GlobalMaxPooling1D" => {
+            only_keys(config, &name, class, &["data_format", "keepdims"])?;
+            channels_last(config, &name, class)?;
+            LayerSpec::GlobalPooling {
+                max: class == "GlobalMaxPooling1D",
+                keepdims: bool_field(config, "keepdims", false),
+                name,
+            }
+        }
+        "Flatten" => {
+            only_keys(config, &name, class, &["data_format"])?;
+            let channels_first = match config.get("data_format") {
+                Some(Value::String(s)) if s == "channels_first" => true,
+                _ => {
+                    channels_last(config, &name, class)?;
+                    false
+                }
+            };
+            LayerSpec::Flatten {
+                channels_first,
+                name,
+            }
+        }
+        "Reshape" => {
+            only_keys(config, &name, class, &["target_shape"])?;
+            let target = axis_list(config.get("target_shape"), &name)?.unwrap_or_default();
+            let unknown = target.iter().filter(|&&d| d == -1).count();
+            if target
+                .iter()
+                .any(|&d| d == 0 || !(-1..1 << 31).contains(&d))
+                || unknown > 1
+            {
+                return Err(bad(format!(
+                    "layer {name:?}: target_shape {target:?} is not a shape (positive sizes, at most one -1)"
+                )));
+            }
+            LayerSpec::Reshape { name, target }
+        }
+        "LayerNormalization" => {
+            only_keys(
+                config,
+                &name,
+                class,
+                &[
+                    "axis",
+                    "epsilon",
+                    "center",
+                    "scale",
+                    "rms_scaling",
+                    "beta_initializer",
+                    "gamma_initializer",
+                    "beta_regularizer",
+                    "gamma_regularizer",
+                    "beta_constraint",
+                    "gamma_constraint",
+                ],
+            )?;
+            LayerSpec::LayerNormalization {
+                axes: axis_list(config.get("axis"), &name)?.unwrap_or_else(|| vec![-1]),
+                epsilon: epsilon(config, &name, 1e-3)?,
+                center: bool_field(config, "center", true),
+                scale: bool_field(config, "scale", true),
+                rms_scaling: bool_field(config, "rms_scaling", false),
+                name,
+            }
+        }
+        "BatchNormalization" => {
+            only_keys(
+                config,
+                &name,
+                class,
+                &[
+                    "axis",
+                    "momentum",
+                    "epsilon",
+                    "center",
+                    "scale",
+                    "beta_initializer",
+                    "gamma_initializer",
+                    "moving_mean_initializer",
+                    "moving_variance_initializer",
+                    "beta_regularizer",
+                    "gamma_regularizer",
+                    "beta_constraint",
+                    "gamma_constraint",
+                    "synchronized",
+                    "renorm",
+                    "renorm_clipping",
+                    "renorm_momentum",
+                ],
+            )?;
+            if bool_field(config, "renorm", false) {
+                return Err(bad(format!(
+                    "layer {name:?}: BatchNormalization with renorm=True is not supported"
+                )));
+            }
+            let axis = match axis_list(config.get("axis"), &name)?.as_deref() {
+                None => -1,
+                Some([axis]) => *axis,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "layer {name:?}: BatchNormalization over axes {other:?} is not supported (one axis is)"
+                    )));
+                }
+            };
+            LayerSpec::BatchNormalization {
+                axis,
+                epsilon: epsilon(config, &name, 1e-3)?,
+                center: bool_field(config, "center", true),
+                scale: bool_field(config, "scale", true),
+                name,
+            }
+        }
         "Dropout" | "SpatialDropout1D" | "GaussianNoise" | "GaussianDropout" | "AlphaDropout" => {
             LayerSpec::Dropout { name }
         }
+        "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate" => {
+            let kind = match class {
+                "Add" => MergeKind::Add,
+                "Subtract" => MergeKind::Subtract,
+                "Multiply" => MergeKind::Multiply,
+                "Average" => MergeKind::Average,
+                "Maximum" => MergeKind::Maximum,
+                "Minimum" => MergeKind::Minimum,
+                _ => MergeKind::Concatenate(match config.get("axis") {
+                    None | Some(Value::Null) => -1,
+                    Some(v) => v.as_i64().ok_or_else(|| {
+                        bad(format!(
+                            "layer {name:?}: axis {} is not an integer",
+                            shown(v)
+                        ))
+                    })?,
+                }),
+            };
+            only_keys(config, &name, class, &["axis"])?;
+            LayerSpec::Merge { name, kind }
+        }
+        "RepeatVector" => {
+            only_keys(config, &name, class, &["n"])?;
+            LayerSpec::RepeatVector {
+                n: usize_field(config, "n", &name)?,
+                name,
+            }
+        }
+        "Functional" | "Sequential" | "Model" => {
+            return Err(bad(format!(
+                "layer {name:?} is a nested {class} model; only models whose layers are not \
+                 themselves models load"
+            )));
+        }
         other => {
             return Err(bad(format!(
-                "layer {name:?} is a {other}, which this crate does not run (supported: InputLayer, Embedding, \
-                 Masking, SimpleRNN, LSTM, GRU, Bidirectional(SimpleRNN, LSTM or GRU), Dense, TimeDistributed(Dense), \
-                 Activation, ELU, ReLU, LeakyReLU, Softmax, Dropout)"
+                "layer {name:?} is a {other}, which this crate does not run (supported: {SUPPORTED_LAYERS})"
             )));
         }
     })
 }
 
-/// Parses a Sequential model, or a Functional one that forms a single chain, into its layers
-/// in order (starting with the input).
-pub fn parse_model(config: &Value) -> Result<(String, Vec<LayerSpec>)> {
-    let class = config
-        .get("class_name")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    let inner = config.get("config").unwrap_or(&Value::Null);
-    let name = inner
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("model")
-        .to_string();
-    let layers = inner
-        .get("layers")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad(format!("model {name:?} ({class}) has no layer list")))?;
-    match class {
-        "Sequential" => {}
-        "Functional" | "Model" => check_single_chain(inner, layers)?,
-        other => {
-            return Err(bad(format!(
-                "a {other} model; only Sequential and Functional models load"
-            )));
-        }
+/// The layer classes this crate runs, for messages.
+const SUPPORTED_LAYERS: &str = "InputLayer, Embedding, Masking, SimpleRNN, LSTM, GRU, \
+    Bidirectional(SimpleRNN, LSTM or GRU), Dense, TimeDistributed(Dense), Activation, ELU, ReLU, \
+    LeakyReLU, PReLU, Softmax, Dropout, Add, Subtract, Multiply, Average, Maximum, Minimum, \
+    Concatenate, RepeatVector, GlobalAveragePooling1D, GlobalMaxPooling1D, Flatten, Reshape, \
+    LayerNormalization, BatchNormalization";
+
+/// An axis or list of axes (`axis`, `shared_axes`, `target_shape`): `None` when absent.
+fn axis_list(value: Option<&Value>, layer: &str) -> Result<Option<Vec<i64>>> {
+    let one = |v: &Value| {
+        v.as_i64()
+            .ok_or_else(|| bad(format!("layer {layer:?}: {} is not an integer", shown(v))))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items.iter().map(one).collect::<Result<_>>().map(Some),
+        Some(v) => Ok(Some(vec![one(v)?])),
     }
-    let specs = layers.iter().map(layer_spec).collect::<Result<Vec<_>>>()?;
-    if !matches!(specs.first(), Some(LayerSpec::Input { .. })) {
-        return Err(bad(format!(
-            "model {name:?} has no InputLayer first; build it with keras.Input(shape) so the input shape is saved"
-        )));
-    }
-    if specs
-        .iter()
-        .skip(1)
-        .any(|s| matches!(s, LayerSpec::Input { .. }))
-    {
-        return Err(bad(format!("model {name:?} has more than one input")));
-    }
-    Ok((name, specs))
 }
 
-/// A Functional model must read one input and pass each layer's output to the next one only.
-fn check_single_chain(config: &Value, layers: &[Value]) -> Result<()> {
-    let names: Vec<&str> = layers
-        .iter()
-        .map(|l| {
-            l.get("config")
-                .and_then(|c| c.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-        })
-        .collect();
-    let count = |key: &str| {
-        config
-            .get(key)
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len)
-    };
-    let nested = |key: &str| {
-        config
-            .get(key)
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .map(|first| if first.is_array() { 2 } else { 1 })
-            .unwrap_or(0)
-    };
-    // input_layers is [name, 0, 0] for one input, [[...], [...]] for several.
-    if (nested("input_layers") == 2 && count("input_layers") != 1)
-        || (nested("output_layers") == 2 && count("output_layers") != 1)
-    {
-        return Err(bad(
-            "the model has several inputs or outputs; only single chains load",
-        ));
+/// A normalization's `epsilon`: a positive number.
+fn epsilon(config: &Value, layer: &str, default: f32) -> Result<f32> {
+    match config.get("epsilon") {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .filter(|e| *e >= 0.0 && e.is_finite())
+            .map(|e| e as f32)
+            .ok_or_else(|| {
+                bad(format!(
+                    "layer {layer:?}: epsilon {} is not a number",
+                    shown(v)
+                ))
+            }),
     }
-    let output = config
-        .get("output_layers")
-        .map(Value::to_string)
-        .unwrap_or_default();
-    if let Some(last) = names.last()
-        && !output.contains(&format!("\"{last}\""))
+}
+
+/// Refuses a pooling layer's `data_format` other than channels_last.
+fn channels_last(config: &Value, layer: &str, class: &str) -> Result<()> {
+    match config.get("data_format") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s == "channels_last" => Ok(()),
+        Some(other) => Err(bad(format!(
+            "layer {layer:?} ({class}): data_format {} is not supported (channels_last is)",
+            shown(other)
+        ))),
+    }
+}
+
+/// Refuses a config key that changes what the layer computes and is not one of `known`
+/// (the bookkeeping keys every layer holds aside).
+fn only_keys(config: &Value, name: &str, class: &str, known: &[&str]) -> Result<()> {
+    if let Some(map) = config.as_object()
+        && let Some(key) = map
+            .keys()
+            .find(|k| !known.contains(&k.as_str()) && !LAYER_BOOKKEEPING.contains(&k.as_str()))
     {
         return Err(bad(format!(
-            "the model's output is {output}, not its last layer {last:?}; only single chains load"
+            "layer {name:?} ({class}) has parameter {key:?}, which this crate does not run"
         )));
-    }
-    for (i, layer) in layers.iter().enumerate().skip(1) {
-        let text = layer
-            .get("inbound_nodes")
-            .map(Value::to_string)
-            .unwrap_or_default();
-        let sources: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| text.contains(&format!("\"{n}\"")))
-            .collect();
-        if sources != [names[i - 1]] {
-            return Err(bad(format!(
-                "layer {:?} reads {:?}; only models whose layers form a single chain load (a branching graph)",
-                names[i], sources
-            )));
-        }
     }
     Ok(())
 }

@@ -1,17 +1,22 @@
 //! Whole Keras models from the files `model.save(...)` writes: Keras 3 `.keras` archives and
 //! legacy single-file HDF5 (`.h5`), read in pure Rust, run on the CPU or a GPU.
 //!
-//! A model is a chain of `InputLayer`, `Embedding`, `Masking`, `SimpleRNN`,
-//! `Bidirectional(SimpleRNN)`, `Dense`, `TimeDistributed(Dense)`, `Activation` and `Dropout`
-//! layers (a Sequential model, or a Functional one that forms a single chain), in float32.
+//! A model is a Sequential chain or a Functional graph (several inputs and outputs, shared
+//! layers, merges, masks computed by Keras's ops) of the layers listed in `config.rs`, in
+//! float32.
 
-mod config;
+mod calls;
+pub(crate) mod config;
 mod file;
-mod model;
+pub(crate) mod graph;
+pub(crate) mod host;
+pub(crate) mod model;
+pub(crate) mod ops;
 mod run;
 mod summary;
+pub(crate) mod tensor;
 mod weights;
 
-pub use config::MergeMode;
+pub use config::{MergeKind, MergeMode};
 pub use model::{KerasLayer, KerasModel};
-pub use run::{KerasRunner, ModelOutput};
+pub use run::{InputArray, KerasRunner, ModelOutput};

@@ -2,24 +2,39 @@
 
 use std::sync::Arc;
 
-use ndarray::{Array2, Array3, ArrayD, ArrayViewD, Axis, Ix3, Zip, concatenate};
+use ndarray::{Array2, Array3, ArrayD, ArrayViewD, Axis, Ix2, Ix3, concatenate};
 
-use crate::activation::Activation;
 use crate::backend::Backend;
 use crate::error::{Result, RnnError};
 use crate::gpu::GpuRnn;
-use crate::gpu::model::{ResidentInput, ResidentModel};
+use crate::gpu::model::ResidentModel;
+use crate::keras::calls::show;
 use crate::keras::config::MergeMode;
-use crate::keras::model::{KerasLayer, KerasModel};
+use crate::keras::host;
+use crate::keras::model::{EntryKind, KerasLayer, KerasModel, ModelNode};
+use crate::keras::ops::{Operand, run_op};
+use crate::keras::tensor::{DType, HostTensor};
 use crate::layer::{Padding, RnnForward};
 
-/// What a model returns: one array, or two for a model that ends in a `Bidirectional` with
-/// `merge_mode=None` (forward output, then backward output).
+/// What a model returns: its outputs in Keras's order (`model.predict` returns them as a list
+/// when there are several, a `Bidirectional` with `merge_mode=None` returns forward and
+/// backward, a layer with `return_state` its states after its output).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ModelOutput {
-    /// The model's outputs, in Keras's order.
+    /// The model's outputs, in Keras's order, as float32 (a boolean output is 0 and 1).
     pub outputs: Vec<ArrayD<f32>>,
+}
+
+/// One input array of a model with several inputs ([`KerasRunner::predict_inputs`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum InputArray<'a> {
+    /// Float values (cast to the input's dtype: token ids are truncated toward zero, as Keras
+    /// casts them).
+    Float(ArrayViewD<'a, f32>),
+    /// Integer values (token ids; converted to float32 for an input that takes floats).
+    Int(ArrayViewD<'a, i64>),
 }
 
 /// A [`KerasModel`] built on a [`Backend`]: its recurrent layers' weights uploaded once, ready
@@ -30,13 +45,12 @@ pub struct ModelOutput {
 /// layer of any model, and [`KerasRunner::reset_state`] starts over from zeros. Feeding a
 /// sequence in consecutive chunks then gives the same result as feeding it whole.
 ///
-/// **Device-resident execution.** On a GPU backend the whole model runs on the device: the
+/// **Device-resident execution.** On a GPU backend the whole graph runs on the device: each
 /// input is uploaded once (token ids are checked on the host, then looked up on the GPU), every
-/// layer — Embedding, Masking, SimpleRNN, Bidirectional and its merge, Dense, Activation — reads
-/// and writes GPU buffers, the output is read back once, and a stateful layer's state stays on
-/// the GPU between calls. Where the model's buffers for an input would pass the device's limits
-/// or [`crate::GpuOptions::max_chunk_bytes`] (or the input is longer than 4096 steps, or not
-/// *N* × *T* (× *D*)), the call instead runs layer by layer through the host, each recurrent
+/// layer and op reads and writes GPU buffers, each output is read back once, and a stateful
+/// layer's state stays on the GPU between calls. Where the model's buffers for an input would
+/// pass the device's limits or [`crate::GpuOptions::max_chunk_bytes`] (or the input is longer
+/// than 4096 steps), the call instead runs layer by layer through the host, each recurrent
 /// layer chunking its work; [`KerasRunner::is_device_resident`] says which path the last call
 /// took. Both give the same results.
 ///
@@ -66,8 +80,8 @@ pub struct KerasRunner {
     /// The carried state of each recurrent layer, when stateful and held on the host (after a
     /// call on the per-layer path).
     states: Vec<Vec<Option<Array2<f32>>>>,
-    /// An LSTM's carried cell state beside its state (always on the host: models with gated
-    /// cells run layer by layer).
+    /// An LSTM's carried cell state beside its state (always on the host: a stateful LSTM
+    /// runs layer by layer).
     cells: Vec<Vec<Option<Array2<f32>>>>,
     /// The device-resident model, on a GPU backend.
     resident: Option<ResidentModel>,
@@ -87,12 +101,6 @@ impl std::fmt::Debug for KerasRunner {
     }
 }
 
-/// A value flowing between layers: the data, and the Keras mask over (batch, time) if any.
-struct Flow {
-    data: Vec<ArrayD<f32>>,
-    mask: Option<Array2<bool>>,
-}
-
 impl KerasRunner {
     /// Builds the model's recurrent layers on `backend`.
     ///
@@ -103,13 +111,7 @@ impl KerasRunner {
         let mut rnns: Vec<Vec<Arc<dyn RnnForward>>> = Vec::new();
         let mut states = Vec::new();
         for layer in model.layers() {
-            let layers = match layer {
-                KerasLayer::SimpleRnn { layer, .. } => vec![layer.clone()],
-                KerasLayer::Bidirectional {
-                    forward, backward, ..
-                } => vec![forward.clone(), backward.clone()],
-                _ => Vec::new(),
-            };
+            let layers: Vec<_> = layer.recurrent().into_iter().cloned().collect();
             let built: Vec<Arc<dyn RnnForward>> = match backend {
                 Backend::Gpu(ctx) => {
                     // Built as GpuRnn so that the resident path shares their weights.
@@ -189,117 +191,131 @@ impl KerasRunner {
         }
     }
 
-    /// Runs the model on float input: *N* × *T* × *D* for a sequence model (or the shape the
-    /// model's input declares). A model that starts with an `Embedding` takes token ids here
+    /// Runs a model of one input on float input: *N* × *T* × *D* for a sequence model (or the
+    /// shape the model's input declares). A model whose input is token ids takes them here
     /// too, truncated to integers as Keras casts them.
     ///
     /// # Errors
-    /// [`RnnError::ShapeMismatch`] when the input does not fit the model's input;
-    /// [`RnnError::InvalidInput`] for a token id outside the vocabulary, or a batch size other
-    /// than the one a stateful model holds state for; the recurrent layers' errors.
+    /// [`RnnError::InvalidInput`] for a model of several inputs
+    /// ([`KerasRunner::predict_inputs`] runs those), a token id outside the vocabulary, or a
+    /// batch size other than the one a stateful model holds state for;
+    /// [`RnnError::ShapeMismatch`] when the input does not fit the model's input; the recurrent
+    /// layers' errors.
     pub fn predict(&mut self, input: ArrayViewD<'_, f32>) -> Result<ModelOutput> {
-        if self.model.takes_token_ids() {
-            let mut ids = Vec::with_capacity(input.len());
-            for &v in input.iter() {
-                // Keras casts float ids to int32, truncating toward zero.
-                if !v.is_finite() || v.abs() >= 2_147_483_648.0 {
-                    return Err(RnnError::InvalidInput(format!(
-                        "token id {v} is not an integer in range"
-                    )));
-                }
-                ids.push(v.trunc() as i64);
-            }
-            let ids = ArrayD::from_shape_vec(input.raw_dim(), ids)
-                .expect("same number of elements as the input");
-            return self.predict_ids(ids.view());
-        }
-        self.check_feature_input(input.shape())?;
-        if let &[n, t, d] = input.shape() {
-            let x = input.as_standard_layout();
-            let x = x.as_slice().expect("standard layout");
-            if let Some(out) = self.try_resident(&ResidentInput::Features { x, n, t, d })? {
-                return Ok(out);
-            }
-        }
-        self.host_path()?;
-        self.run(Flow {
-            data: vec![input.as_standard_layout().into_owned()],
-            mask: None,
-        })
+        self.predict_inputs(&[InputArray::Float(input)])
     }
 
-    /// Runs the model on integer input: token ids (*N* × *T*) for a model that starts with an
-    /// `Embedding`; other models take them as numbers.
+    /// Runs a model of one input on integer input: token ids (*N* × *T*) for a model that
+    /// starts with an `Embedding`; other models take them as numbers.
     ///
     /// # Errors
     /// As [`KerasRunner::predict`].
     pub fn predict_ids(&mut self, ids: ArrayViewD<'_, i64>) -> Result<ModelOutput> {
-        let first = &self.model.layers()[0];
-        let KerasLayer::Embedding {
-            table, mask_zero, ..
-        } = first
-        else {
-            let as_float = ids.mapv(|v| v as f32);
-            return self.predict(as_float.view());
-        };
-        let want = self.model.input_shape();
-        if ids.ndim() != want.len() || ids.shape().contains(&0) {
-            return Err(RnnError::shape(
-                "token ids",
-                format!("{} axes, none empty (input shape {want:?})", want.len()),
-                ids.shape(),
-            ));
-        }
-        let (vocab, width) = table.dim();
-        let mut rows = Vec::with_capacity(ids.len());
-        for &id in ids.iter() {
-            let row = usize::try_from(id)
-                .ok()
-                .filter(|&i| i < vocab)
-                .ok_or_else(|| {
-                    RnnError::InvalidInput(format!(
-                        "token id {id} is outside the Embedding's vocabulary 0..{vocab}"
-                    ))
-                })?;
-            rows.push(row);
-        }
-        let mask_zero = *mask_zero;
-        if let &[n, t] = ids.shape() {
-            // In range of the vocabulary, so of u32 too.
-            let ids: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-            if let Some(out) = self.try_resident(&ResidentInput::Ids { ids: &ids, n, t })? {
-                return Ok(out);
-            }
+        self.predict_inputs(&[InputArray::Int(ids)])
+    }
+
+    /// Runs the model on one array per input, in the order of
+    /// [`KerasModel::input_names`].
+    ///
+    /// # Errors
+    /// [`RnnError::InvalidInput`] when the number of arrays is not the number of inputs, for
+    /// values an input's dtype cannot hold (a float id that is not a finite int32), a token id
+    /// outside an Embedding's vocabulary, or a batch size other than the one a stateful layer
+    /// holds state for; [`RnnError::ShapeMismatch`] for an array whose rank or feature axis
+    /// does not fit its input, or for inputs whose batch sizes differ; the layers' errors.
+    pub fn predict_inputs(&mut self, inputs: &[InputArray<'_>]) -> Result<ModelOutput> {
+        let inputs = self.convert_inputs(inputs)?;
+        if let Some(out) = self.try_resident(&inputs)? {
+            return Ok(out);
         }
         self.host_path()?;
-        let KerasLayer::Embedding { table, .. } = &self.model.layers()[0] else {
-            unreachable!("checked above");
-        };
-        let mut data = Vec::with_capacity(rows.len() * width);
-        for row in rows {
-            data.extend_from_slice(table.row(row).as_slice().expect("standard layout"));
+        let outputs = self.run_host(inputs)?;
+        Ok(ModelOutput { outputs })
+    }
+
+    /// Checks each array against its input and casts it to the input's dtype, as Keras
+    /// converts what `predict` is given.
+    fn convert_inputs(&self, arrays: &[InputArray<'_>]) -> Result<Vec<HostTensor>> {
+        let specs = self.model.inputs();
+        if arrays.len() != specs.len() {
+            return Err(RnnError::InvalidInput(format!(
+                "the model takes {} inputs ({}), got {} arrays",
+                specs.len(),
+                self.model.input_names().join(", "),
+                arrays.len()
+            )));
         }
-        let mut shape = ids.shape().to_vec();
-        shape.push(width);
-        let embedded = ArrayD::from_shape_vec(shape, data).expect("one row per id");
-        let mask = (mask_zero && ids.ndim() == 2).then(|| {
-            ids.view()
-                .into_dimensionality::<ndarray::Ix2>()
-                .expect("two axes")
-                .mapv(|id| id != 0)
-        });
-        self.run_from(
-            1,
-            Flow {
-                data: vec![embedded],
-                mask,
-            },
-        )
+        let mut out = Vec::with_capacity(arrays.len());
+        let mut batch = None;
+        for (k, (spec, array)) in specs.iter().zip(arrays).enumerate() {
+            let shape = match array {
+                InputArray::Float(x) => x.shape(),
+                InputArray::Int(x) => x.shape(),
+            };
+            let want = &spec.shape;
+            // The batch and time axes take any size (streaming feeds chunks of any length);
+            // the feature axis must match (token ids have none).
+            let fits = shape.len() == want.len()
+                && !shape.contains(&0)
+                && (want.len() < 2
+                    || self.model.input_takes_ids(k)
+                    || want
+                        .last()
+                        .copied()
+                        .flatten()
+                        .is_none_or(|d| Some(&d) == shape.last()));
+            if !fits {
+                return Err(RnnError::shape(
+                    if specs.len() == 1 {
+                        "input".to_string()
+                    } else {
+                        format!("input {:?}", spec.name)
+                    },
+                    format!("{} (batch first; None is any size, none empty)", show(want)),
+                    shape,
+                ));
+            }
+            if *batch.get_or_insert(shape[0]) != shape[0] {
+                return Err(RnnError::shape(
+                    format!("input {:?}", spec.name),
+                    format!("a batch of {} like the first input", batch.unwrap_or(0)),
+                    shape,
+                ));
+            }
+            let ids_error =
+                |v: f32| RnnError::InvalidInput(format!("token id {v} is not an integer in range"));
+            out.push(match (array, spec.dtype) {
+                (InputArray::Float(x), DType::F32) => {
+                    HostTensor::F32(x.as_standard_layout().into_owned())
+                }
+                (InputArray::Float(x), DType::I32) => {
+                    if let Some(&v) = x
+                        .iter()
+                        .find(|v| !v.is_finite() || v.abs() >= 2_147_483_648.0)
+                    {
+                        return Err(ids_error(v));
+                    }
+                    HostTensor::I32(x.mapv(|v| v.trunc() as i32))
+                }
+                (InputArray::Int(x), DType::I32) => {
+                    if let Some(&v) = x.iter().find(|v| i32::try_from(**v).is_err()) {
+                        return Err(RnnError::InvalidInput(format!(
+                            "token id {v} is outside int32"
+                        )));
+                    }
+                    HostTensor::I32(x.mapv(|v| v as i32))
+                }
+                (InputArray::Int(x), DType::F32) => HostTensor::F32(x.mapv(|v| v as f32)),
+                (InputArray::Float(x), DType::Bool) => HostTensor::Bool(x.mapv(|v| v != 0.0)),
+                (InputArray::Int(x), DType::Bool) => HostTensor::Bool(x.mapv(|v| v != 0)),
+            });
+        }
+        Ok(out)
     }
 
     /// Runs the model device-resident when it can (a GPU backend, and buffers that fit); None
     /// when the call must take the per-layer path.
-    fn try_resident(&mut self, input: &ResidentInput<'_>) -> Result<Option<ModelOutput>> {
+    fn try_resident(&mut self, inputs: &[HostTensor]) -> Result<Option<ModelOutput>> {
         // The device path carries h between calls, not an LSTM's c: a stateful LSTM runs layer
         // by layer.
         let stateful_lstm = (0..self.model.layers().len()).any(|i| {
@@ -315,12 +331,10 @@ impl KerasRunner {
         else {
             return Ok(None);
         };
-        if !resident.prepare(input)? {
+        if !resident.prepare(&self.model, inputs)? {
             return Ok(None);
         }
-        let n = match *input {
-            ResidentInput::Ids { n, .. } | ResidentInput::Features { n, .. } => n,
-        };
+        let n = inputs[0].shape()[0];
         // The same check as the per-layer path's, before any work.
         for (index, per_layer) in self.states.iter().enumerate() {
             for (which, host) in per_layer.iter().enumerate() {
@@ -344,17 +358,10 @@ impl KerasRunner {
             }
         }
         let stateful: Vec<bool> = (0..self.model.layers().len())
-            .map(|i| {
-                self.stateful_all
-                    || matches!(
-                        self.model.layers()[i],
-                        KerasLayer::SimpleRnn { stateful: true, .. }
-                            | KerasLayer::Bidirectional { stateful: true, .. }
-                    )
-            })
+            .map(|i| self.stateful_all || self.model.layers()[i].is_stateful())
             .collect();
         let resident = self.resident.as_mut().expect("checked above");
-        let outputs = resident.run(input, &stateful)?;
+        let outputs = resident.run(&self.model, inputs, &stateful)?;
         self.last_resident = true;
         Ok(Some(ModelOutput { outputs }))
     }
@@ -370,114 +377,199 @@ impl KerasRunner {
         Ok(())
     }
 
-    fn check_feature_input(&self, shape: &[usize]) -> Result<()> {
-        let want = self.model.input_shape();
-        let fits = shape.len() == want.len()
-            && !shape.contains(&0)
-            && want
-                .iter()
-                .zip(shape)
-                .skip(want.len() - 1)
-                .all(|(w, g)| w.is_none_or(|w| w == *g));
-        if fits {
-            Ok(())
-        } else {
-            Err(RnnError::shape(
-                "input",
-                format!(
-                    "{want:?} (batch first; None is any size, none empty)",
-                    want = want
-                ),
-                shape,
-            ))
-        }
-    }
-
-    fn run(&mut self, flow: Flow) -> Result<ModelOutput> {
-        self.run_from(0, flow)
-    }
-
-    fn run_from(&mut self, first: usize, mut flow: Flow) -> Result<ModelOutput> {
-        for index in first..self.model.layers().len() {
-            flow = self.layer(index, flow)?;
-        }
-        Ok(ModelOutput { outputs: flow.data })
-    }
-
     fn is_stateful(&self, index: usize) -> bool {
-        self.stateful_all
-            || matches!(
-                self.model.layers()[index],
-                KerasLayer::SimpleRnn { stateful: true, .. }
-                    | KerasLayer::Bidirectional { stateful: true, .. }
-            )
+        self.stateful_all || self.model.layers()[index].is_stateful()
     }
 
-    fn layer(&mut self, index: usize, flow: Flow) -> Result<Flow> {
-        let Flow { mut data, mask } = flow;
-        let x = data.swap_remove(0);
-        Ok(match &self.model.layers()[index] {
-            KerasLayer::Embedding { .. } => {
-                return Err(RnnError::InvalidInput(
-                    "an Embedding that is not the model's first layer".into(),
-                ));
+    /// Runs the graph on the host, each recurrent layer on the backend.
+    fn run_host(&mut self, inputs: Vec<HostTensor>) -> Result<Vec<ArrayD<f32>>> {
+        let count = self.model.nodes().len();
+        let mut values: Vec<Vec<HostTensor>> = vec![Vec::new(); count];
+        let mut inputs: Vec<Option<HostTensor>> = inputs.into_iter().map(Some).collect();
+        for i in 0..count {
+            if !self.model.is_live(i) {
+                continue;
             }
-            KerasLayer::Masking { mask_value, .. } => {
-                let value = *mask_value;
-                let x = x
-                    .into_dimensionality::<Ix3>()
-                    .map_err(|_| RnnError::InvalidInput("Masking needs N × T × D".into()))?;
-                let mask = x.map_axis(Axis(2), |row| row.iter().any(|v| *v != value));
-                let mut x = x;
-                Zip::from(x.lanes_mut(Axis(2)))
-                    .and(&mask)
-                    .for_each(|mut row, &keep| {
-                        if !keep {
-                            // Keras multiplies by the mask: NaN and infinities stay NaN.
-                            row.mapv_inplace(|v| v * 0.0);
-                        }
-                    });
-                Flow {
-                    data: vec![x.into_dyn()],
-                    mask: Some(mask),
+            let node = &self.model.nodes()[i];
+            let entry = &self.model.entries()[node.entry];
+            let operands: Vec<Operand<HostTensor>> = node
+                .call
+                .operands
+                .iter()
+                .map(|o| match o {
+                    Operand::Tensor(t) => Operand::Tensor(values[t.node][t.output].clone()),
+                    Operand::Scalar(s) => Operand::Scalar(*s),
+                })
+                .collect();
+            let outputs = match &entry.kind {
+                EntryKind::Input(k) => vec![inputs[*k].take().expect("each input read once")],
+                EntryKind::Op(op) => vec![run_op(op, &operands, &format!("op {:?}", entry.name))?],
+                EntryKind::Layer(l) => {
+                    let l = *l;
+                    let node = node.clone();
+                    self.run_layer(l, &node, operands, &values)?
                 }
+            };
+            values[i] = outputs;
+        }
+        Ok(self
+            .model
+            .outputs()
+            .iter()
+            .map(|t| values[t.node][t.output].to_f32())
+            .collect())
+    }
+
+    /// One call of layer `index` on the host.
+    fn run_layer(
+        &mut self,
+        index: usize,
+        node: &ModelNode,
+        operands: Vec<Operand<HostTensor>>,
+        values: &[Vec<HostTensor>],
+    ) -> Result<Vec<HostTensor>> {
+        let mut inputs: Vec<HostTensor> = operands
+            .into_iter()
+            .filter_map(|o| match o {
+                Operand::Tensor(t) => Some(t),
+                Operand::Scalar(_) => None,
+            })
+            .collect();
+        let value = |t: &crate::keras::graph::TensorRef| &values[t.node][t.output];
+        let mask_tensor = node.call.mask.as_ref().map(value);
+        let mask = mask_tensor.map(HostTensor::to_bool);
+        let states: Vec<Array2<f32>> = node
+            .call
+            .initial_state
+            .iter()
+            .map(|s| {
+                value(s)
+                    .to_f32()
+                    .into_dimensionality::<Ix2>()
+                    .map_err(|_| RnnError::shape("initial state", "N × M", value(s).shape()))
+            })
+            .collect::<Result<_>>()?;
+        let layer = &self.model.layers()[index];
+        let x = inputs.remove(0);
+        let f32_out = |a: ArrayD<f32>| Ok(vec![HostTensor::F32(a)]);
+        match layer {
+            KerasLayer::Embedding { table, .. } => f32_out(host::embedding(table, &x)?),
+            KerasLayer::Masking { mask_value, .. } => {
+                f32_out(host::masking(&x.to_f32(), *mask_value))
             }
-            KerasLayer::SimpleRnn { layer, .. } => {
-                let x = into3(x)?;
+            KerasLayer::Dense {
+                kernel,
+                bias,
+                activation,
+                ..
+            } => f32_out(host::dense(x.to_f32(), kernel, bias.as_ref(), *activation)),
+            KerasLayer::Activation { activation, .. } => {
+                f32_out(host::activation(x.to_f32(), *activation))
+            }
+            KerasLayer::Dropout { .. } => Ok(vec![x]),
+            KerasLayer::RepeatVector { n, .. } => f32_out(host::repeat_vector(&x.to_f32(), *n)?),
+            KerasLayer::GlobalPooling { max, keepdims, .. } => f32_out(host::global_pooling(
+                &x.to_f32(),
+                mask.as_ref().filter(|_| !*max),
+                *max,
+                *keepdims,
+            )?),
+            KerasLayer::Flatten { channels_first, .. } => {
+                Ok(vec![host::flatten(x, *channels_first)?])
+            }
+            KerasLayer::Reshape { target, .. } => Ok(vec![host::reshape(x, target)?]),
+            KerasLayer::LayerNormalization {
+                axes,
+                epsilon,
+                gamma,
+                beta,
+                rms_scaling,
+                ..
+            } => f32_out(host::layer_normalization(
+                &x.to_f32(),
+                axes,
+                *epsilon,
+                gamma.as_ref(),
+                beta.as_ref(),
+                *rms_scaling,
+            )),
+            KerasLayer::BatchNormalization { axis, .. } => {
+                let (inv, res) = host::batch_norm_affine(layer).expect("a BatchNormalization");
+                f32_out(host::batch_normalization(&x.to_f32(), *axis, &inv, &res))
+            }
+            KerasLayer::PRelu { alpha, .. } => f32_out(host::prelu(&x.to_f32(), alpha)?),
+            KerasLayer::Softmax { axes, .. } => {
+                f32_out(host::softmax(&x.to_f32(), axes, mask_tensor)?)
+            }
+            KerasLayer::Merge { kind, .. } => {
+                let mut all = vec![x.to_f32()];
+                all.extend(inputs.iter().map(HostTensor::to_f32));
+                let masks: Vec<Option<ArrayD<bool>>> = node
+                    .call
+                    .input_masks
+                    .iter()
+                    .map(|m| m.as_ref().map(|m| value(m).to_bool()))
+                    .collect();
+                f32_out(host::merge_masked(*kind, &all, &masks)?)
+            }
+            KerasLayer::SimpleRnn { return_state, .. } => {
+                let return_state = *return_state;
+                let x = into3(x.to_f32())?;
+                let mask = recurrent_mask(mask, &x)?;
                 let padding = mask
                     .as_ref()
                     .map_or(Padding::None, |m| Padding::Mask(m.view()));
-                let keep_mask = layer.config().return_sequences;
                 let stateful = self.is_stateful(index);
+                let n = x.dim().0;
+                let given = (states.first(), states.get(1));
                 let out = run_recurrent(
                     &*self.rnns[index][0],
                     (&mut self.states[index][0], &mut self.cells[index][0]),
+                    given,
                     stateful,
                     &x,
                     padding,
-                    |held| batch_error(&self.model, index, held, x.dim().0),
+                    |held| batch_error(&self.model, index, held, n),
                 )?;
-                Flow {
-                    data: vec![out.output().to_owned()],
-                    mask: if keep_mask { mask } else { None },
+                let mut outs = vec![HostTensor::F32(out.output().to_owned())];
+                if return_state {
+                    outs.push(HostTensor::F32(out.final_state.into_dyn()));
+                    outs.extend(out.final_cell.map(|c| HostTensor::F32(c.into_dyn())));
                 }
+                Ok(outs)
             }
-            KerasLayer::Bidirectional { forward, merge, .. } => {
-                let x = into3(x)?;
+            KerasLayer::Bidirectional {
+                forward,
+                merge,
+                return_state,
+                ..
+            } => {
+                let (merge, return_state) = (*merge, *return_state);
+                let return_sequences = forward.config().return_sequences;
+                let per_direction = 1 + usize::from(forward.cell().has_cell_state());
+                let x = into3(x.to_f32())?;
                 let n = x.dim().0;
+                let mask = recurrent_mask(mask, &x)?;
                 let padding = mask
                     .as_ref()
                     .map_or(Padding::None, |m| Padding::Mask(m.view()));
-                let return_sequences = forward.config().return_sequences;
-                let mut outs = Vec::with_capacity(2);
                 let stateful = self.is_stateful(index);
+                let mut outs = Vec::with_capacity(2);
+                let mut finals = Vec::new();
                 for which in 0..2 {
+                    let given = &states[(which * per_direction).min(states.len())..];
+                    let given = if states.is_empty() {
+                        (None, None)
+                    } else {
+                        (given.first(), given.get(1).filter(|_| per_direction == 2))
+                    };
                     let out = run_recurrent(
                         &*self.rnns[index][which],
                         (
                             &mut self.states[index][which],
                             &mut self.cells[index][which],
                         ),
+                        given,
                         stateful,
                         &x,
                         padding,
@@ -490,11 +582,13 @@ impl KerasRunner {
                         y = y.as_standard_layout().into_owned();
                     }
                     outs.push(y);
+                    finals.push(HostTensor::F32(out.final_state.into_dyn()));
+                    finals.extend(out.final_cell.map(|c| HostTensor::F32(c.into_dyn())));
                 }
                 let backward = outs.pop().expect("two outputs");
                 let forward = outs.pop().expect("two outputs");
                 let last = forward.ndim() - 1;
-                let data = match merge {
+                let mut data = match merge {
                     MergeMode::Concat => vec![
                         concatenate(Axis(last), &[forward.view(), backward.view()])
                             .expect("same shapes but the last axis"),
@@ -504,60 +598,39 @@ impl KerasRunner {
                     MergeMode::Ave => vec![(forward + backward) * 0.5],
                     MergeMode::Separate => vec![forward, backward],
                 };
-                Flow {
-                    data,
-                    mask: if return_sequences { mask } else { None },
+                let mut outs: Vec<HostTensor> = data.drain(..).map(HostTensor::F32).collect();
+                if return_state {
+                    outs.extend(finals);
                 }
+                Ok(outs)
             }
-            KerasLayer::Dense {
-                kernel,
-                bias,
-                activation,
-                ..
-            } => {
-                let shape = x.shape().to_vec();
-                let mut y = rows(x).dot(kernel);
-                if let Some(b) = bias {
-                    y += b;
-                }
-                apply_rows(&mut y, *activation);
-                let mut out_shape = shape;
-                *out_shape.last_mut().expect("at least one axis") = kernel.ncols();
-                Flow {
-                    data: vec![
-                        y.into_shape_with_order(out_shape)
-                            .expect("same size")
-                            .into_dyn(),
-                    ],
-                    mask,
-                }
-            }
-            KerasLayer::Activation { activation, .. } => {
-                let shape = x.shape().to_vec();
-                let mut y = rows(x);
-                apply_rows(&mut y, *activation);
-                Flow {
-                    data: vec![
-                        y.into_shape_with_order(shape)
-                            .expect("same size")
-                            .into_dyn(),
-                    ],
-                    mask,
-                }
-            }
-            KerasLayer::Dropout { .. } => Flow {
-                data: vec![x],
-                mask,
-            },
-        })
+        }
     }
 }
 
-/// Runs one recurrent layer from its carried state and cell state (`held`, checked against the
-/// batch: `mismatch` makes the error), and carries the final ones on when `stateful`.
+/// A recurrent layer's mask as the steps read it: booleans, *N* × *T*.
+fn recurrent_mask(mask: Option<ArrayD<bool>>, x: &Array3<f32>) -> Result<Option<Array2<bool>>> {
+    let Some(mask) = mask else {
+        return Ok(None);
+    };
+    let (n, t, _) = x.dim();
+    if mask.shape() != [n, t] {
+        return Err(RnnError::shape(
+            "mask",
+            format!("[{n}, {t}] (N × T)"),
+            mask.shape(),
+        ));
+    }
+    Ok(Some(mask.into_dimensionality::<Ix2>().expect("two axes")))
+}
+
+/// Runs one recurrent layer from the given initial state (and cell state), else its carried
+/// ones (`held`, checked against the batch: `mismatch` makes the error), and carries the final
+/// ones on when `stateful`.
 fn run_recurrent(
     rnn: &dyn RnnForward,
     held: (&mut Option<Array2<f32>>, &mut Option<Array2<f32>>),
+    given: (Option<&Array2<f32>>, Option<&Array2<f32>>),
     stateful: bool,
     x: &Array3<f32>,
     padding: Padding<'_>,
@@ -572,10 +645,12 @@ fn run_recurrent(
     {
         return Err(mismatch(held.nrows()));
     }
+    let h0 = given.0.or(state.as_ref());
+    let c0 = given.1.or(cell.as_ref());
     let out = rnn.forward_states(
         x.view(),
-        state.as_ref().map(|h| h.view()),
-        cell.as_ref().map(|c| c.view()),
+        h0.map(|h| h.view()),
+        c0.map(|c| c.view()),
         padding,
     )?;
     if stateful {
@@ -596,23 +671,4 @@ fn into3(x: ArrayD<f32>) -> Result<Array3<f32>> {
     let shape = x.shape().to_vec();
     x.into_dimensionality::<Ix3>()
         .map_err(|_| RnnError::shape("recurrent layer input", "N × T × D", &shape))
-}
-
-/// The array as rows of its last axis, in standard layout.
-fn rows(x: ArrayD<f32>) -> Array2<f32> {
-    let width = x.shape().last().copied().unwrap_or(1).max(1);
-    let count = x.len() / width;
-    let x = if x.is_standard_layout() {
-        x
-    } else {
-        x.as_standard_layout().into_owned()
-    };
-    x.into_shape_with_order((count, width))
-        .expect("standard layout reshapes")
-}
-
-fn apply_rows(rows: &mut Array2<f32>, activation: Activation) {
-    for mut row in rows.rows_mut() {
-        activation.apply_row(row.as_slice_mut().expect("standard layout rows"));
-    }
 }

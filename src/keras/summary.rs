@@ -1,20 +1,10 @@
-//! `model.summary()`, as text.
+//! `model.summary()`, as text: a Sequential model's layers, or a functional model's layers
+//! and ops with what each reads ("Connected to").
 
 use std::fmt;
 
-use crate::keras::model::KerasModel;
-
-fn shape_text(shape: &[Option<usize>]) -> String {
-    let dims: Vec<String> = shape
-        .iter()
-        .map(|d| d.map_or("None".to_string(), |d| d.to_string()))
-        .collect();
-    if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    }
-}
+use crate::keras::calls::show;
+use crate::keras::model::{EntryKind, KerasModel};
 
 /// Thousands separators, as Keras prints parameter counts.
 fn grouped(n: usize) -> String {
@@ -38,74 +28,123 @@ fn human_bytes(bytes: usize) -> String {
         unit += 1;
     }
     if unit == 0 {
-        format!("{bytes} B")
+        format!("{bytes}.00 B")
     } else {
         format!("{value:.2} {}", units[unit])
     }
 }
 
+impl KerasModel {
+    /// The rows `model.summary()` prints: name (type), output shape, parameters and, for a
+    /// functional model, what each layer reads.
+    fn summary_rows(&self) -> Vec<[String; 4]> {
+        let shapes_text = |node: &crate::keras::model::ModelNode| {
+            let shapes: Vec<String> = node.outputs.iter().map(|t| show(&t.shape)).collect();
+            if shapes.len() == 1 {
+                shapes[0].clone()
+            } else {
+                format!("[{}]", shapes.join(", "))
+            }
+        };
+        let mut rows = Vec::new();
+        for (e, entry) in self.entries().iter().enumerate() {
+            let shown = !entry.synthesized
+                && (self.is_functional() || !matches!(entry.kind, EntryKind::Input(_)));
+            if !shown {
+                continue;
+            }
+            let calls: Vec<_> = self.nodes().iter().filter(|n| n.entry == e).collect();
+            // Keras prints the shapes of the layer's last call.
+            let shape = calls.last().map_or("?".to_string(), |n| shapes_text(n));
+            let params = match entry.kind {
+                EntryKind::Layer(l) => self.layers()[l].param_count(),
+                _ => 0,
+            };
+            let mut reads = Vec::new();
+            for node in &calls {
+                for t in node.call.reads() {
+                    if node.call.input_masks.iter().flatten().any(|m| *m == t) {
+                        continue;
+                    }
+                    let from = &self.nodes()[t.node];
+                    reads.push(format!(
+                        "{}[{}][{}]",
+                        self.entries()[from.entry].name,
+                        from.index,
+                        t.output
+                    ));
+                }
+            }
+            let connected = if reads.is_empty() {
+                "-".to_string()
+            } else {
+                reads.join(", ")
+            };
+            rows.push([
+                format!("{} ({})", entry.name, entry.class),
+                shape,
+                grouped(params),
+                connected,
+            ]);
+        }
+        rows
+    }
+}
+
 impl fmt::Display for KerasModel {
     /// The layers with their output shapes and parameter counts, as `model.summary()` prints
-    /// them.
+    /// them; for a functional model, also what each layer and op reads ("Connected to":
+    /// `layer[call][output]`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: Vec<(String, String, String)> = self
-            .layers()
-            .iter()
-            .zip(self.output_shapes())
-            .map(|(layer, shapes)| {
-                let shapes: Vec<String> = shapes.iter().map(|s| shape_text(s)).collect();
-                let shapes = if shapes.len() == 1 {
-                    shapes[0].clone()
-                } else {
-                    format!("[{}]", shapes.join(", "))
-                };
-                (
-                    format!("{} ({})", layer.name(), layer.class_name()),
-                    shapes,
-                    grouped(layer.param_count()),
-                )
+        let rows = self.summary_rows();
+        let columns = if self.is_functional() { 4 } else { 3 };
+        let headers = ["Layer (type)", "Output Shape", "Param #", "Connected to"];
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([headers[c].len()])
+                    .max()
+                    .unwrap_or(0)
             })
             .collect();
-        let headers = ("Layer (type)", "Output Shape", "Param #");
-        let w0 = rows
-            .iter()
-            .map(|r| r.0.len())
-            .chain([headers.0.len()])
-            .max()
-            .unwrap_or(0);
-        let w1 = rows
-            .iter()
-            .map(|r| r.1.len())
-            .chain([headers.1.len()])
-            .max()
-            .unwrap_or(0);
-        let w2 = rows
-            .iter()
-            .map(|r| r.2.len())
-            .chain([headers.2.len()])
-            .max()
-            .unwrap_or(0);
-        let rule = |c: char| format!("{}\n", c.to_string().repeat(w0 + w1 + w2 + 6));
+        let total_width = widths.iter().sum::<usize>() + 3 * (columns - 1);
+        let rule = |c: char| format!("{}\n", c.to_string().repeat(total_width));
+        let line = |f: &mut fmt::Formatter<'_>, cells: [&str; 4]| -> fmt::Result {
+            let mut text = String::new();
+            for c in 0..columns {
+                let cell = cells[c];
+                let pad = widths[c] - cell.chars().count();
+                if c > 0 {
+                    text.push_str("   ");
+                }
+                if c == 2 {
+                    text.push_str(&" ".repeat(pad));
+                    text.push_str(cell);
+                } else {
+                    text.push_str(cell);
+                    text.push_str(&" ".repeat(pad));
+                }
+            }
+            writeln!(f, "{}", text.trim_end())
+        };
         writeln!(f, "Model: \"{}\"", self.name())?;
         write!(f, "{}", rule('='))?;
-        writeln!(
-            f,
-            "{:<w0$}   {:<w1$}   {:>w2$}",
-            headers.0, headers.1, headers.2
-        )?;
+        line(f, headers)?;
         write!(f, "{}", rule('='))?;
-        for (i, (name, shape, params)) in rows.iter().enumerate() {
-            writeln!(f, "{name:<w0$}   {shape:<w1$}   {params:>w2$}")?;
+        for (i, row) in rows.iter().enumerate() {
+            line(f, [&row[0], &row[1], &row[2], &row[3]])?;
             if i + 1 < rows.len() {
                 write!(f, "{}", rule('-'))?;
             }
         }
         write!(f, "{}", rule('='))?;
         let total = self.param_count();
-        let bytes = human_bytes(total * 4);
-        writeln!(f, " Total params: {} ({bytes})", grouped(total))?;
-        writeln!(f, " Trainable params: {} ({bytes})", grouped(total))?;
-        writeln!(f, " Non-trainable params: 0 (0.00 B)")
+        let fixed: usize = self.layers().iter().map(|l| l.non_trainable_count()).sum();
+        let line = |count: usize| format!("{} ({})", grouped(count), human_bytes(count * 4));
+        writeln!(f, " Total params: {}", line(total))?;
+        writeln!(f, " Trainable params: {}", line(total - fixed))?;
+        writeln!(f, " Non-trainable params: {}", line(fixed))
     }
 }
 

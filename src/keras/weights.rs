@@ -149,13 +149,14 @@ impl WeightStore {
         Ok(unused)
     }
 
-    /// Where the weights of each layer of the chain are, in Keras's order
+    /// Where the weights of each layer are (`specs` in the config's order, as Keras's
+    /// `model.layers` lists them: inputs too, ops not), in Keras's order
     /// (`layer.get_weights()`): one list per layer, empty for layers without weights;
     /// Bidirectional gives forward then backward.
     ///
     /// # Errors
     /// A legacy file whose layer groups or `weight_names` are missing or of the wrong count.
-    pub fn locate(&self, specs: &[LayerSpec]) -> Result<Vec<Vec<String>>> {
+    pub fn locate(&self, specs: &[&LayerSpec]) -> Result<Vec<Vec<String>>> {
         let count = |spec: &LayerSpec| match spec {
             LayerSpec::Embedding { .. } => 1,
             LayerSpec::SimpleRnn(r) => 2 + usize::from(r.use_bias),
@@ -163,6 +164,16 @@ impl WeightStore {
                 forward, backward, ..
             } => 4 + usize::from(forward.use_bias) + usize::from(backward.use_bias),
             LayerSpec::Dense { use_bias, .. } => 1 + usize::from(*use_bias),
+            LayerSpec::LayerNormalization {
+                center,
+                scale,
+                rms_scaling,
+                ..
+            } => usize::from(*center && !*rms_scaling) + usize::from(*scale || *rms_scaling),
+            LayerSpec::BatchNormalization { center, scale, .. } => {
+                2 + usize::from(*center) + usize::from(*scale)
+            }
+            LayerSpec::PRelu { .. } => 1,
             _ => 0,
         };
         match self {
@@ -187,7 +198,7 @@ impl WeightStore {
                         let vars = |sub: &str, n: usize| -> Vec<String> {
                             (0..n).map(|i| format!("{group}/{sub}vars/{i}")).collect()
                         };
-                        match spec {
+                        match *spec {
                             LayerSpec::SimpleRnn(r) => vars("cell/", 2 + usize::from(r.use_bias)),
                             LayerSpec::Bidirectional {
                                 forward, backward, ..

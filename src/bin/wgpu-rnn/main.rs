@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use ndarray::{Array2, Array3};
 use wgpu_rnn::{
-    Activation, Backend, Cell, GpuContext, KerasModel, KerasRunner, Nonlinearity, NpyInput,
-    OutputSet, OutputSlot, Padding, RnnError, SimpleRnnConfig, TorchRnn, TorchRnnConfig,
-    load_keras_npz_as, read_npy_f32, read_npy_input, read_npy_lengths,
+    Activation, Backend, Cell, GpuContext, InputArray, KerasModel, KerasRunner, Nonlinearity,
+    NpyInput, OutputSet, OutputSlot, Padding, RnnError, SimpleRnnConfig, TorchRnn, TorchRnnConfig,
+    load_keras_npz_as, read_npy_f32, read_npy_input, read_npy_lengths, read_npz_inputs,
 };
 
 #[derive(Parser)]
@@ -55,10 +55,12 @@ struct RunArgs {
     /// PyTorch nn.RNN state_dict as .safetensors.
     weights: PathBuf,
     /// Input .npy: N×T×D float32 or float64 for Keras (integer token ids N×T for a model that
-    /// starts with an Embedding); T×N×D for PyTorch (N×T×D with --batch-first).
+    /// starts with an Embedding); T×N×D for PyTorch (N×T×D with --batch-first). A Keras model
+    /// of several inputs takes an .npz whose arrays are named by the model's input names (or
+    /// arr_0, arr_1, ... in input order).
     input: PathBuf,
-    /// Where to write the output (.npy, float32). A model with two outputs (Bidirectional with
-    /// merge_mode=None) writes NAME_0.npy and NAME_1.npy.
+    /// Where to write the output (.npy, float32). A model with several outputs writes
+    /// NAME_0.npy, NAME_1.npy, ... in Keras's order.
     #[arg(short, long)]
     output: PathBuf,
     /// Keras: activation name (tanh, relu, linear, gelu, softmax, ...).
@@ -115,7 +117,10 @@ struct RunArgs {
 enum CellArg {
     Simple,
     Lstm,
+    /// A GRU with reset_after=True (Keras's default): a 2 × 3M bias.
     Gru,
+    /// A GRU with reset_after=False: a 3M bias.
+    GruResetBefore,
 }
 
 /// `--nonlinearity`.
@@ -224,6 +229,7 @@ fn run_keras(args: RunArgs) -> Result<(), RnnError> {
         CellArg::Simple => Cell::Simple,
         CellArg::Lstm => Cell::Lstm,
         CellArg::Gru => Cell::Gru,
+        CellArg::GruResetBefore => Cell::GruResetBefore,
     });
     let (mut outputs, output, final_state) = output_and_final_state(&args)?;
     let final_cell = optional_output(&mut outputs, &args.final_cell)?;
@@ -308,7 +314,7 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
     refuse("--ignore-unused", args.ignore_unused, kind)?;
     let model = KerasModel::load(&args.weights)?;
     // Every output path is checked before the input is read or anything runs.
-    let count = model.output_shapes().last().map_or(1, Vec::len);
+    let count = model.output_count();
     let paths = if count == 1 {
         vec![args.output.clone()]
     } else {
@@ -322,13 +328,16 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
         .iter()
         .map(|p| files.add(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let input = read_npy_input(&args.input)?;
+    let inputs = model_inputs(&model, &args.input)?;
     let mut runner = KerasRunner::new(model, &backend_for(args.backend)?)?;
-    let outputs = match &input {
-        NpyInput::Float(x) => runner.predict(x.view())?,
-        NpyInput::Int(ids) => runner.predict_ids(ids.view())?,
-    }
-    .outputs;
+    let arrays: Vec<InputArray<'_>> = inputs
+        .iter()
+        .map(|x| match x {
+            NpyInput::Float(x) => InputArray::Float(x.view()),
+            NpyInput::Int(ids) => InputArray::Int(ids.view()),
+        })
+        .collect();
+    let outputs = runner.predict_inputs(&arrays)?.outputs;
     if outputs.len() != slots.len() {
         return Err(RnnError::InvalidOption(format!(
             "the model gave {} outputs where its config declares {}",
@@ -346,6 +355,52 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
         }
     }
     Ok(())
+}
+
+/// The model's inputs from `path`: one `.npy` for a model of one input, else an `.npz` whose
+/// arrays are named by the inputs (or `arr_0`, `arr_1`, ... in input order); an array that no
+/// input takes is an error, as a guess would be.
+fn model_inputs(model: &KerasModel, path: &std::path::Path) -> Result<Vec<NpyInput>, RnnError> {
+    let names = model.input_names();
+    let is_npz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    if !is_npz {
+        if names.len() != 1 {
+            return Err(RnnError::InvalidOption(format!(
+                "{}: the model takes {} inputs ({}); give them as an .npz of arrays named so \
+                 (or arr_0, arr_1, ... in that order)",
+                path.display(),
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        return Ok(vec![read_npy_input(path)?]);
+    }
+    let mut arrays = read_npz_inputs(path)?;
+    let mut inputs = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let positional = format!("arr_{i}");
+        let at = arrays
+            .iter()
+            .position(|(n, _)| n == name)
+            .or_else(|| arrays.iter().position(|(n, _)| *n == positional))
+            .ok_or_else(|| {
+                RnnError::InvalidOption(format!(
+                    "{}: no array named {name:?} (or {positional}) for the model's input {i}",
+                    path.display()
+                ))
+            })?;
+        inputs.push(arrays.remove(at).1);
+    }
+    if let Some((extra, _)) = arrays.first() {
+        return Err(RnnError::InvalidOption(format!(
+            "{}: array {extra:?} is none of the model's inputs ({})",
+            path.display(),
+            names.join(", ")
+        )));
+    }
+    Ok(inputs)
 }
 
 fn run_torch(args: RunArgs) -> Result<(), RnnError> {
