@@ -60,7 +60,7 @@ pub use io::{
 };
 #[cfg(feature = "keras")]
 pub use keras::{
-    InputArray, KerasLayer, KerasModel, KerasRunner, MergeKind, MergeMode, ModelOutput,
+    ConvPadding, InputArray, KerasLayer, KerasModel, KerasRunner, MergeKind, MergeMode, ModelOutput,
 };
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
 #[cfg(feature = "onnx")]

@@ -126,7 +126,7 @@ pub(crate) struct ContextInner {
     pub(crate) projection_rows: [wgpu::ComputePipeline; 2],
     pub(crate) softmax: wgpu::ComputePipeline,
     /// The whole-model kernels' layouts and pipelines (`shaders/embedding.wgsl`,
-    /// `elementwise.wgsl`, `reduce_axis.wgsl`, `rows_activation.wgsl`).
+    /// `elementwise.wgsl`, `reduce_axis.wgsl`, `im2col.wgsl`, `rows_activation.wgsl`).
     #[cfg(feature = "keras")]
     pub(crate) model: ModelKernels,
     step_pipeline_layout: wgpu::PipelineLayout,
@@ -686,10 +686,12 @@ pub(crate) struct ModelKernels {
     pub(crate) embedding_layout: wgpu::BindGroupLayout,
     pub(crate) elementwise_layout: wgpu::BindGroupLayout,
     pub(crate) reduce_layout: wgpu::BindGroupLayout,
+    pub(crate) im2col_layout: wgpu::BindGroupLayout,
     pub(crate) rows_layout: wgpu::BindGroupLayout,
     pub(crate) embedding: wgpu::ComputePipeline,
     pub(crate) elementwise: wgpu::ComputePipeline,
     pub(crate) reduce: wgpu::ComputePipeline,
+    pub(crate) im2col: wgpu::ComputePipeline,
     rows_pipeline_layout: wgpu::PipelineLayout,
     rows_module: wgpu::ShaderModule,
 }
@@ -713,6 +715,8 @@ impl ModelKernels {
             "model.reduce_axis.layout",
             &[ReadWrite, Read, Uniform],
         );
+        let im2col_layout =
+            bind_group_layout(device, "model.im2col.layout", &[Read, ReadWrite, Uniform]);
         let rows_layout = bind_group_layout(
             device,
             "model.rows_activation.layout",
@@ -735,6 +739,7 @@ impl ModelKernels {
                 shaders::ELEMENTWISE,
             ),
             reduce: fixed("model.reduce_axis", &reduce_layout, shaders::REDUCE_AXIS),
+            im2col: fixed("model.im2col", &im2col_layout, shaders::IM2COL),
             rows_pipeline_layout: pipeline_layout(device, "model.rows_activation", &rows_layout),
             rows_module: module(
                 device,
@@ -744,6 +749,7 @@ impl ModelKernels {
             embedding_layout,
             elementwise_layout,
             reduce_layout,
+            im2col_layout,
             rows_layout,
         }
     }

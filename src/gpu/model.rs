@@ -51,6 +51,11 @@ pub(crate) enum GpuLayer {
     PRelu {
         alpha: wgpu::Buffer,
     },
+    /// The kernel as the GEMM's *K*·*C* × *F* weights, and the bias (zeros without one).
+    Conv1D {
+        kernel: wgpu::Buffer,
+        bias: wgpu::Buffer,
+    },
     Plain,
 }
 
@@ -183,6 +188,20 @@ impl ResidentModel {
                         &alpha.iter().copied().collect::<Vec<_>>(),
                     ),
                 },
+                KerasLayer::Conv1D { kernel, bias, .. } => {
+                    let filters = kernel.dim().2;
+                    let bias = match bias {
+                        Some(b) => b.to_vec(),
+                        None => vec![0.0; filters],
+                    };
+                    GpuLayer::Conv1D {
+                        kernel: inner.upload_weights(
+                            "model.conv1d_kernel",
+                            &kernel.iter().copied().collect::<Vec<_>>(),
+                        ),
+                        bias: inner.upload_weights("model.conv1d_bias", &bias),
+                    }
+                }
                 _ => GpuLayer::Plain,
             });
         }

@@ -19,7 +19,8 @@ use crate::gpu::rnn::{
     ChunkBuffers, FLIP_OUTPUT, GatedBuffers, GpuRnn, PADDED_OUTPUT_IS_STATE, READS_MASK,
     REVERSE_TIME, bind_group, dynamic_params,
 };
-use crate::keras::config::{MergeKind, MergeMode};
+use crate::keras::config::{ConvPadding, MergeKind, MergeMode};
+use crate::keras::host::conv_geometry;
 use crate::keras::model::{KerasLayer, KerasModel};
 use crate::keras::ops::Compare;
 use crate::keras::tensor::{DType, reshape_target};
@@ -70,6 +71,13 @@ fn permuted(x: &Value, order: &[usize]) -> Value {
         order.iter().map(|&a| x.shape[a]).collect(),
         order.iter().map(|&a| x.strides[a]).collect(),
     )
+}
+
+/// Where a Conv1D's windows fall.
+struct Window {
+    stride: usize,
+    dilation: usize,
+    padding: ConvPadding,
 }
 
 /// The initial state of one recurrent layer: *h*, and *c* for an LSTM.
@@ -230,6 +238,28 @@ impl Builder<'_> {
                     DType::F32,
                     &[Input::Tensor(&x), Input::Tensor(&alpha)],
                 )?]
+            }
+            (
+                KerasLayer::Conv1D {
+                    kernel,
+                    stride,
+                    dilation,
+                    padding,
+                    activation,
+                    ..
+                },
+                GpuLayer::Conv1D {
+                    kernel: weights,
+                    bias,
+                },
+            ) => {
+                let (weights, bias) = (weights.clone(), bias.clone());
+                let window = Window {
+                    stride: *stride,
+                    dilation: *dilation,
+                    padding: *padding,
+                };
+                vec![self.conv1d(&x, &weights, &bias, kernel.dim(), window, *activation)?]
             }
             (KerasLayer::Softmax { axes, .. }, _) => {
                 vec![self.softmax(&x, axes, call.mask.as_ref())?]
@@ -492,6 +522,66 @@ impl Builder<'_> {
         }
     }
 
+    /// `Conv1D`: the windows as rows (im2col, time-major), one GEMM with the kernel and bias,
+    /// the activation in place on its fresh output.
+    fn conv1d(
+        &mut self,
+        x: &Value,
+        kernel: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        (taps, channels, filters): (usize, usize, usize),
+        window: Window,
+        activation: Activation,
+    ) -> Option<Value> {
+        let [n, t, c] = x.shape[..] else {
+            return None;
+        };
+        if c != channels || x.dtype != DType::F32 {
+            return None;
+        }
+        let (out_steps, pad_left) =
+            conv_geometry(t, taps, window.stride, window.dilation, window.padding)?;
+        let width = taps * channels;
+        let rows = out_steps * n;
+        let windows = self.storage("model.conv1d_windows", rows * width);
+        let words = [
+            (rows * width) as u32,
+            n as u32,
+            t as u32,
+            c as u32,
+            taps as u32,
+            window.stride as u32,
+            window.dilation as u32,
+            pad_left as u32,
+            x.strides[0] as u32,
+            x.strides[1] as u32,
+            x.strides[2] as u32,
+            x.offset as u32,
+        ];
+        let params = self.uniform_bytes("model.im2col.params", bytemuck::cast_slice(&words));
+        let groups = self.groups(rows * width, ELEMENT_WG);
+        let kernels = &self.inner.model;
+        let (pipeline, layout) = (kernels.im2col.clone(), kernels.im2col_layout.clone());
+        self.kernel(
+            &pipeline,
+            "model.im2col.bind",
+            &layout,
+            &[&x.buffer, &windows, &params],
+            groups,
+        );
+        let out = self.gemm(&windows, rows, width, kernel, bias, filters);
+        let shape = vec![n, out_steps, filters];
+        let out = Value {
+            buffer: out,
+            strides: time_major_strides(&shape),
+            shape,
+            offset: 0,
+            dtype: DType::F32,
+        };
+        self.activation(&out, activation)?;
+        Some(out)
+    }
+
     /// `Embedding`: the table's rows for each id; the output keeps the ids' layout with the
     /// features innermost.
     fn embedding(&mut self, ids: &Value, table: &wgpu::Buffer, width: usize) -> Option<Value> {
@@ -548,25 +638,7 @@ impl Builder<'_> {
         }
         let x = self.with_packed_rows(x)?;
         let rows = x.len() / d;
-        let out = self.storage("model.dense", rows * units);
-        let projection = self.projection(rows, d, units);
-        let dims = self.params("model.dense.dims", &projection);
-        let bind = bind_group(
-            self.inner,
-            "model.dense.bind",
-            &self.inner.projection_layout,
-            &[
-                x.buffer.as_entire_binding(),
-                kernel.as_entire_binding(),
-                bias.as_entire_binding(),
-                out.as_entire_binding(),
-                dynamic_params(&dims),
-            ],
-        );
-        self.work.push(Work::Projection {
-            projection,
-            bind_group: bind,
-        });
+        let out = self.gemm(&x.buffer, rows, d, kernel, bias, units);
         let mut shape = x.shape.clone();
         *shape.last_mut()? = units;
         let last = x.shape.len() - 1;
@@ -585,6 +657,39 @@ impl Builder<'_> {
         };
         self.activation(&out, activation)?;
         Some(out)
+    }
+
+    /// `x · kernel + bias` through the tiled projection GEMM: `x` is `rows` × `k`, `kernel`
+    /// `k` × `cols`; a new `rows` × `cols` buffer.
+    fn gemm(
+        &mut self,
+        x: &wgpu::Buffer,
+        rows: usize,
+        k: usize,
+        kernel: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        cols: usize,
+    ) -> wgpu::Buffer {
+        let out = self.storage("model.gemm", rows * cols);
+        let projection = self.projection(rows, k, cols);
+        let dims = self.params("model.gemm.dims", &projection);
+        let bind = bind_group(
+            self.inner,
+            "model.gemm.bind",
+            &self.inner.projection_layout,
+            &[
+                x.as_entire_binding(),
+                kernel.as_entire_binding(),
+                bias.as_entire_binding(),
+                out.as_entire_binding(),
+                dynamic_params(&dims),
+            ],
+        );
+        self.work.push(Work::Projection {
+            projection,
+            bind_group: bind,
+        });
+        out
     }
 
     /// A projection GEMM of `rows` × `k` × `cols`; marks the plan as not fitting when its

@@ -65,6 +65,9 @@ pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
 /// weights.
 pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 
+/// Conv1D's windows as the rows of the projection GEMM (im2col), zero outside the input.
+pub const IM2COL: &str = include_str!("../../shaders/im2col.wgsl");
+
 /// A sum, maximum, minimum, any or all along one axis of a strided tensor.
 pub const REDUCE_AXIS: &str = include_str!("../../shaders/reduce_axis.wgsl");
 
@@ -135,6 +138,7 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("model.embedding", EMBEDDING.to_string()),
         ("model.elementwise", ELEMENTWISE.to_string()),
         ("model.reduce_axis", REDUCE_AXIS.to_string()),
+        ("model.im2col", IM2COL.to_string()),
         ("model.rows_activation", rows_activation_module()),
     ]
 }

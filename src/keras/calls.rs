@@ -5,6 +5,7 @@
 use crate::error::{Result, RnnError};
 use crate::keras::config::{LayerSpec, MergeKind, MergeMode};
 use crate::keras::graph::{Arg, Node, TensorRef};
+use crate::keras::host::conv_geometry;
 use crate::keras::model::KerasLayer;
 use crate::keras::ops::{KerasOp, Operand, arity, output_type};
 use crate::keras::tensor::{DType, TensorType, broadcast_shapes, reshape_target, resolve_axis};
@@ -340,6 +341,39 @@ pub(crate) fn layer_output_types(
                 None => shape.extend(target.iter().map(|&d| (d > 0).then_some(d as usize))),
             }
             vec![TensorType::new(x.dtype, shape)]
+        }
+        KerasLayer::Conv1D {
+            kernel,
+            stride,
+            dilation,
+            padding,
+            ..
+        } => {
+            let (taps, channels, filters) = kernel.dim();
+            float(x)?;
+            if x.shape.len() != 3 {
+                return Err(err(format!(
+                    "its input {} is not (batch, steps, channels)",
+                    show(&x.shape)
+                )));
+            }
+            last(x, channels)?;
+            let steps = match x.shape[1] {
+                None => None,
+                Some(t) => Some(
+                    conv_geometry(t, taps, *stride, *dilation, *padding)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "its {t} steps are fewer than one window of {taps} taps"
+                            ))
+                        })?
+                        .0,
+                ),
+            };
+            vec![TensorType::new(
+                DType::F32,
+                vec![x.shape[0], steps, Some(filters)],
+            )]
         }
         KerasLayer::LayerNormalization { .. } | KerasLayer::PRelu { .. } => {
             float(x)?;

@@ -84,6 +84,19 @@ impl MergeKind {
     }
 }
 
+/// Conv1D's `padding`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConvPadding {
+    /// No padding: only windows that fit the input.
+    Valid,
+    /// Zeros around the input so that the output has ⌈*T* / stride⌉ steps (split as XLA's
+    /// `SAME`: the extra one after).
+    Same,
+    /// Zeros before the input only: each output step sees only the steps up to its own.
+    Causal,
+}
+
 /// A layer (or op) of the model, before its weights are attached.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
@@ -166,6 +179,16 @@ pub enum LayerSpec {
         /// Axes (1 and up) along which one slope is shared.
         shared_axes: Vec<usize>,
     },
+    Conv1D {
+        name: String,
+        filters: usize,
+        kernel_size: usize,
+        stride: usize,
+        dilation: usize,
+        padding: ConvPadding,
+        activation: Activation,
+        use_bias: bool,
+    },
     /// The Softmax layer: along any axes, with a mask.
     Softmax {
         name: String,
@@ -207,6 +230,7 @@ impl LayerSpec {
             LayerSpec::BatchNormalization { .. } => "BatchNormalization",
             LayerSpec::PRelu { .. } => "PReLU",
             LayerSpec::Softmax { .. } => "Softmax",
+            LayerSpec::Conv1D { .. } => "Conv1D",
             LayerSpec::Op { class, .. } => class,
         }
     }
@@ -290,6 +314,7 @@ impl LayerSpec {
             | LayerSpec::BatchNormalization { name, .. }
             | LayerSpec::PRelu { name, .. }
             | LayerSpec::Softmax { name, .. }
+            | LayerSpec::Conv1D { name, .. }
             | LayerSpec::Op { name, .. }
             | LayerSpec::Masking { name, .. }
             | LayerSpec::Bidirectional { name, .. }
@@ -762,6 +787,86 @@ pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
                 .collect::<Result<_>>()?;
             LayerSpec::PRelu { name, shared_axes }
         }
+        "Conv1D" => {
+            only_keys(
+                config,
+                &name,
+                class,
+                &[
+                    "filters",
+                    "kernel_size",
+                    "strides",
+                    "padding",
+                    "data_format",
+                    "dilation_rate",
+                    "groups",
+                    "activation",
+                    "use_bias",
+                    "kernel_initializer",
+                    "bias_initializer",
+                    "kernel_regularizer",
+                    "bias_regularizer",
+                    "activity_regularizer",
+                    "kernel_constraint",
+                    "bias_constraint",
+                    "lora_rank",
+                    "lora_alpha",
+                ],
+            )?;
+            channels_last(config, &name, class)?;
+            let one = |key: &str, default: usize| -> Result<usize> {
+                match axis_list(config.get(key), &name)?.as_deref() {
+                    None => Ok(default),
+                    Some([v]) if *v > 0 && *v < 1 << 31 => Ok(*v as usize),
+                    Some(other) => Err(bad(format!(
+                        "layer {name:?}: {key} {other:?} is not one positive integer"
+                    ))),
+                }
+            };
+            if one("groups", 1)? != 1 {
+                return Err(bad(format!(
+                    "layer {name:?}: Conv1D with groups other than 1 is not supported"
+                )));
+            }
+            if config
+                .get("lora_rank")
+                .is_some_and(|r| !r.is_null() && r.as_u64() != Some(0))
+            {
+                return Err(bad(format!(
+                    "layer {name:?}: Conv1D with lora_rank is not supported"
+                )));
+            }
+            let (stride, dilation) = (one("strides", 1)?, one("dilation_rate", 1)?);
+            if stride > 1 && dilation > 1 {
+                return Err(bad(format!(
+                    "layer {name:?}: strides {stride} with dilation_rate {dilation} (Keras refuses both above 1)"
+                )));
+            }
+            let padding = match config
+                .get("padding")
+                .and_then(Value::as_str)
+                .unwrap_or("valid")
+            {
+                "valid" => ConvPadding::Valid,
+                "same" => ConvPadding::Same,
+                "causal" => ConvPadding::Causal,
+                other => {
+                    return Err(bad(format!(
+                        "layer {name:?}: padding {other:?} is not valid, same or causal"
+                    )));
+                }
+            };
+            LayerSpec::Conv1D {
+                filters: usize_field(config, "filters", &name)?,
+                kernel_size: one("kernel_size", 0)?,
+                stride,
+                dilation,
+                padding,
+                activation: activation(config, &name)?,
+                use_bias: bool_field(config, "use_bias", true),
+                name,
+            }
+        }
         "GlobalAveragePooling1D" | "GlobalMaxPooling1D" => {
             only_keys(config, &name, class, &["data_format", "keepdims"])?;
             channels_last(config, &name, class)?;
@@ -925,7 +1030,7 @@ const SUPPORTED_LAYERS: &str = "InputLayer, Embedding, Masking, SimpleRNN, LSTM,
     Bidirectional(SimpleRNN, LSTM or GRU), Dense, TimeDistributed(Dense), Activation, ELU, ReLU, \
     LeakyReLU, PReLU, Softmax, Dropout, Add, Subtract, Multiply, Average, Maximum, Minimum, \
     Concatenate, RepeatVector, GlobalAveragePooling1D, GlobalMaxPooling1D, Flatten, Reshape, \
-    LayerNormalization, BatchNormalization";
+    LayerNormalization, BatchNormalization, Conv1D";
 
 /// An axis or list of axes (`axis`, `shared_axes`, `target_shape`): `None` when absent.
 fn axis_list(value: Option<&Value>, layer: &str) -> Result<Option<Vec<i64>>> {

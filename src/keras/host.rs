@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn, Zip, concatenate};
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
-use crate::keras::config::MergeKind;
+use crate::keras::config::{ConvPadding, MergeKind};
 use crate::keras::model::KerasLayer;
 use crate::keras::tensor::{HostTensor, reshape_target, resolve_axis, zip_broadcast};
 
@@ -461,6 +461,83 @@ pub(crate) fn softmax(
         Some(keep) => where3(keep, &out, &ArrayD::zeros(IxDyn(&[])), "Softmax"),
         None => Ok(out),
     }
+}
+
+/// Where Conv1D's windows fall on an input of `steps`: how many output steps, and how many
+/// zero steps go before the input (XLA's `SAME` puts the odd one after). `None` when not even one
+/// window fits.
+pub(crate) fn conv_geometry(
+    steps: usize,
+    taps: usize,
+    stride: usize,
+    dilation: usize,
+    padding: ConvPadding,
+) -> Option<(usize, usize)> {
+    let span = dilation * (taps - 1) + 1;
+    let (padded, left, out) = match padding {
+        ConvPadding::Valid => (steps, 0, None),
+        ConvPadding::Causal => (steps + span - 1, span - 1, None),
+        ConvPadding::Same => {
+            let out = steps.div_ceil(stride);
+            let total = ((out - 1) * stride + span).saturating_sub(steps);
+            (steps + total, total / 2, Some(out))
+        }
+    };
+    let out = out.unwrap_or(if padded >= span {
+        (padded - span) / stride + 1
+    } else {
+        0
+    });
+    (out > 0).then_some((out, left))
+}
+
+/// `Conv1D` on *N* × *T* × *C*: the windows as rows (im2col), one matrix product with the
+/// kernel (*K*·*C* × *F*), the bias, the activation.
+pub(crate) fn conv1d(
+    x: &ArrayD<f32>,
+    kernel: &ndarray::Array3<f32>,
+    bias: Option<&Array1<f32>>,
+    stride: usize,
+    dilation: usize,
+    padding: ConvPadding,
+    act: Activation,
+) -> Result<ArrayD<f32>> {
+    let &[n, t, c] = x.shape() else {
+        return Err(RnnError::shape("Conv1D input", "N × T × C", x.shape()));
+    };
+    let (taps, _, filters) = kernel.dim();
+    let (out, left) = conv_geometry(t, taps, stride, dilation, padding).ok_or_else(|| {
+        RnnError::InvalidInput(format!(
+            "Conv1D: {t} steps are fewer than one window of {taps} taps at dilation {dilation}"
+        ))
+    })?;
+    let mut rows = Array2::<f32>::zeros((n * out, taps * c));
+    for b in 0..n {
+        for s in 0..out {
+            let mut row = rows.row_mut(b * out + s);
+            for k in 0..taps {
+                let at = (s * stride + k * dilation)
+                    .checked_sub(left)
+                    .filter(|&i| i < t);
+                if let Some(i) = at {
+                    for ch in 0..c {
+                        row[k * c + ch] = x[[b, i, ch]];
+                    }
+                }
+            }
+        }
+    }
+    let weights = kernel
+        .view()
+        .into_shape_with_order((taps * c, filters))
+        .expect("standard layout");
+    let mut y = rows.dot(&weights);
+    if let Some(b) = bias {
+        y += b;
+    }
+    apply_rows(&mut y, act);
+    Ok(y.into_shape_with_order(IxDyn(&[n, out, filters]))
+        .expect("one row per output step"))
 }
 
 #[cfg(test)]

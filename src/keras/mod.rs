@@ -17,6 +17,6 @@ mod summary;
 pub(crate) mod tensor;
 mod weights;
 
-pub use config::{MergeKind, MergeMode};
+pub use config::{ConvPadding, MergeKind, MergeMode};
 pub use model::{KerasLayer, KerasModel};
 pub use run::{InputArray, KerasRunner, ModelOutput};

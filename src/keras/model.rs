@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2};
+use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError, clip, show_names};
 use crate::keras::calls::{Call, layer_output_types, op_output_types, resolve, show};
-use crate::keras::config::{LayerSpec, MergeKind, MergeMode, RnnSpec};
+use crate::keras::config::{ConvPadding, LayerSpec, MergeKind, MergeMode, RnnSpec};
 use crate::keras::file::open;
 use crate::keras::graph::{TensorRef, parse_model};
 use crate::keras::ops::{KerasOp, Operand};
@@ -173,6 +173,24 @@ pub enum KerasLayer {
         /// The slopes.
         alpha: ArrayD<f32>,
     },
+    /// `Conv1D` over *N* × *T* × *C*: `activation(Σ x[t · stride + k · dilation - pad] ·
+    /// kernel[k] + bias)` for each output step, zeros where a window passes the input's ends.
+    Conv1D {
+        /// The layer's name.
+        name: String,
+        /// *K* × *C* × *F* (taps, input channels, filters), Keras's layout.
+        kernel: Array3<f32>,
+        /// *F*, absent with `use_bias=False`.
+        bias: Option<Array1<f32>>,
+        /// Steps between windows.
+        stride: usize,
+        /// Steps between a window's taps.
+        dilation: usize,
+        /// How the input's ends are padded.
+        padding: ConvPadding,
+        /// Applied to each output step's filters.
+        activation: Activation,
+    },
     /// The `Softmax` layer, along `axes` (several: as one); under a mask, masked positions
     /// take -1e9 first.
     Softmax {
@@ -202,6 +220,7 @@ impl KerasLayer {
             | KerasLayer::BatchNormalization { name, .. }
             | KerasLayer::PRelu { name, .. }
             | KerasLayer::Softmax { name, .. }
+            | KerasLayer::Conv1D { name, .. }
             | KerasLayer::Dropout { name } => name,
         }
     }
@@ -233,6 +252,7 @@ impl KerasLayer {
             KerasLayer::BatchNormalization { .. } => "BatchNormalization",
             KerasLayer::PRelu { .. } => "PReLU",
             KerasLayer::Softmax { .. } => "Softmax",
+            KerasLayer::Conv1D { .. } => "Conv1D",
         }
     }
 
@@ -288,6 +308,9 @@ impl KerasLayer {
                     + 2 * moving_mean.len()
             }
             KerasLayer::PRelu { alpha, .. } => alpha.len(),
+            KerasLayer::Conv1D { kernel, bias, .. } => {
+                kernel.len() + bias.as_ref().map_or(0, |b| b.len())
+            }
             _ => 0,
         }
     }
@@ -944,6 +967,35 @@ fn build_layer(
                 beta,
                 moving_mean: into1(weight(&c)?)?,
                 moving_variance: into1(weight(&c)?)?,
+            }
+        }
+        LayerSpec::Conv1D {
+            name,
+            filters,
+            kernel_size,
+            stride,
+            dilation,
+            padding,
+            activation,
+            use_bias,
+        } => {
+            let c = sequence_features(input, name)?;
+            let kernel = weight(&[*kernel_size, c, *filters])?
+                .into_dimensionality::<Ix3>()
+                .map_err(|e| config_error(e.to_string()))?;
+            let bias = if *use_bias {
+                Some(into1(weight(&[*filters])?)?)
+            } else {
+                None
+            };
+            KerasLayer::Conv1D {
+                name: name.clone(),
+                kernel,
+                bias,
+                stride: *stride,
+                dilation: *dilation,
+                padding: *padding,
+                activation: *activation,
             }
         }
         LayerSpec::PRelu { name, shared_axes } => {

@@ -498,6 +498,23 @@ impl KerasRunner {
                 f32_out(host::batch_normalization(&x.to_f32(), *axis, &inv, &res))
             }
             KerasLayer::PRelu { alpha, .. } => f32_out(host::prelu(&x.to_f32(), alpha)?),
+            KerasLayer::Conv1D {
+                kernel,
+                bias,
+                stride,
+                dilation,
+                padding,
+                activation,
+                ..
+            } => f32_out(host::conv1d(
+                &x.to_f32(),
+                kernel,
+                bias.as_ref(),
+                *stride,
+                *dilation,
+                *padding,
+                *activation,
+            )?),
             KerasLayer::Softmax { axes, .. } => {
                 f32_out(host::softmax(&x.to_f32(), axes, mask_tensor)?)
             }

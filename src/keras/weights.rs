@@ -174,6 +174,7 @@ impl WeightStore {
                 2 + usize::from(*center) + usize::from(*scale)
             }
             LayerSpec::PRelu { .. } => 1,
+            LayerSpec::Conv1D { use_bias, .. } => 1 + usize::from(*use_bias),
             _ => 0,
         };
         match self {
