@@ -39,6 +39,8 @@ fn bench(c: &mut Criterion) {
     let strategies = [
         ("gpu-per-step", StepStrategy::PerStep),
         ("gpu-persistent", StepStrategy::Persistent),
+        ("gpu-sliced", StepStrategy::Sliced),
+        ("gpu-auto", StepStrategy::Auto),
     ];
     let contexts = strategies.map(|(name, strategy)| {
         let options = GpuOptions {

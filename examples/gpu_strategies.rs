@@ -2,9 +2,9 @@
 //!
 //! `cargo run --release --example gpu_strategies` prints, for each (N, T, D, M), the microseconds
 //! per time step and the throughput (2·N·T·M·(D+M) flops per forward) of a whole forward under
-//! [`StepStrategy::PerStep`], [`StepStrategy::Persistent`] and [`StepStrategy::Auto`]; then the
-//! projection GEMM alone (`P = X · W + b`, 6400 × 64 by 64 × 256) with element-wise and vec4
-//! loads. Pass shapes as `N,T,D,M` arguments to time others.
+//! [`StepStrategy::PerStep`], [`StepStrategy::Persistent`], [`StepStrategy::Sliced`] and
+//! [`StepStrategy::Auto`]; then the projection GEMM alone (`P = X · W + b`, 6400 × 64 by
+//! 64 × 256) with element-wise and vec4 loads. Pass shapes as `N,T,D,M` arguments to time others.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ fn strategies(shapes: &[(usize, usize, usize, usize)]) -> wgpu_rnn::Result<()> {
     let kinds = [
         StepStrategy::PerStep,
         StepStrategy::Persistent,
+        StepStrategy::Sliced,
         StepStrategy::Auto,
     ];
     let contexts = kinds

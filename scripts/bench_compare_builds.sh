@@ -3,27 +3,40 @@
 # OLD then NEW, ROUNDS times alternating, and the median of each build's medians is printed.
 # Used to check that a kernel change does not slow a device down (BENCHMARKS.md records runs).
 #
-#   scripts/bench_compare_builds.sh OLD_BINARY NEW_BINARY [ROUNDS] [REPEATS]
+#   scripts/bench_compare_builds.sh OLD_BINARY NEW_BINARY [ROUNDS] [REPEATS] [CELL]
+#
+# CELL is simple (the default), lstm, gru or gru-reset-before; the gated cells run at the shapes
+# of their issue (13).
 set -euo pipefail
 old=$1
 new=$2
 rounds=${3:-3}
 repeats=${4:-5}
+cell=${5:-simple}
 
 # N T D M strategies
-shapes=(
-    "1 200 8 32 per-step,persistent,auto"
-    "8 500 64 64 per-step,persistent,auto"
-    "1 1000 32 128 per-step,persistent,auto"
-    "64 100 64 256 per-step,auto"
-    "256 50 128 512 per-step,auto"
-)
+if [[ $cell == simple ]]; then
+    shapes=(
+        "1 200 8 32 per-step,persistent,auto"
+        "8 500 64 64 per-step,persistent,auto"
+        "1 1000 32 128 per-step,persistent,auto"
+        "64 100 64 256 per-step,auto"
+        "256 50 128 512 per-step,auto"
+    )
+else
+    shapes=(
+        "1 1000 32 128 per-step,persistent"
+        "8 500 64 64 per-step,persistent"
+        "64 100 64 256 per-step,persistent"
+        "256 200 128 512 per-step"
+    )
+fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 time_one() { # binary n t d m strategy -> median_ms
-    "$1" bench --backend gpu --batch "$2" --steps "$3" --input-dim "$4" --units "$5" \
-        --strategy "$6" --repeats "$repeats" 2>/dev/null |
+    "$1" bench --backend gpu --cell "$cell" --batch "$2" --steps "$3" --input-dim "$4" \
+        --units "$5" --strategy "$6" --repeats "$repeats" 2>/dev/null |
         sed -n 's/.*median_ms=\([^ ]*\).*/\1/p'
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# wgpu-rnn's GPU path (both step strategies and auto) side by side with torch.nn.RNN on CUDA
-# (cuDNN), on one machine, in one run; prints the device and driver first.
+# wgpu-rnn's GPU path (every step strategy and auto) side by side with torch.nn.RNN on CUDA
+# (cuDNN), on one machine, in one run; prints the device and driver first. Burn's wgpu backend on
+# the same device: scripts/bench_gpu_vs_burn.sh.
 # Usage: scripts/bench_gpu_vs_cuda.sh [WGPU_RNN_BINARY] [PYTHON] [REPEATS]
 # (the binary defaults to target/release/wgpu-rnn, built here when absent; PYTHON needs torch
 # with CUDA; without it only wgpu-rnn runs).
@@ -11,11 +12,12 @@ python=${2:-python3}
 repeats=${3:-20}
 [[ -x $binary ]] || cargo build --release --quiet
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-# N ≤ 16 (latency-bound, the persistent kernel's ground) and N ≥ 256 (throughput).
-shapes="1,1000,32,128 8,500,64,64 16,500,64,256 64,100,64,256 256,200,128,512 1024,50,64,1024"
+# N ≤ 16 (latency-bound: the persistent and sliced kernels' ground) and N ≥ 64 (throughput),
+# the four shapes of issue 15 among them.
+shapes="1,1000,32,128 8,500,64,64 16,500,64,256 64,100,64,256 256,50,128,512 256,200,128,512 1024,50,64,1024"
 for shape in $shapes; do
     IFS=, read -r n t d m <<<"$shape"
-    for strategy in per-step persistent auto; do
+    for strategy in per-step persistent sliced auto; do
         "$binary" bench --backend gpu --strategy "$strategy" --batch "$n" --steps "$t" \
             --input-dim "$d" --units "$m" --repeats "$repeats" | grep -v '^# gpu' || true
     done

@@ -137,7 +137,7 @@ fn activate(x: f32) -> f32 {
 }
 
 // The activation numbered `code` with parameters `alpha` and `beta` (pipeline constants at every
-// call, so the switch folds away): for kernels that apply two activations (gated_cell.wgsl).
+// call, so the switch folds away): for kernels that apply two activations (gated_step.wgsl).
 fn activate_with(code: u32, alpha: f32, beta: f32, x: f32) -> f32 {
     switch code {
         case 0u: { return x; }

@@ -12,20 +12,8 @@
 // One dispatch covers the rows row0 .. row0 + 64 · (workgroups in y) and the depth
 // k_begin .. k_end only: the host cuts a large GEMM into such dispatches (`plan::gemm_dispatches`)
 // so that no invocation loops past the loop budget and no dispatch runs long. Every span of k
-// after the first adds to what P holds (`accumulate`) instead of to the bias.
-
-struct Dims {
-    rows: u32,
-    k: u32,
-    cols: u32,
-    row0: u32,
-    k_begin: u32,
-    k_end: u32,
-    accumulate: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(4) var<uniform> dims: Dims;
+// after the first adds to what P holds (`accumulate`) instead of to the bias. `Dims` and `dims`
+// come from projection_dims.wgsl.
 
 const SLAB: u32 = 16u;
 

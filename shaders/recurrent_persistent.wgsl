@@ -3,7 +3,8 @@
 // itself, the state in workgroup memory and a barrier between steps. The host cuts a chunk into
 // such dispatches so that no invocation loops past the loop budget; the state passes from one to
 // the next through h_in and h_out. Sequences are independent, so workgroups never wait on
-// each other. U is staged in workgroup memory too when it fits (U_SHARED). Same bindings as
+// each other. U is staged in workgroup memory too when it fits (U_SHARED). Each thread computes a
+// quad of columns of a row at a time, so that every value of h it reads feeds four sums. Same bindings as
 // recurrent_step.wgsl; P, Y and the mask are time-major (step s of row n at (s · n_rows + n) · m).
 // `activate` comes from activations.wgsl and `Step` from step_params.wgsl, prepended when the
 // module is built.
@@ -28,22 +29,33 @@ override ROWS: u32 = 1u;
 // Floats of state in workgroup memory: two buffers (read and written in alternate steps) of
 // ROWS × m.
 override STATE_FLOATS: u32 = 2u;
-// Whether U is staged in workgroup memory; U_FLOATS is m × m then, else 1.
+// Whether U is staged in workgroup memory, each row as ceil(m / 4) quads (zeros past m); U_QUADS
+// is m × ceil(m / 4) then, else 1.
 override U_SHARED: bool = false;
-override U_FLOATS: u32 = 1u;
+override U_QUADS: u32 = 1u;
 
 const WG: u32 = 256u;
 
 var<workgroup> h: array<f32, STATE_FLOATS>;
-var<workgroup> u_shared: array<f32, U_FLOATS>;
+var<workgroup> u_shared: array<vec4<f32>, U_QUADS>;
 var<workgroup> row_max: array<f32, ROWS>;
 var<workgroup> row_sum: array<f32, ROWS>;
 
-fn u_at(i: u32) -> f32 {
+// U[k, c .. c + 4] for the quad of columns starting at c (a multiple of 4); columns past m are
+// zeros in workgroup memory and clamped to m - 1 from the buffer (nothing stores what they feed).
+fn u_quad(k: u32, c: u32) -> vec4<f32> {
+    let m = params.m;
     if (U_SHARED) {
-        return u_shared[i];
+        return u_shared[k * ((m + 3u) / 4u) + c / 4u];
     }
-    return u[i];
+    let row = k * m;
+    let last = m - 1u;
+    return vec4<f32>(
+        u[row + min(c, last)],
+        u[row + min(c + 1u, last)],
+        u[row + min(c + 2u, last)],
+        u[row + min(c + 3u, last)],
+    );
 }
 
 fn is_padded(time: u32, row: u32) -> bool {
@@ -79,9 +91,18 @@ fn main(
     let write_seq = (params.flags & 1u) != 0u;
     let padded_is_state = (params.flags & 16u) != 0u;
 
+    let quads = (m + 3u) / 4u;
     if (U_SHARED) {
-        for (var i = lid.x; i < m * m; i = i + WG) {
-            u_shared[i] = u[i];
+        for (var i = lid.x; i < m * quads; i = i + WG) {
+            let k = i / quads;
+            let c = (i % quads) * 4u;
+            var v = vec4<f32>(0.0);
+            for (var j = 0u; j < 4u; j = j + 1u) {
+                if (c + j < m) {
+                    v[j] = u[k * m + c + j];
+                }
+            }
+            u_shared[i] = v;
         }
     }
     for (var i = lid.x; i < items; i = i + WG) {
@@ -95,37 +116,44 @@ fn main(
         let dst = half - src;
         let time = time_of(s);
         let out = out_of(s);
-        for (var i = lid.x; i < items; i = i + WG) {
-            let r = i / m;
-            let c = i % m;
+        // One quad of columns of one row per item: each value of h read feeds four sums.
+        for (var i = lid.x; i < rows * quads; i = i + WG) {
+            let r = i / quads;
+            let c0 = (i % quads) * 4u;
             let row = row0 + r;
-            let at = (out * n + row) * m + c;
+            let e = r * m + c0;
+            let width = min(4u, m - c0);
+            let at = (out * n + row) * m + c0;
             if (is_padded(time, row)) {
-                let kept = h[src + i];
-                h[dst + i] = kept;
-                if (write_seq) {
-                    y[at] = select(0.0, kept, padded_is_state);
+                for (var j = 0u; j < width; j = j + 1u) {
+                    let kept = h[src + e + j];
+                    h[dst + e + j] = kept;
+                    if (write_seq) {
+                        y[at + j] = select(0.0, kept, padded_is_state);
+                    }
                 }
                 continue;
             }
-            var acc = 0.0;
+            var acc = vec4<f32>(0.0);
             let h_row = src + r * m;
             for (var k = 0u; k < m; k = k + 1u) {
-                acc = acc + h[h_row + k] * u_at(k * m + c);
+                acc = acc + h[h_row + k] * u_quad(k, c0);
             }
-            // Summed before P is added, as the CPU reference's GEMM does: the same rounding.
-            acc = p[(time * n + row) * m + c] + acc;
-            if (CLIP > 0.0) {
-                acc = clamp(acc, -CLIP, CLIP);
-            }
-            if (ROW_WISE == 0u) {
-                let v = activate(acc);
-                h[dst + i] = v;
-                if (write_seq) {
-                    y[at] = v;
+            for (var j = 0u; j < width; j = j + 1u) {
+                // Summed before P is added, as the CPU reference's GEMM does: the same rounding.
+                var z = p[(time * n + row) * m + c0 + j] + acc[j];
+                if (CLIP > 0.0) {
+                    z = clamp(z, -CLIP, CLIP);
                 }
-            } else {
-                h[dst + i] = acc;
+                if (ROW_WISE == 0u) {
+                    let v = activate(z);
+                    h[dst + e + j] = v;
+                    if (write_seq) {
+                        y[at + j] = v;
+                    }
+                } else {
+                    h[dst + e + j] = z;
+                }
             }
         }
         if (ROW_WISE != 0u) {

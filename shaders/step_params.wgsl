@@ -1,5 +1,6 @@
 // The per-step parameters in the uniform buffer the recurrent kernels share (recurrent_step.wgsl,
-// recurrent_persistent.wgsl, softmax_rows.wgsl): 32 bytes, `StepParams` on the Rust side.
+// recurrent_persistent.wgsl, gated_step.wgsl, softmax_rows.wgsl): 32 bytes, `StepParams` on the
+// Rust side.
 
 struct Step {
     n: u32,
@@ -19,6 +20,7 @@ struct Step {
     // Steps the persistent kernel runs from `step` on: a bounded share of the chunk, so that no
     // invocation loops past the loop budget (`plan::persistent_steps_per_dispatch`).
     count: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // The span of the recurrent product's depth one dispatch of gated_step.wgsl walks.
+    k_begin: u32,
+    k_end: u32,
 }

@@ -8,6 +8,13 @@
 
 /// A recurrent cell, with Keras 3's equations (`act` is the layer's `activation`, `rec` its
 /// `recurrent_activation`; `x`, `r` the input and recurrent products of one gate's block).
+///
+/// Options the frameworks add apply to every gated cell as [`crate::SimpleRnnConfig`] and
+/// [`crate::SimpleRnn::with_peepholes`] describe them: `clip` clamps each gate's
+/// pre-activation to [-clip, clip] before its activation (ONNX); an LSTM's cell state may go
+/// through its own `output_activation` (ONNX's *h*); `input_forget` couples an LSTM's forget
+/// gate to its input gate, `f = 1 - i`; peepholes add `p_i·c`, `p_f·c` to the i and f
+/// pre-activations and `p_o·c'` to o's (ONNX's `P`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Cell {
@@ -23,6 +30,11 @@ pub enum Cell {
     /// own bias `b_r` (the second row of Keras's 2 × 3*M* bias), `z = rec(x_z + r_z)`,
     /// `q = rec(x_r + r_r)`, `n = act(x_h + q·r_h)`, `h' = z·h + (1 - z)·n`.
     Gru,
+    /// Keras's `GRU` with `reset_after=False` (ONNX's default `linear_before_reset=0`): the
+    /// reset gate multiplies the state before its product, `n = act(x_h + (q·h)·U_h)`, so each
+    /// step takes two recurrent products, the second after the gates z, q. All biases are
+    /// outside the products and add to the input projection.
+    GruResetBefore,
 }
 
 impl Cell {
@@ -31,7 +43,7 @@ impl Cell {
         match self {
             Cell::Simple => 1,
             Cell::Lstm => 4,
-            Cell::Gru => 3,
+            Cell::Gru | Cell::GruResetBefore => 3,
         }
     }
 
@@ -50,22 +62,26 @@ impl Cell {
         match self {
             Cell::Simple => "SimpleRNN",
             Cell::Lstm => "LSTM",
-            Cell::Gru => "GRU",
+            Cell::Gru | Cell::GruResetBefore => "GRU",
         }
     }
 
-    /// The number the GPU kernels select the cell by (`CELL` in `shaders/gated_cell.wgsl`).
+    /// The number the GPU kernels select the cell by (`CELL` in `shaders/gated_step.wgsl`).
     pub(crate) fn shader_code(self) -> u32 {
         match self {
             Cell::Simple => 0,
             Cell::Lstm => 1,
             Cell::Gru => 2,
+            Cell::GruResetBefore => 3,
         }
     }
 }
 
 impl std::fmt::Display for Cell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.keras_class())
+        match self {
+            Cell::GruResetBefore => f.write_str("GRU (reset_after=False)"),
+            cell => f.write_str(cell.keras_class()),
+        }
     }
 }

@@ -200,7 +200,8 @@ pub fn load_keras_npz(path: impl AsRef<Path>, config: SimpleRnnConfig) -> Result
 }
 
 /// [`load_keras_npz`] with the cell given (`Some`) rather than inferred: the shapes must then
-/// agree with it. [`Cell::Gru`] is Keras's `reset_after=True` GRU.
+/// agree with it. [`Cell::Gru`] is Keras's `reset_after=True` GRU (a 2 × 3·*M* bias),
+/// [`Cell::GruResetBefore`] its `reset_after=False` one (a 3·*M* bias).
 ///
 /// # Errors
 /// As [`load_keras_npz`], and [`RnnError::InvalidOption`] when the shapes are another cell's.
@@ -382,21 +383,40 @@ fn parse_keras_npz(
         }
     };
     let (m, columns) = recurrent.dim();
+    // A GRU's bias shows which GRU: two rows for reset_after=True, one for reset_after=False.
+    let gru = match (&bias, &recurrent_bias) {
+        (_, Some(_)) => Some(Cell::Gru),
+        (Some(_), None) => Some(Cell::GruResetBefore),
+        (None, None) => None,
+    };
     let inferred = match (m > 0 && columns % m == 0).then(|| columns / m) {
         Some(1) => Some(Cell::Simple),
         Some(4) => Some(Cell::Lstm),
-        Some(3) => Some(Cell::Gru),
+        Some(3) => gru,
         _ => None,
     };
-    let given = cell.is_some();
-    let cell = match (cell, inferred) {
+    let given = cell;
+    let cell = match (given, inferred) {
         (Some(given), Some(found)) if given != found => {
             return Err(RnnError::InvalidOption(format!(
-                "the weights are a {found}'s (recurrent kernel {m} × {columns}), not a {given}'s"
+                "the weights are a {found}'s (recurrent kernel {m} × {columns}{}), not a {given}'s",
+                match bias.as_ref().map(|b| b.len()) {
+                    Some(_) if found.gates() == 3 && recurrent_bias.is_some() => ", bias 2 × 3·M",
+                    Some(_) if found.gates() == 3 => ", bias 3·M",
+                    _ => "",
+                }
             )));
         }
         (Some(given), _) => given,
         (None, Some(found)) => found,
+        (None, None) if columns == 3 * m => {
+            return Err(RnnError::InvalidOption(
+                "a GRU without bias does not show whether it was built with reset_after=True: give \
+                 the cell (--cell gru for reset_after=True, Keras's default, or --cell \
+                 gru-reset-before for reset_after=False)"
+                    .into(),
+            ));
+        }
         (None, None) => {
             return Err(RnnError::shape(
                 "recurrent_kernel",
@@ -405,22 +425,6 @@ fn parse_keras_npz(
             ));
         }
     };
-    if cell == Cell::Gru && recurrent_bias.is_none() {
-        if bias.is_some() {
-            return Err(RnnError::InvalidOption(
-                "a GRU whose bias has one row was built with reset_after=False, which is not run \
-                 (Keras's default, reset_after=True, saves a 2 × 3·M bias)"
-                    .into(),
-            ));
-        }
-        if !given {
-            return Err(RnnError::InvalidOption(
-                "a GRU without bias does not show whether it was built with reset_after=True: give \
-                 the cell (--cell gru, which is reset_after=True, Keras's default)"
-                    .into(),
-            ));
-        }
-    }
     SimpleRnn::gated(cell, kernel, recurrent, bias, recurrent_bias, config)
 }
 

@@ -58,6 +58,12 @@ pub struct SimpleRnnConfig {
     /// Under a Keras mask, output zeros at masked steps instead of the carried state (Keras's
     /// `zero_output_for_mask`, which `Bidirectional` turns on for its layers).
     pub zero_output_for_mask: bool,
+    /// LSTM only: the activation of the cell state in `h = o · act(c)` (ONNX's third LSTM
+    /// activation, *h*); `None` uses `activation`, as Keras and PyTorch do.
+    pub output_activation: Option<Activation>,
+    /// LSTM only: couple the forget gate to the input gate, `f = 1 - i` (ONNX's
+    /// `input_forget=1`); the forget gate's weights are then unused.
+    pub input_forget: bool,
 }
 
 impl Default for SimpleRnnConfig {
@@ -70,7 +76,16 @@ impl Default for SimpleRnnConfig {
             output_order: OutputOrder::Processing,
             clip: None,
             zero_output_for_mask: false,
+            output_activation: None,
+            input_forget: false,
         }
+    }
+}
+
+impl SimpleRnnConfig {
+    /// The activation of an LSTM's cell state: `output_activation`, else `activation`.
+    pub fn cell_output_activation(&self) -> Activation {
+        self.output_activation.unwrap_or(self.activation)
     }
 }
 
@@ -90,6 +105,10 @@ pub struct SimpleRnn {
     bias: Option<Array1<f32>>,
     /// GRU's bias of the recurrent product (*G*·*M*); zeros where the layer has no bias.
     recurrent_bias: Option<Array1<f32>>,
+    /// An LSTM's peephole weights (3·*M*: i, f, o).
+    peepholes: Option<Array1<f32>>,
+    /// An LSTM's output projection (*M* × *P*): the state is `(o · act(c)) · projection`.
+    projection: Option<Array2<f32>>,
     config: SimpleRnnConfig,
 }
 
@@ -117,7 +136,8 @@ impl SimpleRnn {
     /// kernel's columns are not a multiple of the gates, `recurrent_kernel` is not
     /// *M* × *G*·*M*, or a bias does not have *G*·*M* entries; [`RnnError::InvalidOption`] for
     /// a recurrent bias on a cell that has none, a row-wise activation (softmax) on a gated
-    /// cell, or `clip` on a gated cell (ONNX clips its SimpleRNN only here).
+    /// cell, or an LSTM-only option ([`SimpleRnnConfig::output_activation`],
+    /// [`SimpleRnnConfig::input_forget`]) on another cell.
     pub fn gated(
         cell: Cell,
         kernel: Array2<f32>,
@@ -175,26 +195,100 @@ impl SimpleRnn {
                 "a {cell} has no recurrent bias"
             )));
         }
-        if cell != Cell::Simple {
-            if config.activation.is_row_wise() || config.recurrent_activation.is_row_wise() {
-                return Err(RnnError::InvalidOption(format!(
-                    "a {cell} with a softmax activation is not supported"
-                )));
-            }
-            if config.clip.is_some() {
-                return Err(RnnError::InvalidOption(format!(
-                    "clip on a {cell} is not supported"
-                )));
-            }
-        }
+        check_cell_options(cell, &config)?;
         Ok(SimpleRnn {
             cell,
             kernel: kernel.as_standard_layout().into_owned(),
             recurrent_kernel: recurrent_kernel.as_standard_layout().into_owned(),
             bias,
             recurrent_bias,
+            peepholes: None,
+            projection: None,
             config,
         })
+    }
+
+    /// Builds an LSTM whose state is projected (PyTorch's `nn.LSTM(proj_size=P)`): the cell has
+    /// *M* units and the state *h* = `(o · act(c)) · projection` has *P*; `kernel` is
+    /// *D* × 4*M*, `recurrent_kernel` *P* × 4*M* (it multiplies the projected state),
+    /// `projection` *M* × *P* (`weight_hr` transposed), `bias` 4*M*. The output and *h* are
+    /// *P* wide, *c* is *M* wide.
+    ///
+    /// # Errors
+    /// As [`SimpleRnn::gated`] for the kernel and bias; [`RnnError::ShapeMismatch`] when
+    /// `projection` is not *M* × *P* with *P* ≥ 1 or `recurrent_kernel` is not *P* × 4*M*.
+    pub fn projected_lstm(
+        kernel: Array2<f32>,
+        recurrent_kernel: Array2<f32>,
+        bias: Option<Array1<f32>>,
+        projection: Array2<f32>,
+        config: SimpleRnnConfig,
+    ) -> Result<Self> {
+        let (m, p) = projection.dim();
+        if m == 0 || p == 0 || kernel.ncols() != 4 * m {
+            return Err(RnnError::shape(
+                "projection",
+                format!(
+                    "[M, P] (M = {} from the kernel's 4·M columns)",
+                    kernel.ncols() / 4
+                ),
+                projection.shape(),
+            ));
+        }
+        if recurrent_kernel.dim() != (p, 4 * m) {
+            return Err(RnnError::shape(
+                "recurrent_kernel",
+                format!("[{p}, {}] (P × 4·M)", 4 * m),
+                recurrent_kernel.shape(),
+            ));
+        }
+        // Validated as an unprojected LSTM of the same cell, then given its true U.
+        let square = Array2::zeros((m, 4 * m));
+        let mut layer = SimpleRnn::gated(Cell::Lstm, kernel, square, bias, None, config)?;
+        layer.recurrent_kernel = recurrent_kernel.as_standard_layout().into_owned();
+        layer.projection = Some(projection.as_standard_layout().into_owned());
+        Ok(layer)
+    }
+
+    /// An LSTM's output projection (*M* × *P*), when it has one.
+    pub fn projection(&self) -> Option<&Array2<f32>> {
+        self.projection.as_ref()
+    }
+
+    /// The width of the state *h* and of the output: *P* for a projected LSTM, else *M*.
+    pub fn state_size(&self) -> usize {
+        self.projection.as_ref().map_or(self.units(), |p| p.ncols())
+    }
+
+    /// Adds an LSTM's peephole weights, 3·*M* entries in the order i, f, o: the i and f
+    /// pre-activations add `p_i·c` and `p_f·c` of the previous cell state, o's adds `p_o·c'` of
+    /// the new one (ONNX's `P`, which is ordered i, o, f: reorder it first).
+    ///
+    /// # Errors
+    /// [`RnnError::InvalidOption`] on a cell other than LSTM; [`RnnError::ShapeMismatch`] when
+    /// `peepholes` does not have 3·*M* entries.
+    pub fn with_peepholes(mut self, peepholes: Array1<f32>) -> Result<Self> {
+        if self.cell != Cell::Lstm {
+            return Err(RnnError::InvalidOption(format!(
+                "peepholes on a {}: only an LSTM has them",
+                self.cell
+            )));
+        }
+        let m = self.units();
+        if peepholes.len() != 3 * m {
+            return Err(RnnError::shape(
+                "peepholes",
+                format!("[{}] (3·M: i, f, o)", 3 * m),
+                peepholes.shape(),
+            ));
+        }
+        self.peepholes = Some(peepholes);
+        Ok(self)
+    }
+
+    /// An LSTM's peephole weights (3·*M*: i, f, o), when it has them.
+    pub fn peepholes(&self) -> Option<&Array1<f32>> {
+        self.peepholes.as_ref()
     }
 
     /// The cell: simple, LSTM or GRU.
@@ -222,7 +316,8 @@ impl SimpleRnn {
         &self.kernel
     }
 
-    /// The recurrent kernel, *M* × *G*·*M*, in standard (row-major) layout.
+    /// The recurrent kernel, *M* × *G*·*M* (*P* × 4·*M* for a projected LSTM), in standard
+    /// (row-major) layout.
     pub fn recurrent_kernel(&self) -> &Array2<f32> {
         &self.recurrent_kernel
     }
@@ -242,14 +337,8 @@ impl SimpleRnn {
     /// # Errors
     /// As [`SimpleRnn::gated`] for options a gated cell does not run.
     pub fn with_config(self, config: SimpleRnnConfig) -> Result<Self> {
-        SimpleRnn::gated(
-            self.cell,
-            self.kernel,
-            self.recurrent_kernel,
-            self.bias,
-            self.recurrent_bias,
-            config,
-        )
+        check_cell_options(self.cell, &config)?;
+        Ok(SimpleRnn { config, ..self })
     }
 
     /// Checks an initial cell state (*N* × *M*, LSTM only) against the layer and a batch of `n`.
@@ -277,7 +366,8 @@ impl SimpleRnn {
         Ok(())
     }
 
-    /// Checks an input (*N* × *T* × *D*) and optional initial state (*N* × *M*) against the layer.
+    /// Checks an input (*N* × *T* × *D*) and optional initial state (*N* ×
+    /// [`SimpleRnn::state_size`]) against the layer.
     ///
     /// # Errors
     /// [`RnnError::EmptyDimension`] when *N* or *T* is 0; [`RnnError::ShapeMismatch`] when the
@@ -324,11 +414,11 @@ impl SimpleRnn {
             ));
         }
         if let Some(h0) = initial_state
-            && h0.dim() != (n, self.units())
+            && h0.dim() != (n, self.state_size())
         {
             return Err(RnnError::shape(
                 "initial state",
-                format!("[{n}, {}] (N × M)", self.units()),
+                format!("[{n}, {}] (N × M)", self.state_size()),
                 h0.shape(),
             ));
         }
@@ -384,6 +474,34 @@ impl SimpleRnn {
             padding,
         }
     }
+}
+
+/// Refuses the options a cell does not run.
+fn check_cell_options(cell: Cell, config: &SimpleRnnConfig) -> Result<()> {
+    let lstm_only = [
+        ("output_activation", config.output_activation.is_some()),
+        ("input_forget", config.input_forget),
+    ];
+    if let Some((name, _)) = lstm_only.iter().find(|(_, set)| *set)
+        && cell != Cell::Lstm
+    {
+        return Err(RnnError::InvalidOption(format!(
+            "{name} on a {cell}: only an LSTM has it"
+        )));
+    }
+    let row_wise = [
+        config.activation,
+        config.recurrent_activation,
+        config.cell_output_activation(),
+    ]
+    .iter()
+    .any(|a| a.is_row_wise());
+    if cell != Cell::Simple && row_wise {
+        return Err(RnnError::InvalidOption(format!(
+            "a {cell} with a softmax activation is not supported"
+        )));
+    }
+    Ok(())
 }
 
 /// Rows `rows` of an initial state (*N* × *M*), flattened, or zeros without one: what a

@@ -13,7 +13,10 @@ use crate::layer::{OutputOrder, Padding, RnnForward, SimpleRnn};
 /// input time order in both directions; padded steps (past a sequence's length) are zeros.
 pub struct RnnStack {
     layers: Vec<Vec<Box<dyn RnnForward>>>,
+    /// The state's width ([`SimpleRnn::state_size`]).
     units: usize,
+    /// The cell state's width ([`SimpleRnn::units`]; differs from `units` under a projection).
+    cell_units: usize,
 }
 
 /// What a stack returns.
@@ -46,7 +49,7 @@ impl RnnStack {
                 .ok_or_else(|| RnnError::EmptyDimension {
                     what: "number of layers".into(),
                 })?;
-        let units = first.units();
+        let (units, cell_units) = (first.state_size(), first.units());
         let dirs = layers[0].len();
         if !(1..=2).contains(&dirs) {
             return Err(RnnError::InvalidOption(format!(
@@ -63,11 +66,11 @@ impl RnnStack {
             }
             let mut directions = Vec::with_capacity(dirs);
             for (dir, rnn) in layer.into_iter().enumerate() {
-                if rnn.units() != units {
+                if rnn.state_size() != units || rnn.units() != cell_units {
                     return Err(RnnError::shape(
                         format!("layer {k} direction {dir} weights"),
                         format!("{units} units"),
-                        &[rnn.input_dim(), rnn.units()],
+                        &[rnn.input_dim(), rnn.state_size()],
                     ));
                 }
                 if k > 0 && rnn.input_dim() != dirs * units {
@@ -91,6 +94,7 @@ impl RnnStack {
         Ok(RnnStack {
             layers: built,
             units,
+            cell_units,
         })
     }
 
@@ -104,9 +108,20 @@ impl RnnStack {
         self.layers[0].len()
     }
 
-    /// *M*, the units of every layer.
+    /// *M*, the units of every layer: the width of its state and output (*P* for LSTMs with a
+    /// projection, whose cell states are [`RnnStack::cell_units`] wide).
     pub fn units(&self) -> usize {
         self.units
+    }
+
+    /// The width of an LSTM's cell state: [`RnnStack::units`], or more under a projection.
+    pub fn cell_units(&self) -> usize {
+        self.cell_units
+    }
+
+    /// The cell every layer runs.
+    pub fn cell(&self) -> crate::Cell {
+        self.layers[0][0].layer().cell()
     }
 
     /// *D*, the features the first layer takes.
@@ -144,13 +159,17 @@ impl RnnStack {
     ) -> Result<StackOutput> {
         let (n, t, _) = input.dim();
         let (layers, dirs, m) = (self.num_layers(), self.directions(), self.units);
-        for (name, state) in [("initial state h_0", &h0), ("initial cell state c_0", &c0)] {
+        let cm = self.cell_units;
+        for (name, state, width) in [
+            ("initial state h_0", &h0, m),
+            ("initial cell state c_0", &c0, cm),
+        ] {
             if let Some(state) = state
-                && state.dim() != (layers * dirs, n, m)
+                && state.dim() != (layers * dirs, n, width)
             {
                 return Err(RnnError::shape(
                     name,
-                    format!("[{}, {n}, {m}] (layers·dirs × N × M)", layers * dirs),
+                    format!("[{}, {n}, {width}] (layers·dirs × N × M)", layers * dirs),
                     state.shape(),
                 ));
             }
@@ -164,7 +183,7 @@ impl RnnStack {
         }
         let padding = lengths.map_or(Padding::None, Padding::Lengths);
         let mut h_n = Array3::<f32>::zeros((layers * dirs, n, m));
-        let mut c_n = has_cell.then(|| Array3::<f32>::zeros((layers * dirs, n, m)));
+        let mut c_n = has_cell.then(|| Array3::<f32>::zeros((layers * dirs, n, cm)));
         let mut current: Option<Array3<f32>> = None;
         for (k, layer) in self.layers.iter().enumerate() {
             let layer_input = current.as_ref().map_or(input, |c| c.view());
@@ -193,23 +212,12 @@ impl RnnStack {
     }
 }
 
-/// Builds the weights of one direction from PyTorch/ONNX-layout matrices: `w_ih` *M* × *D*,
-/// `w_hh` *M* × *M* (transposed here into Keras's layout), and the two biases added.
-#[cfg(feature = "onnx")]
-pub(crate) fn layer_from_transposed(
-    w_ih: Array2<f32>,
-    w_hh: Array2<f32>,
-    biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
-    config: crate::SimpleRnnConfig,
-) -> Result<SimpleRnn> {
-    layer_from_torch(crate::Cell::Simple, w_ih, w_hh, biases, config)
-}
-
-/// [`layer_from_transposed`] for any cell, from PyTorch's layout: gates stacked as row blocks
+/// A layer of one direction from PyTorch's layout, `w_ih` *G*·*M* × *D* and `w_hh` *G*·*M* × *M*
+/// (transposed here into Keras's layout): gates stacked as row blocks
 /// of *M* (`nn.LSTM`: i, f, g, o, Keras's order; `nn.GRU`: r, z, n, reordered here to Keras's
 /// z, r, h). An LSTM's two biases are added; a GRU keeps `b_hh` apart as its recurrent bias,
 /// since `b_hn` sits inside the reset gate's product.
-#[cfg(any(feature = "torch", feature = "onnx"))]
+#[cfg(feature = "torch")]
 pub(crate) fn layer_from_torch(
     cell: crate::Cell,
     w_ih: Array2<f32>,
@@ -217,13 +225,41 @@ pub(crate) fn layer_from_torch(
     biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
     config: crate::SimpleRnnConfig,
 ) -> Result<SimpleRnn> {
-    let g = cell.gates();
-    let m = w_hh.ncols();
-    // Keras's gate k is PyTorch's block order[k].
     let order: Vec<usize> = match cell {
         crate::Cell::Gru => vec![1, 0, 2],
-        _ => (0..g).collect(),
+        _ => (0..cell.gates()).collect(),
     };
+    layer_from_gate_rows(cell, &order, w_ih, w_hh, biases, config)
+}
+
+/// [`layer_from_torch`] with the gates' order given: Keras's gate *k* is the source's row block
+/// `order[k]`. The two biases are added, except a [`crate::Cell::Gru`]'s, which keeps the second
+/// as its recurrent bias.
+#[cfg(any(feature = "torch", feature = "onnx"))]
+pub(crate) fn layer_from_gate_rows(
+    cell: crate::Cell,
+    order: &[usize],
+    w_ih: Array2<f32>,
+    w_hh: Array2<f32>,
+    biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
+    config: crate::SimpleRnnConfig,
+) -> Result<SimpleRnn> {
+    let m = w_hh.ncols();
+    layer_from_gate_rows_projected(cell, order, (w_ih, w_hh, m), biases, None, config)
+}
+
+/// [`layer_from_gate_rows`] for a cell of `m` units, with an LSTM's `projection` (`w_hr`,
+/// *P* × *M*, transposed here), whose `w_hh` is then 4·*M* × *P*.
+#[cfg(any(feature = "torch", feature = "onnx"))]
+pub(crate) fn layer_from_gate_rows_projected(
+    cell: crate::Cell,
+    order: &[usize],
+    (w_ih, w_hh, m): (Array2<f32>, Array2<f32>, usize),
+    biases: Option<(ndarray::Array1<f32>, ndarray::Array1<f32>)>,
+    projection: Option<Array2<f32>>,
+    config: crate::SimpleRnnConfig,
+) -> Result<SimpleRnn> {
+    let g = cell.gates();
     let blocks = |a: &ndarray::ArrayView2<'_, f32>| -> Array2<f32> {
         let views: Vec<_> = order
             .iter()
@@ -231,12 +267,7 @@ pub(crate) fn layer_from_torch(
             .collect();
         ndarray::concatenate(Axis(0), &views).expect("blocks of the same width")
     };
-    let vector = |b: &ndarray::Array1<f32>| -> ndarray::Array1<f32> {
-        order
-            .iter()
-            .flat_map(|&k| b.slice(s![k * m..(k + 1) * m]).to_vec())
-            .collect()
-    };
+    let vector = |b: &ndarray::Array1<f32>| gate_blocks(b.view(), order, m);
     if w_ih.nrows() != g * m || w_hh.nrows() != g * m {
         return Err(RnnError::shape(
             "weight_ih / weight_hh",
@@ -268,12 +299,28 @@ pub(crate) fn layer_from_torch(
             }
         }
     };
-    SimpleRnn::gated(
-        cell,
+    let (kernel, recurrent) = (
         blocks(&w_ih.view()).reversed_axes(),
         blocks(&w_hh.view()).reversed_axes(),
-        bias,
-        recurrent_bias,
-        config,
-    )
+    );
+    match projection {
+        Some(w_hr) => {
+            SimpleRnn::projected_lstm(kernel, recurrent, bias, w_hr.reversed_axes(), config)
+        }
+        None => SimpleRnn::gated(cell, kernel, recurrent, bias, recurrent_bias, config),
+    }
+}
+
+/// The blocks of *m* entries of `v` in the order `order` gives (Keras's block *k* is `v`'s block
+/// `order[k]`).
+#[cfg(any(feature = "torch", feature = "onnx"))]
+pub(crate) fn gate_blocks(
+    v: ndarray::ArrayView1<'_, f32>,
+    order: &[usize],
+    m: usize,
+) -> ndarray::Array1<f32> {
+    order
+        .iter()
+        .flat_map(|&k| v.slice(s![k * m..(k + 1) * m]).to_vec())
+        .collect()
 }

@@ -10,7 +10,7 @@ use ndarray::{Array1, Array2, Array3, ArrayD, ArrayView3, IxDyn};
 use crate::backend::Backend;
 use crate::error::{Result, RnnError, clip, quote, show_names, show_shape};
 use crate::layer::SimpleRnnConfig;
-use crate::stack::{RnnStack, layer_from_torch};
+use crate::stack::{RnnStack, layer_from_gate_rows_projected, layer_from_torch};
 use crate::{Activation, Cell, SimpleRnn};
 
 /// `nn.RNN`'s `nonlinearity`.
@@ -186,21 +186,15 @@ impl TorchRnn {
         let has_bias = has("bias_ih_l0") || has("bias_hh_l0");
         let dirs = if bidirectional { 2 } else { 1 };
 
-        // nn.LSTM's projection (proj_size) would be dropped: refused whatever ignore_unused says.
-        if let Some(proj) = names
-            .iter()
-            .find(|n| n.starts_with(&prefix) && n[prefix.len()..].starts_with("weight_hr_l"))
-        {
-            return Err(bad(format!(
-                "{} is an nn.LSTM projection (proj_size), which is not supported",
-                clip(proj)
-            )));
-        }
-        // The cell, from the first weight_hh: (G·M) × M, G = 1 (nn.RNN), 4 (nn.LSTM), 3 (nn.GRU).
+        // nn.LSTM's projection (proj_size): weight_hr_l0 is proj_size × hidden_size.
+        let projected = has("weight_hr_l0");
+        // The cell, from the first weight_hh: (G·M) × M, G = 1 (nn.RNN), 4 (nn.LSTM), 3 (nn.GRU);
+        // 4·M × P for a projected nn.LSTM.
         let cell = match tensors
             .tensor(&full("weight_hh_l0"))
             .map(|v| v.shape().to_vec())
         {
+            _ if projected => Cell::Lstm,
             Ok(s) if s.len() == 2 && s[1] > 0 && s[0] == 4 * s[1] => Cell::Lstm,
             Ok(s) if s.len() == 2 && s[1] > 0 && s[0] == 3 * s[1] => Cell::Gru,
             _ => Cell::Simple,
@@ -221,6 +215,8 @@ impl TorchRnn {
             ..Default::default()
         };
         let mut hidden = None;
+        // The state's width: proj_size, else hidden_size.
+        let mut width: Option<usize> = None;
         let mut input_size = None;
         let mut layers = Vec::with_capacity(num_layers);
         for k in 0..num_layers {
@@ -241,6 +237,35 @@ impl TorchRnn {
                 };
                 let w_ih = get("weight_ih_l")?;
                 let w_hh = get("weight_hh_l")?;
+                // A projection (P × M) fixes M and the state's width P.
+                let w_hr = if projected {
+                    let w = get("weight_hr_l")?;
+                    let s = w.shape().to_vec();
+                    let fits = s.len() == 2
+                        && s[0] > 0
+                        && s[1] > 0
+                        && hidden.is_none_or(|m| s[1] == m)
+                        && width.is_none_or(|p| s[0] == p);
+                    if !fits {
+                        return Err(bad(format!(
+                            "{} has shape {}, expected [proj_size, hidden_size]{}",
+                            name("weight_hr_l"),
+                            show_shape(&s),
+                            match (width, hidden) {
+                                (Some(p), Some(m)) => format!(" = [{p}, {m}] (as layer 0's)"),
+                                _ => String::new(),
+                            }
+                        )));
+                    }
+                    hidden.get_or_insert(s[1]);
+                    width.get_or_insert(s[0]);
+                    Some(
+                        w.into_dimensionality::<ndarray::Ix2>()
+                            .map_err(|e| bad(format!("{}: {e}", name("weight_hr_l"))))?,
+                    )
+                } else {
+                    None
+                };
                 // The first weight_hh fixes M: it must be G·M × M (square for nn.RNN).
                 let m = match hidden {
                     Some(m) => m,
@@ -258,9 +283,10 @@ impl TorchRnn {
                         *hidden.insert(s[1])
                     }
                 };
+                let p = *width.get_or_insert(m);
                 // Layer 0 takes the input in both directions, so both need the same D; later
                 // layers take dirs·M.
-                let input_cols = if k > 0 { Some(dirs * m) } else { input_size };
+                let input_cols = if k > 0 { Some(dirs * p) } else { input_size };
                 let matrix =
                     |a: ArrayD<f32>, w: &str, cols: Option<usize>| -> Result<Array2<f32>> {
                         let ok = a.ndim() == 2
@@ -291,7 +317,7 @@ impl TorchRnn {
                         a.into_dimensionality()
                             .map_err(|e| bad(format!("{}: {e}", name(w))))
                     };
-                let w_hh = matrix(w_hh, "weight_hh_l", Some(m))?;
+                let w_hh = matrix(w_hh, "weight_hh_l", Some(p))?;
                 let w_ih = matrix(w_ih, "weight_ih_l", input_cols)?;
                 input_size.get_or_insert(w_ih.ncols());
                 let biases = if has_bias {
@@ -313,7 +339,17 @@ impl TorchRnn {
                 } else {
                     None
                 };
-                directions.push(layer_from_torch(cell, w_ih, w_hh, biases, rnn_config)?);
+                directions.push(match w_hr {
+                    Some(w_hr) => layer_from_gate_rows_projected(
+                        cell,
+                        &[0, 1, 2, 3],
+                        (w_ih, w_hh, m),
+                        biases,
+                        Some(w_hr),
+                        rnn_config,
+                    )?,
+                    None => layer_from_torch(cell, w_ih, w_hh, biases, rnn_config)?,
+                });
             }
             layers.push(directions);
         }
@@ -382,6 +418,11 @@ impl TorchRnn {
     /// `hidden_size` (*M*).
     pub fn hidden_size(&self) -> usize {
         self.layers[0][0].units()
+    }
+
+    /// `proj_size` of a projected `nn.LSTM` (the width of its output and `h_n`), else `None`.
+    pub fn proj_size(&self) -> Option<usize> {
+        self.layers[0][0].projection().map(|p| p.ncols())
     }
 
     /// `input_size` (*D*).

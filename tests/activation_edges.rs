@@ -14,7 +14,11 @@ use ndarray::{Array1, Array2, Array3, ArrayD};
 use ndarray_npy::NpzReader;
 use wgpu_rnn::{Activation, CpuRnn, GpuRnn, SimpleRnn, SimpleRnnConfig, StepStrategy};
 
-const STRATEGIES: [StepStrategy; 2] = [StepStrategy::PerStep, StepStrategy::Persistent];
+const STRATEGIES: [StepStrategy; 3] = [
+    StepStrategy::PerStep,
+    StepStrategy::Persistent,
+    StepStrategy::Sliced,
+];
 
 struct Fixture(NpzReader<File>);
 

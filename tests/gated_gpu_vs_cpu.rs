@@ -1,6 +1,7 @@
 //! LSTM and GRU on the GPU against the CPU path on random layers and inputs: every direction and
 //! output order, masks and lengths, initial h and c, chunked runs, long and wide shapes, under
-//! every step strategy (gated cells run the per-step path under each).
+//! every step strategy (gated cells run the per-step path under each), with ONNX's options
+//! (peepholes, input_forget, a cell state activation of its own, clip).
 
 mod common;
 
@@ -12,6 +13,8 @@ use wgpu_rnn::{
     Activation, Cell, CpuRnn, GpuOptions, GpuRnn, OutputOrder, Padding, RnnOutput, SimpleRnn,
     SimpleRnnConfig, StepStrategy,
 };
+
+const CELLS: [Cell; 3] = [Cell::Lstm, Cell::Gru, Cell::GruResetBefore];
 
 const STRATEGIES: [StepStrategy; 3] = [
     StepStrategy::Auto,
@@ -55,7 +58,7 @@ fn lstm_and_gru_match_the_cpu_in_every_direction_with_padding_and_initial_states
     let (n, t, d, m) = (5, 9, 4, 7);
     let lengths = [9, 1, 4, 9, 6];
     let mask = Array2::from_shape_fn((n, t), |(b, _)| b == 3 || r.random_range(0.0..1.0) < 0.7);
-    for cell in [Cell::Lstm, Cell::Gru] {
+    for cell in CELLS {
         for (i, (go_backwards, return_sequences, order)) in [
             (false, true, OutputOrder::Processing),
             (true, true, OutputOrder::Processing),
@@ -102,7 +105,7 @@ fn lstm_and_gru_match_the_cpu_in_every_direction_with_padding_and_initial_states
 #[test]
 fn every_activation_pair_of_a_gated_cell() {
     let mut r = rng(2);
-    for cell in [Cell::Lstm, Cell::Gru] {
+    for cell in CELLS {
         for (activation, recurrent_activation) in [
             (Activation::Tanh, Activation::Sigmoid),
             (Activation::Relu, Activation::KERAS_HARD_SIGMOID),
@@ -138,12 +141,20 @@ fn long_wide_and_chunked_gated_layers_match_the_cpu() {
         max_chunk_bytes: Some(4096),
         ..Default::default()
     });
-    for cell in [Cell::Lstm, Cell::Gru] {
+    for cell in CELLS {
         let config = SimpleRnnConfig {
             return_sequences: true,
             ..Default::default()
         };
-        for (n, t, d, m) in [(2, 2000, 3, 16), (1, 20, 8, 300), (3, 5, 600, 9)] {
+        // The last two cut each step's product into two spans of its depth.
+        for (n, t, d, m) in [
+            (2, 2000, 3, 16),
+            (4, 1200, 8, 64),
+            (1, 20, 8, 300),
+            (3, 5, 600, 9),
+            (1, 60, 2100, 1024),
+            (2, 3, 5, 2040),
+        ] {
             let layer = gated_layer(&mut r, cell, (d, m), true, config);
             let x = uniform3(&mut r, (n, t, d), 1.0);
             let want = CpuRnn::new(layer.clone()).forward(x.view(), None).unwrap();
@@ -235,4 +246,111 @@ fn bad_gated_layers_and_states_are_clear_errors() {
             .forward_states(x.view(), None, Some(c.view()), Padding::None);
         assert!(cpu.is_err() && gpu.is_err());
     }
+}
+
+#[test]
+fn onnx_options_of_a_gated_cell_match_the_cpu() {
+    let mut r = rng(5);
+    let (n, t, d, m) = (3, 40, 5, 70);
+    let lengths = [40, 1, 23];
+    for cell in CELLS {
+        for (i, clip) in [None, Some(0.6)].into_iter().enumerate() {
+            let lstm = cell == Cell::Lstm;
+            let config = SimpleRnnConfig {
+                clip,
+                return_sequences: true,
+                go_backwards: i == 1,
+                output_order: OutputOrder::Input,
+                input_forget: lstm && i == 1,
+                output_activation: lstm.then_some(Activation::Softsign),
+                recurrent_activation: Activation::HardSigmoid {
+                    alpha: 0.3,
+                    beta: 0.4,
+                },
+                ..Default::default()
+            };
+            let mut layer = gated_layer(&mut r, cell, (d, m), true, config);
+            if lstm {
+                let p = Array1::from_shape_simple_fn(3 * m, || r.random_range(-0.7..0.7));
+                layer = layer.with_peepholes(p).unwrap();
+            }
+            let x = uniform3(&mut r, (n, t, d), 1.5);
+            let h0 = uniform2(&mut r, (n, m), 0.8);
+            let c0 = lstm.then(|| uniform2(&mut r, (n, m), 0.8));
+            let c0 = c0.as_ref().map(|c| c.view());
+            let padding = Padding::Lengths(&lengths);
+            let want = CpuRnn::new(layer.clone())
+                .forward_states(x.view(), Some(h0.view()), c0, padding)
+                .unwrap();
+            for strategy in STRATEGIES {
+                let got = GpuRnn::new(gpu_with(strategy), layer.clone())
+                    .unwrap()
+                    .forward_states(x.view(), Some(h0.view()), c0, padding)
+                    .unwrap();
+                same(&got, &want, &format!("{cell} {strategy:?} {config:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_projected_lstm_matches_the_cpu() {
+    let mut r = rng(6);
+    let mask = Array2::from_shape_fn((3, 50), |(b, _)| b == 0 || r.random_range(0.0..1.0) < 0.7);
+    let lengths = [50, 1, 31];
+    // The last shape cuts the projection's product (depth M) into two spans.
+    for (n, t, d, m, p) in [(3, 50, 5, 24, 7), (2, 1500, 4, 64, 16), (2, 3, 5, 2040, 9)] {
+        let config = SimpleRnnConfig {
+            return_sequences: true,
+            go_backwards: m == 24,
+            ..Default::default()
+        };
+        let kernel = uniform2(&mut r, (d, 4 * m), 1.0 / (d as f32).sqrt());
+        let recurrent = uniform2(&mut r, (p, 4 * m), 1.0 / (p as f32).sqrt());
+        let projection = uniform2(&mut r, (m, p), 1.5 / (m as f32).sqrt());
+        let bias = Array1::from_shape_simple_fn(4 * m, || r.random_range(-0.5..0.5));
+        let layer =
+            SimpleRnn::projected_lstm(kernel, recurrent, Some(bias), projection, config).unwrap();
+        assert_eq!((layer.units(), layer.state_size()), (m, p));
+        let x = uniform3(&mut r, (n, t, d), 1.0);
+        let h0 = uniform2(&mut r, (n, p), 0.8);
+        let c0 = uniform2(&mut r, (n, m), 0.8);
+        let paddings = if t == 50 {
+            vec![
+                Padding::None,
+                Padding::Mask(mask.view()),
+                Padding::Lengths(&lengths),
+            ]
+        } else {
+            vec![Padding::None]
+        };
+        for padding in paddings {
+            let want = CpuRnn::new(layer.clone())
+                .forward_states(x.view(), Some(h0.view()), Some(c0.view()), padding)
+                .unwrap();
+            assert_eq!(want.final_state.dim(), (n, p));
+            assert_eq!(want.final_cell.as_ref().unwrap().dim(), (n, m));
+            for strategy in STRATEGIES {
+                let got = GpuRnn::new(gpu_with(strategy), layer.clone())
+                    .unwrap()
+                    .forward_states(x.view(), Some(h0.view()), Some(c0.view()), padding)
+                    .unwrap();
+                same(
+                    &got,
+                    &want,
+                    &format!("projected LSTM {n}×{t}×{d}, M={m}, P={p} {strategy:?} {padding:?}"),
+                );
+            }
+        }
+    }
+    // Shapes that do not fit are errors naming what is wrong.
+    let e = SimpleRnn::projected_lstm(
+        Array2::zeros((3, 16)),
+        Array2::zeros((4, 16)),
+        None,
+        Array2::zeros((4, 2)),
+        SimpleRnnConfig::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("recurrent_kernel"), "{e}");
 }

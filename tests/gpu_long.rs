@@ -15,10 +15,11 @@ use wgpu_rnn::{
     SimpleRnnConfig, StepStrategy, read_npy_f32, read_npy_input,
 };
 
-const EVERY_STRATEGY: [StepStrategy; 3] = [
+const EVERY_STRATEGY: [StepStrategy; 4] = [
     StepStrategy::Auto,
     StepStrategy::PerStep,
     StepStrategy::Persistent,
+    StepStrategy::Sliced,
 ];
 
 /// `h_t = tanh(x_t · kernel + bias + h_{t-1} · recurrent_kernel)` in float64: the sequence

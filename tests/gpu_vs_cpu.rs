@@ -1,7 +1,8 @@
 //! The GPU path against the CPU reference on random inputs over many shapes, including awkward
 //! ones, every activation, chunked runs, and one model shared by several threads. Every
-//! comparison runs under both step strategies (one kernel per step, one persistent kernel per
-//! chunk), each on its own context.
+//! comparison runs under each explicit step strategy (the per-step kernel with the tile picked
+//! for the device, the persistent kernel, the per-step kernel sliced for many workgroups with
+//! split-K), each on its own context.
 
 mod common;
 
@@ -15,7 +16,11 @@ use wgpu_rnn::{
     StepStrategy,
 };
 
-const STRATEGIES: [StepStrategy; 2] = [StepStrategy::PerStep, StepStrategy::Persistent];
+const STRATEGIES: [StepStrategy; 3] = [
+    StepStrategy::PerStep,
+    StepStrategy::Persistent,
+    StepStrategy::Sliced,
+];
 
 /// Runs one random layer and input through the CPU and through the GPU under each strategy:
 /// (N, T, D, M), then the options.

@@ -1,5 +1,5 @@
 //! Golden tests against real PyTorch `nn.LSTM` and `nn.GRU`: layers, directions, bias,
-//! batch_first, h_0 and c_0, packed lengths, a prefixed state_dict, from
+//! batch_first, h_0 and c_0, packed lengths, a prefixed state_dict, an LSTM's proj_size, from
 //! tests/fixtures/torch_gated/generate.py (versions pinned in tests/fixtures/torch/requirements.txt).
 //! The module is inferred from the tensors' shapes; outputs, h_n and c_n on the CPU and the GPU
 //! under each step strategy.
@@ -31,7 +31,8 @@ fn flag(case: &Value, key: &str) -> bool {
 
 fn check(backend: &Backend) {
     let cases = cases();
-    assert!(cases.len() >= 20, "the fixtures hold every case");
+    assert!(cases.len() >= 50, "the fixtures hold every case");
+    assert!(cases.iter().filter(|c| c["proj_size"].is_u64()).count() >= 11);
     for case in &cases {
         let name = case["name"].as_str().unwrap();
         let dir = fixtures().join(name);
@@ -53,6 +54,11 @@ fn check(backend: &Backend) {
         );
         assert_eq!(rnn.bidirectional(), flag(case, "bidirectional"), "{name}");
         assert_eq!(rnn.has_bias(), flag(case, "bias"), "{name}");
+        assert_eq!(
+            rnn.proj_size().map(|p| p as u64),
+            case["proj_size"].as_u64(),
+            "{name}"
+        );
         let model = rnn.build(backend).unwrap();
         let x: Array3<f32> = read_npy_f32(dir.join("input.npy")).unwrap();
         let state = |file: &str| -> Option<Array3<f32>> {
@@ -96,17 +102,4 @@ fn gpu_matches_pytorch_lstm_and_gru_under_each_strategy() {
     for strategy in [StepStrategy::PerStep, StepStrategy::Persistent] {
         check(&Backend::Gpu(gpu_with(strategy).clone()));
     }
-}
-
-#[test]
-fn an_lstm_projection_is_refused_by_name() {
-    let path = fixtures().join("refused/lstm_proj.safetensors");
-    let message = match TorchRnn::load(path, None, TorchRnnConfig::default()) {
-        Ok(_) => panic!("an LSTM with proj_size loaded"),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        message.contains("weight_hr_l0") && message.contains("proj_size"),
-        "{message}"
-    );
 }

@@ -113,6 +113,7 @@ fn check_onnx(backend: &Backend) {
             direction: OnnxDirection::parse(a["direction"].as_str().unwrap_or("forward")).unwrap(),
             hidden_size: a["hidden_size"].as_u64().map(|h| h as usize),
             layout: a["layout"].as_u64().unwrap_or(0) as u8,
+            ..Default::default()
         };
         let has = |input: &str| {
             case["inputs"]

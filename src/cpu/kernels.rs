@@ -10,22 +10,43 @@ use multiversion::multiversion;
 /// # Panics
 /// When a slice is shorter than its shape says (a bug in the caller, not bad input).
 pub(crate) fn matmul_acc(
-    (rows, k, cols): (usize, usize, usize),
+    shape: (usize, usize, usize),
     dst: &mut [f32],
     lhs: &[f32],
     rhs: &[f32],
     parallel: bool,
 ) {
-    assert!(dst.len() >= rows * cols && lhs.len() >= rows * k && rhs.len() >= k * cols);
+    let cols = shape.2;
+    matmul_acc_strided(shape, (dst, cols), lhs, (rhs, cols), parallel);
+}
+
+/// [`matmul_acc`] on column blocks: `dst` and `rhs` are row-major with rows `stride` floats
+/// apart (a block of a wider matrix, starting at the slice's first float), `lhs` is contiguous.
+///
+/// # Panics
+/// When a slice is shorter than its shape and stride say, or a stride is less than `cols`.
+pub(crate) fn matmul_acc_strided(
+    (rows, k, cols): (usize, usize, usize),
+    (dst, dst_stride): (&mut [f32], usize),
+    lhs: &[f32],
+    (rhs, rhs_stride): (&[f32], usize),
+    parallel: bool,
+) {
     if rows == 0 || cols == 0 || k == 0 {
         return;
     }
+    assert!(dst_stride >= cols && rhs_stride >= cols);
+    assert!(
+        dst.len() >= (rows - 1) * dst_stride + cols
+            && lhs.len() >= rows * k
+            && rhs.len() >= (k - 1) * rhs_stride + cols
+    );
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the assert above keeps every index the strides reach (row r < rows, column
+    // SAFETY: the asserts above keep every index the strides reach (row r < rows, column
     // c < cols, depth < k) inside the three slices, and `dst` is borrowed mutably so it aliases
     // neither input.
     unsafe {
@@ -35,14 +56,14 @@ pub(crate) fn matmul_acc(
             k,
             dst.as_mut_ptr(),
             1,
-            cols as isize,
+            dst_stride as isize,
             true,
             lhs.as_ptr(),
             1,
             k as isize,
             rhs.as_ptr(),
             1,
-            cols as isize,
+            rhs_stride as isize,
             1.0,
             1.0,
             false,

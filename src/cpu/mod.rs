@@ -10,7 +10,7 @@ use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::error::Result;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
-use kernels::{matmul_acc, tanh_in_place};
+use kernels::{matmul_acc, matmul_acc_strided, tanh_in_place};
 
 /// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
 /// when no GPU adapter exists.
@@ -105,7 +105,7 @@ impl CpuRnn {
         layer.check_padded_input(&input, initial_state.as_ref(), &padding)?;
         layer.check_initial_cell(input.dim().0, initial_cell.as_ref())?;
         let (n, t, _) = input.dim();
-        let m = layer.units();
+        let (m, width) = (layer.units(), layer.state_size());
         let schedule = layer.schedule(t, padding);
         let input = input.as_standard_layout();
         let initial_state = initial_state.map(|h| h.as_standard_layout().into_owned());
@@ -114,8 +114,8 @@ impl CpuRnn {
         let mut sequences = layer
             .config()
             .return_sequences
-            .then(|| Array3::<f32>::zeros((n, t, m)));
-        let mut final_state = Array2::<f32>::zeros((n, m));
+            .then(|| Array3::<f32>::zeros((n, t, width)));
+        let mut final_state = Array2::<f32>::zeros((n, width));
         let has_cell = layer.cell().has_cell_state();
         // Zero rows when the cell has no cell state, so that the slices below line up.
         let mut final_cell = Array2::<f32>::zeros((if has_cell { n } else { 0 }, m));
@@ -266,7 +266,6 @@ impl CpuRnn {
         final_cell: Option<ArrayViewMut2<'_, f32>>,
     ) {
         let layer = &self.layer;
-        let config = layer.config();
         let (d, m) = (layer.input_dim(), layer.units());
         let gm = cell.gates() * m;
         let (_, t, _) = slice.input.dim();
@@ -274,7 +273,13 @@ impl CpuRnn {
         let schedule = slice.schedule;
         let recurrent_kernel = standard_slice(layer.recurrent_kernel());
         let carried = schedule.padded_output_is_state();
-        let mut h = state_rows(slice.initial_state.as_ref(), b0..b0 + nb, m);
+        // h is P wide for a projected LSTM; the cell's own output o·act(c), M wide, goes to
+        // `full` and through the projection.
+        let width = layer.state_size();
+        let projection = layer.projection().map(standard_slice);
+        let mut full = vec![0.0f32; if projection.is_some() { nb * m } else { 0 }];
+        let mut projected = vec![0.0f32; if projection.is_some() { nb * width } else { 0 }];
+        let mut h = state_rows(slice.initial_state.as_ref(), b0..b0 + nb, width);
         let mut c = state_rows(slice.initial_cell.as_ref(), b0..b0 + nb, m);
 
         let chunk = (slice.chunk_floats / (nb * (d + gm)).max(1)).clamp(1, t);
@@ -282,7 +287,17 @@ impl CpuRnn {
         let mut p = vec![0.0f32; chunk * nb * gm];
         let mut r = vec![0.0f32; nb * gm];
         let mut scratch = vec![0.0f32; m];
+        // GRU (reset_after=False): q·h, the left side of the candidate's product.
+        let mut reset = vec![
+            0.0f32;
+            if cell == Cell::GruResetBefore {
+                nb * m
+            } else {
+                0
+            }
+        ];
         let mut real = vec![true; chunk * nb];
+        let fns = GateFunctions::of(layer);
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
             let p = &mut p[..ns * nb * gm];
@@ -290,33 +305,69 @@ impl CpuRnn {
             for s in 0..ns {
                 let bias = layer.recurrent_bias().map(|b| b.as_slice().expect("owned"));
                 fill_rows(&mut r, bias, gm);
-                matmul_acc(
-                    (nb, m, gm),
-                    &mut r,
-                    &h,
-                    recurrent_kernel,
-                    slice.parallel_gemm && nb * m * gm >= PARALLEL_STEP_FLOPS,
-                );
+                let parallel = slice.parallel_gemm && nb * m * gm >= PARALLEL_STEP_FLOPS;
+                let real = &real[s * nb..(s + 1) * nb];
+                let p = &p[s * nb * gm..(s + 1) * nb * gm];
+                if cell == Cell::GruResetBefore {
+                    // z and q from h · U[:, ..2M]; then the candidate's product (q·h) · U[:, 2M..].
+                    let zq = 2 * m;
+                    matmul_acc_strided(
+                        (nb, m, zq),
+                        (&mut r, gm),
+                        &h,
+                        (recurrent_kernel, gm),
+                        parallel,
+                    );
+                    for b in 0..nb {
+                        let gates = &mut r[b * gm..][..zq];
+                        gru_reset_gates(&p[b * gm..][..zq], gates, &fns);
+                        let q = &gates[m..];
+                        let rows = b * m..(b + 1) * m;
+                        reset[rows.clone()]
+                            .iter_mut()
+                            .zip(q.iter().zip(&h[rows]))
+                            .for_each(|(o, (q, h))| *o = q * h);
+                    }
+                    matmul_acc_strided(
+                        (nb, m, m),
+                        (&mut r[zq..], gm),
+                        &reset,
+                        (&recurrent_kernel[zq..], gm),
+                        parallel,
+                    );
+                } else {
+                    matmul_acc((nb, width, gm), &mut r, &h, recurrent_kernel, parallel);
+                }
                 for b in 0..nb {
                     // A padded step keeps h and c.
-                    if real[s * nb + b] {
+                    if real[b] {
+                        let out = match projection {
+                            Some(_) => &mut full[b * m..][..m],
+                            None => &mut h[b * m..][..m],
+                        };
                         gated_step_row(
                             cell,
-                            &p[(s * nb + b) * gm..][..gm],
+                            &p[b * gm..][..gm],
                             &mut r[b * gm..][..gm],
-                            &mut h[b * m..][..m],
-                            &mut c[b * m..][..m],
-                            (config.activation, config.recurrent_activation),
+                            (out, &mut c[b * m..][..m]),
+                            &fns,
                             &mut scratch,
                         );
                     }
-                    if let Some(seq) = sequences.as_mut()
-                        && (real[s * nb + b] || carried)
-                    {
+                }
+                if let Some(projection) = projection {
+                    projected.fill(0.0);
+                    matmul_acc((nb, m, width), &mut projected, &full, projection, parallel);
+                    for b in (0..nb).filter(|&b| real[b]) {
+                        h[b * width..][..width].copy_from_slice(&projected[b * width..][..width]);
+                    }
+                }
+                if let Some(seq) = sequences.as_mut() {
+                    for b in (0..nb).filter(|&b| real[b] || carried) {
                         let at = schedule.output_position(b0 + b, s0 + s);
                         seq.slice_mut(s![b, at, ..])
                             .iter_mut()
-                            .zip(&h[b * m..][..m])
+                            .zip(&h[b * width..][..width])
                             .for_each(|(o, v)| *o = *v);
                     }
                 }
@@ -329,17 +380,61 @@ impl CpuRnn {
     }
 }
 
+/// What a gated cell applies to its gates' pre-activations, from the layer's options.
+struct GateFunctions<'a> {
+    /// The candidate's activation (Keras's `activation`).
+    act: Activation,
+    /// The gates' activation (`recurrent_activation`).
+    rec: Activation,
+    /// An LSTM's cell state activation.
+    out: Activation,
+    clip: Option<f32>,
+    input_forget: bool,
+    /// An LSTM's peepholes, 3·*M*: i, f, o.
+    peepholes: Option<&'a [f32]>,
+}
+
+impl<'a> GateFunctions<'a> {
+    fn of(layer: &'a SimpleRnn) -> Self {
+        let config = layer.config();
+        GateFunctions {
+            act: config.activation,
+            rec: config.recurrent_activation,
+            out: config.cell_output_activation(),
+            clip: config.clip,
+            input_forget: config.input_forget,
+            peepholes: layer.peepholes().map(|p| p.as_slice().expect("owned")),
+        }
+    }
+
+    /// Clips (when asked) and activates one gate block in place.
+    fn apply(&self, activation: Activation, values: &mut [f32]) {
+        if let Some(clip) = self.clip {
+            values.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
+        }
+        activate_in_place(activation, values);
+    }
+}
+
+/// A GRU's gates z and q (reset) for one row, in place in `r` (2·*M*: the recurrent products,
+/// to which the input products `x` are added).
+fn gru_reset_gates(x: &[f32], r: &mut [f32], fns: &GateFunctions<'_>) {
+    r.iter_mut().zip(x).for_each(|(r, x)| *r += x);
+    fns.apply(fns.rec, r);
+}
+
 /// One step of a gated cell for one row, as `src/cell.rs` describes it: `x` and `r` are the
 /// row's input and recurrent products (*G*·*M* each, biases included; `r` is overwritten with
-/// the gates), `h` and `c` the state, updated in place. Each activation runs over a whole gate
-/// block at once, so the common ones vectorise ([`activate_in_place`]).
+/// the gates; for [`Cell::GruResetBefore`] its z and q blocks hold the gates already and its
+/// candidate block the product of q·h), `h` and `c` the state, updated in place. Each
+/// activation runs over a whole gate block at once, so the common ones vectorise
+/// ([`activate_in_place`]).
 fn gated_step_row(
     cell: Cell,
     x: &[f32],
     r: &mut [f32],
-    h: &mut [f32],
-    c: &mut [f32],
-    (act, rec): (Activation, Activation),
+    (h, c): (&mut [f32], &mut [f32]),
+    fns: &GateFunctions<'_>,
     scratch: &mut [f32],
 ) {
     let m = h.len();
@@ -348,31 +443,54 @@ fn gated_step_row(
         Cell::Lstm => {
             // Gates i, f, c, o.
             r.iter_mut().zip(x).for_each(|(r, x)| *r += x);
-            activate_in_place(rec, &mut r[..2 * m]);
-            activate_in_place(act, &mut r[2 * m..3 * m]);
-            activate_in_place(rec, &mut r[3 * m..]);
-            for j in 0..m {
-                c[j] = r[m + j] * c[j] + r[j] * r[2 * m + j];
+            let (i_f, rest) = r.split_at_mut(2 * m);
+            let (g, o) = rest.split_at_mut(m);
+            if let Some(p) = fns.peepholes {
+                i_f.iter_mut()
+                    .zip(p[..2 * m].iter().zip(c.iter().chain(c.iter())))
+                    .for_each(|(v, (p, c))| *v += p * c);
             }
-            scratch.copy_from_slice(c);
-            activate_in_place(act, scratch);
+            let (i, f) = i_f.split_at_mut(m);
+            fns.apply(fns.rec, i);
+            if fns.input_forget {
+                f.iter_mut().zip(i.iter()).for_each(|(f, i)| *f = 1.0 - i);
+            } else {
+                fns.apply(fns.rec, f);
+            }
+            fns.apply(fns.act, g);
             for j in 0..m {
-                h[j] = r[3 * m + j] * scratch[j];
+                c[j] = f[j] * c[j] + i[j] * g[j];
+            }
+            if let Some(p) = fns.peepholes {
+                o.iter_mut()
+                    .zip(p[2 * m..].iter().zip(c.iter()))
+                    .for_each(|(v, (p, c))| *v += p * c);
+            }
+            fns.apply(fns.rec, o);
+            scratch.copy_from_slice(c);
+            activate_in_place(fns.out, scratch);
+            for j in 0..m {
+                h[j] = o[j] * scratch[j];
             }
         }
-        Cell::Gru => {
-            // Gates z, r; the candidate's recurrent product goes inside the reset gate.
-            r[..2 * m]
-                .iter_mut()
-                .zip(&x[..2 * m])
-                .for_each(|(r, x)| *r += x);
-            activate_in_place(rec, &mut r[..2 * m]);
-            for j in 0..m {
-                scratch[j] = x[2 * m + j] + r[m + j] * r[2 * m + j];
+        Cell::Gru | Cell::GruResetBefore => {
+            let (zq, cand) = r.split_at_mut(2 * m);
+            if cell == Cell::Gru {
+                // The candidate's recurrent product goes inside the reset gate.
+                gru_reset_gates(&x[..2 * m], zq, fns);
+                for j in 0..m {
+                    scratch[j] = x[2 * m + j] + zq[m + j] * cand[j];
+                }
+            } else {
+                // The gates were made before the candidate's product, which holds q·h already.
+                for j in 0..m {
+                    scratch[j] = x[2 * m + j] + cand[j];
+                }
             }
-            activate_in_place(act, scratch);
+            fns.apply(fns.act, scratch);
+            let z = &zq[..m];
             for j in 0..m {
-                h[j] = r[j] * h[j] + (1.0 - r[j]) * scratch[j];
+                h[j] = z[j] * h[j] + (1.0 - z[j]) * scratch[j];
             }
         }
     }

@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
-use crate::gpu::plan::PersistentShape;
+use crate::gpu::plan::{PROJECTION_ROWS_TILE, PersistentShape, StepDevice, StepTile};
 use crate::gpu::shaders;
 
 /// Bytes of the parameters a kernel reads at a dynamic offset of its uniform buffer (one step's,
@@ -17,42 +17,46 @@ pub(crate) const DYNAMIC_PARAMS_SIZE: u64 = 32;
 
 /// How the recurrent steps are scheduled on the GPU.
 ///
-/// Both strategies first project every step of a chunk with one GEMM; they differ in how the
-/// recurrence `h_t = act(P_t + h_{t-1} · U)` then runs. Under either, no kernel invocation loops
+/// Every strategy first projects every step of a chunk with one GEMM; they differ in how the
+/// recurrence `h_t = act(P_t + h_{t-1} · U)` then runs. Under any, no kernel invocation loops
 /// more than a fixed budget of iterations in one dispatch and no dispatch does more than a fixed
 /// amount of work (lavapipe silently ends longer loops; real drivers reset GPUs whose dispatches
-/// run for seconds): long work is cut into more dispatches, never into wrong numbers.
+/// run for seconds): long work is cut into more dispatches, never into wrong numbers. No
+/// strategy makes one workgroup wait for another (WebGPU does not promise that workgroups run
+/// at the same time), so none can deadlock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StepStrategy {
-    /// [`StepStrategy::Persistent`] when a chunk's state, *N* × *M*, holds at most
-    /// [`StepStrategy::AUTO_MAX_PERSISTENT_STATE`] values and the persistent kernel can run the
-    /// layer (see there); [`StepStrategy::PerStep`] otherwise. Even at *M* = 1024, where the
-    /// loop budget leaves the persistent kernel 3 steps per dispatch, it beat the per-step
-    /// kernel's one-row dispatches on lavapipe (8.0 s against 12.4 s for 200 steps).
-    /// That much state is at most four persistent workgroups of 256 threads with one value each:
-    /// a per-step dispatch that small leaves most of the GPU idle, so its launch and the barrier
-    /// after it, paid once per step, cost more than the work. Both thresholds were measured on
-    /// lavapipe (a CPU), not on a real GPU: they rank the kernels where the tests run, and a
-    /// real GPU may well prefer other ones.
+    /// The fastest of the others for the device and the shape: the candidates the adapter's
+    /// properties allow (the persistent kernel where it runs the layer; per-step tiles sized for
+    /// the adapter's type and workgroup memory, and the sliced tile) are timed on the device the
+    /// first time a model runs a chunk of a shape class (layer width, batch rounded up to a
+    /// power of two, row-wise activation or not), a few steps each on scratch buffers, and the
+    /// fastest is kept for that adapter and class for the rest of the process. The first
+    /// forward of a class pays for the timing (on lavapipe, from a few milliseconds for narrow
+    /// layers to about a second at 256 rows × 512 units).
     #[default]
     Auto,
-    /// One dispatch per time step, each a register-tiled `h · U` spread over the whole GPU, the
-    /// state in storage buffers between steps. Best for large batches.
+    /// One dispatch per time step, a register-tiled `h · U` with the step's bias, activation,
+    /// mask and stores fused: each of 64 threads keeps up to 8 rows × 8 columns of sums in
+    /// registers, reads U as vec4 without bounds checks, and shares each value of h across the
+    /// workgroup; the tile is picked for *N*, *M* and the adapter's type so that one step
+    /// launches enough workgroups for the device, with split-K (thread groups walking shares of
+    /// the *M*-long sums, added in workgroup memory) where the batch alone gives too few.
+    /// Best for large batches.
     PerStep,
     /// One dispatch per run of steps: each workgroup owns a few batch rows and loops over the
     /// steps itself, the state (and U, when it fits) in workgroup memory, as many steps per
     /// dispatch as the loop budget allows (hundreds for narrow layers, a handful at *M* = 1024).
-    /// Best for small batches, where per-step launches dominate. Falls back to
-    /// [`StepStrategy::PerStep`] for a layer whose one-row state does not fit the device's
-    /// workgroup memory or whose one step alone passes the loop budget.
+    /// Best for small batches on devices with few compute units, where per-step launches
+    /// dominate. Falls back to [`StepStrategy::PerStep`] for a layer whose one-row state does
+    /// not fit the device's workgroup memory or whose one step alone passes the loop budget.
     Persistent,
-}
-
-impl StepStrategy {
-    /// Under [`StepStrategy::Auto`], the most state values (batch rows × units) of a chunk for
-    /// which the persistent kernel is chosen.
-    pub const AUTO_MAX_PERSISTENT_STATE: usize = 1024;
+    /// The per-step kernel cut for as many workgroups as the shape gives: narrow slices of U's
+    /// columns (down to 4 per workgroup) with split-K over up to 64 thread groups, so that even
+    /// one sequence spreads a step over *M* / 4 workgroups. The state passes between steps
+    /// through device memory, one dispatch per step. For small batches on large GPUs.
+    Sliced,
 }
 
 /// How to choose and use a GPU.
@@ -118,16 +122,20 @@ pub(crate) struct ContextInner {
     pub(crate) gated_layout: wgpu::BindGroupLayout,
     /// The projection GEMM: `[element-wise loads, vec4 loads]`.
     pub(crate) projection: [wgpu::ComputePipeline; 2],
+    /// The row-broadcast projection GEMM for CPU adapters, the same two ways.
+    pub(crate) projection_rows: [wgpu::ComputePipeline; 2],
     pub(crate) softmax: wgpu::ComputePipeline,
     /// The whole-model kernels' layouts and pipelines (`shaders/embedding.wgsl`,
     /// `elementwise.wgsl`, `reduce_axis.wgsl`, `im2col.wgsl`, `rows_activation.wgsl`).
     #[cfg(feature = "keras")]
     pub(crate) model: ModelKernels,
     step_pipeline_layout: wgpu::PipelineLayout,
-    step_module: wgpu::ShaderModule,
+    /// The per-step kernel: `[U element-wise, U as vec4]`.
+    step_modules: [wgpu::ShaderModule; 2],
     persistent_module: wgpu::ShaderModule,
     gated_pipeline_layout: wgpu::PipelineLayout,
     gated_module: wgpu::ShaderModule,
+    gated_persistent_module: wgpu::ShaderModule,
     /// Step and persistent pipelines by what their pipeline constants hold.
     step_pipelines: RwLock<HashMap<StepKey, wgpu::ComputePipeline>>,
     /// Set by the device-lost callback: every later call fails, the device is gone.
@@ -266,23 +274,29 @@ impl GpuContext {
                 Binding::Read,
             ],
         );
+        // Eight storage buffers: the most every device must offer a shader stage.
         let gated_layout = bind_group_layout(
             &device,
-            "rnn.gated_cell.layout",
+            "rnn.gated_step.layout",
             &[
                 Binding::Read,
                 Binding::Read,
                 Binding::Read,
                 Binding::ReadWrite,
-                Binding::Read,
                 Binding::ReadWrite,
                 Binding::ReadWrite,
                 Binding::DynamicUniform,
                 Binding::Read,
+                Binding::ReadWrite,
             ],
         );
-        let gated_pipeline_layout = pipeline_layout(&device, "rnn.gated_cell", &gated_layout);
-        let gated_module = module(&device, "rnn.gated_cell", &shaders::gated_cell_module());
+        let gated_pipeline_layout = pipeline_layout(&device, "rnn.gated_step", &gated_layout);
+        let gated_module = module(&device, "rnn.gated_step", &shaders::gated_step_module());
+        let gated_persistent_module = module(
+            &device,
+            "rnn.gated_persistent",
+            &shaders::gated_persistent_module(),
+        );
         let projection_pipeline_layout =
             pipeline_layout(&device, "rnn.projection", &projection_layout);
         let projection = [("rnn.projection", false), ("rnn.projection.vec4", true)].map(
@@ -296,6 +310,19 @@ impl GpuContext {
                 )
             },
         );
+        let projection_rows = [
+            ("rnn.projection_rows", false),
+            ("rnn.projection_rows.vec4", true),
+        ]
+        .map(|(label, vectorized)| {
+            pipeline(
+                &device,
+                label,
+                &projection_pipeline_layout,
+                &module(&device, label, &shaders::projection_rows_module(vectorized)),
+                &[("ROWS", PROJECTION_ROWS_TILE as f64)],
+            )
+        });
         let softmax = pipeline(
             &device,
             "rnn.softmax_rows",
@@ -304,11 +331,13 @@ impl GpuContext {
             &[],
         );
         let step_pipeline_layout = pipeline_layout(&device, "rnn.recurrent_step", &step_layout);
-        let step_module = module(
-            &device,
-            "rnn.recurrent_step",
-            &shaders::recurrent_step_module(),
-        );
+        let step_modules = [
+            ("rnn.recurrent_step", false),
+            ("rnn.recurrent_step.vec4", true),
+        ]
+        .map(|(label, vectorized)| {
+            module(&device, label, &shaders::recurrent_step_module(vectorized))
+        });
         let persistent_module = module(
             &device,
             "rnn.recurrent_persistent",
@@ -330,14 +359,16 @@ impl GpuContext {
                 softmax_layout,
                 gated_layout,
                 projection,
+                projection_rows,
                 softmax,
                 #[cfg(feature = "keras")]
                 model,
                 step_pipeline_layout,
-                step_module,
+                step_modules,
                 persistent_module,
                 gated_pipeline_layout,
                 gated_module,
+                gated_persistent_module,
                 step_pipelines: RwLock::new(HashMap::new()),
                 lost,
                 uncaptured,
@@ -382,16 +413,37 @@ impl ContextInner {
         u64::from(self.limits.min_uniform_buffer_offset_alignment).max(DYNAMIC_PARAMS_SIZE)
     }
 
-    /// The recurrent-step pipeline for an activation, clip and rows per thread, compiled on first
-    /// use.
+    /// The recurrent-step pipeline for an activation, clip and tile, with U read as vec4 when
+    /// `vectorized` (*M* a multiple of 4), compiled on first use.
     pub(crate) fn step_pipeline(
         &self,
         activation: Activation,
         clip: Option<f32>,
-        rows_per_thread: u32,
+        tile: StepTile,
+        vectorized: bool,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = StepKey::new(activation, clip, Kernel::PerStep { rows_per_thread });
+        let key = StepKey::new(activation, clip, Kernel::PerStep { tile, vectorized });
         self.cached_pipeline(key)
+    }
+
+    /// What the per-step tile is picked for on this device: the workgroups one step should
+    /// launch to keep it busy, from the adapter's type (wgpu says nothing of its core count),
+    /// and its workgroup memory.
+    pub(crate) fn step_device(&self) -> StepDevice {
+        let fill = match self.info.device_type {
+            // A CPU implementation runs a workgroup per thread.
+            wgpu::DeviceType::Cpu => {
+                2 * std::thread::available_parallelism().map_or(2, |n| n.get() as u64)
+            }
+            // Two workgroups per compute unit of a large discrete GPU (100-150 of them).
+            wgpu::DeviceType::DiscreteGpu => 256,
+            wgpu::DeviceType::IntegratedGpu => 64,
+            _ => 128,
+        };
+        StepDevice {
+            fill,
+            storage_bytes: u64::from(self.limits.max_compute_workgroup_storage_size),
+        }
     }
 
     /// The persistent recurrent pipeline for an activation, clip, layer width and layout,
@@ -419,21 +471,59 @@ impl ContextInner {
         self.cached_pipeline(key)
     }
 
-    /// The gated-cell pipeline for a cell and its two activations, compiled on first use.
+    /// The fused gated-step pipeline for a layer (its cell, activations and options) at
+    /// `rows_per_thread`; `phase` 1 or 2 picks the half of a [`crate::Cell::GruResetBefore`]
+    /// step. Compiled on first use.
     pub(crate) fn gated_pipeline(
         &self,
-        cell: crate::Cell,
-        activation: Activation,
-        recurrent_activation: Activation,
+        layer: &crate::SimpleRnn,
+        phase: u32,
+        rows_per_thread: u32,
     ) -> Result<wgpu::ComputePipeline> {
-        let (alpha, beta) = recurrent_activation.shader_params();
-        let kernel = Kernel::Gated {
-            cell: cell.shader_code(),
-            rec_code: recurrent_activation.shader_code(),
-            rec_alpha: alpha.to_bits(),
-            rec_beta: beta.to_bits(),
+        self.gated_kernel(layer, phase, rows_per_thread, None)
+    }
+
+    /// The persistent gated pipeline for a layer, `rows` batch rows per workgroup with
+    /// `state_floats` floats of workgroup memory. Compiled on first use.
+    pub(crate) fn gated_persistent_pipeline(
+        &self,
+        layer: &crate::SimpleRnn,
+        rows: u32,
+        state_floats: u32,
+    ) -> Result<wgpu::ComputePipeline> {
+        // CELL 3 runs both phases of a reset-before GRU.
+        self.gated_kernel(layer, 1, 1, Some((rows, state_floats)))
+    }
+
+    fn gated_kernel(
+        &self,
+        layer: &crate::SimpleRnn,
+        phase: u32,
+        rows_per_thread: u32,
+        persistent: Option<(u32, u32)>,
+    ) -> Result<wgpu::ComputePipeline> {
+        let config = layer.config();
+        let cell = match (layer.cell(), phase) {
+            (crate::Cell::GruResetBefore, _) => 2 + phase,
+            // A projected LSTM's second phase: the projection.
+            (crate::Cell::Lstm, 2) => 5,
+            (cell, _) => cell.shader_code(),
         };
-        self.cached_pipeline(StepKey::new(activation, None, kernel))
+        let bits = |a: Activation| {
+            let (alpha, beta) = a.shader_params();
+            [a.shader_code(), alpha.to_bits(), beta.to_bits()]
+        };
+        let kernel = Kernel::Gated {
+            cell,
+            rec: bits(config.recurrent_activation),
+            out: bits(config.cell_output_activation()),
+            input_forget: config.input_forget,
+            has_vector: layer.peepholes().is_some() || layer.recurrent_bias().is_some(),
+            rows_per_thread,
+            persistent,
+            width: layer.projection().map_or(0, |p| p.ncols() as u32),
+        };
+        self.cached_pipeline(StepKey::new(config.activation, config.clip, kernel))
     }
 
     #[cfg(feature = "keras")]
@@ -465,23 +555,28 @@ impl ContextInner {
             ("CLIP", f64::from(f32::from_bits(key.clip))),
         ];
         let (label, module, layout) = match key.kernel {
-            Kernel::PerStep { rows_per_thread } => {
-                constants.push(("ROWS_PER_THREAD", f64::from(rows_per_thread)));
+            Kernel::PerStep { tile, vectorized } => {
+                constants.extend([
+                    ("ROWS", f64::from(tile.rows)),
+                    ("QUADS", f64::from(tile.quads)),
+                    ("SPLIT", f64::from(tile.split)),
+                    ("PARTIAL", tile.partial_quads() as f64),
+                ]);
                 (
                     "rnn.recurrent_step",
-                    &self.step_module,
+                    &self.step_modules[usize::from(vectorized)],
                     &self.step_pipeline_layout,
                 )
             }
             Kernel::Persistent { row_wise, m, shape } => {
                 let m = u64::from(m);
-                let u_floats = if shape.u_shared { m * m } else { 1 };
+                let u_quads = if shape.u_shared { m * m.div_ceil(4) } else { 1 };
                 constants.extend([
                     ("ROW_WISE", f64::from(row_wise)),
                     ("ROWS", f64::from(shape.rows)),
                     ("STATE_FLOATS", shape.state_floats(m as usize) as f64),
                     ("U_SHARED", f64::from(u8::from(shape.u_shared))),
-                    ("U_FLOATS", u_floats as f64),
+                    ("U_QUADS", u_quads as f64),
                 ]);
                 (
                     "rnn.recurrent_persistent",
@@ -491,23 +586,45 @@ impl ContextInner {
             }
             Kernel::Gated {
                 cell,
-                rec_code,
-                rec_alpha,
-                rec_beta,
+                rec,
+                out,
+                input_forget,
+                has_vector,
+                rows_per_thread,
+                persistent,
+                width,
             } => {
-                // The gated kernel has no clip.
-                constants.retain(|(name, _)| *name != "CLIP");
                 constants.extend([
                     ("CELL", f64::from(cell)),
-                    ("REC_ACTIVATION", f64::from(rec_code)),
-                    ("REC_ALPHA", f64::from(f32::from_bits(rec_alpha))),
-                    ("REC_BETA", f64::from(f32::from_bits(rec_beta))),
+                    ("REC_ACTIVATION", f64::from(rec[0])),
+                    ("REC_ALPHA", f64::from(f32::from_bits(rec[1]))),
+                    ("REC_BETA", f64::from(f32::from_bits(rec[2]))),
+                    ("OUT_ACTIVATION", f64::from(out[0])),
+                    ("OUT_ALPHA", f64::from(f32::from_bits(out[1]))),
+                    ("OUT_BETA", f64::from(f32::from_bits(out[2]))),
+                    ("INPUT_FORGET", f64::from(u8::from(input_forget))),
+                    ("HAS_VECTOR", f64::from(u8::from(has_vector))),
+                    ("ROWS_PER_THREAD", f64::from(rows_per_thread)),
+                    ("WIDTH", f64::from(width)),
                 ]);
-                (
-                    "rnn.gated_cell",
-                    &self.gated_module,
-                    &self.gated_pipeline_layout,
-                )
+                match persistent {
+                    Some((rows, state_floats)) => {
+                        constants.extend([
+                            ("ROWS", f64::from(rows)),
+                            ("STATE_FLOATS", f64::from(state_floats)),
+                        ]);
+                        (
+                            "rnn.gated_persistent",
+                            &self.gated_persistent_module,
+                            &self.gated_pipeline_layout,
+                        )
+                    }
+                    None => (
+                        "rnn.gated_step",
+                        &self.gated_module,
+                        &self.gated_pipeline_layout,
+                    ),
+                }
             }
             #[cfg(feature = "keras")]
             Kernel::Rows { row_wise } => {
@@ -536,6 +653,14 @@ impl ContextInner {
                 contents: bytemuck::cast_slice(data),
                 usage: wgpu::BufferUsages::STORAGE,
             })
+    }
+
+    /// Keeps `error` for the next [`ContextInner::check_alive`] to report, as an error that
+    /// escaped the error scopes is (a failure inside a call that cannot return one).
+    pub(crate) fn keep_error(&self, error: RnnError) {
+        if let Ok(mut slot) = self.uncaptured.lock() {
+            slot.get_or_insert_with(|| error.to_string());
+        }
     }
 
     /// Fails if the device was lost (always, from then on), or once after an error escaped
@@ -645,7 +770,8 @@ struct StepKey {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Kernel {
     PerStep {
-        rows_per_thread: u32,
+        tile: StepTile,
+        vectorized: bool,
     },
     Persistent {
         row_wise: u32,
@@ -657,12 +783,21 @@ enum Kernel {
     Rows {
         row_wise: u32,
     },
-    /// `gated_cell.wgsl`: the cell and its recurrent activation (floats by their bits).
+    /// `gated_step.wgsl` or `gated_persistent.wgsl`: the cell (or phase), the gates' and the
+    /// cell state's activations (code, alpha and beta, floats by their bits), the options, the
+    /// rows per thread, the persistent layout.
     Gated {
         cell: u32,
-        rec_code: u32,
-        rec_alpha: u32,
-        rec_beta: u32,
+        rec: [u32; 3],
+        out: [u32; 3],
+        input_forget: bool,
+        has_vector: bool,
+        rows_per_thread: u32,
+        /// `gated_persistent.wgsl`'s rows per workgroup and workgroup floats, or `None` for
+        /// `gated_step.wgsl`.
+        persistent: Option<(u32, u32)>,
+        /// A projected LSTM's state width *P*, else 0.
+        width: u32,
     },
 }
 

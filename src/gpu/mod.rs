@@ -1,5 +1,6 @@
 //! The GPU path: WGSL kernels run through wgpu on Vulkan, Metal, DX12 or a software adapter.
 
+mod auto;
 mod context;
 #[cfg(feature = "keras")]
 pub(crate) mod model;

@@ -949,20 +949,12 @@ impl Builder<'_> {
         let dims = self.params("model.projection_dims", &projection);
         // A gated cell's cell state (cleared by every call: a stateful LSTM, whose carried cell
         // state stays on the host, does not run resident) and its step's recurrent product.
-        let gated = (gm != m).then(|| {
-            let recurrent_dims = Projection::new(inner, n, m, gm);
-            GatedBuffers {
-                cell: [0, 1].map(|_| self.storage("model.cell_state", n * m)),
-                recurrent: self.buffer(
-                    "model.recurrent_product",
-                    n * gm,
-                    wgpu::BufferUsages::STORAGE,
-                ),
-                recurrent_dims: self.params("model.recurrent_dims", &recurrent_dims),
-            }
+        let gated = (gm != m).then(|| GatedBuffers {
+            cell: self.storage("model.cell_state", n * m),
+            partial: self.buffer("model.step_partial", n * gm, wgpu::BufferUsages::STORAGE),
         });
         if let Some(g) = &gated {
-            self.initial_cells.push(g.cell[0].clone());
+            self.initial_cells.push(g.cell.clone());
         }
         // The step kernels' dispatches must fit too, in workgroups and in work.
         let most = self.max_groups;
@@ -975,8 +967,12 @@ impl Builder<'_> {
         {
             self.fits = false;
         }
-        if let Some(((shape, _), _)) = rnn.persistent_for(n) {
-            let (px, py) = persistent_workgroups(n, shape.rows, most);
+        let persistent_rows = rnn
+            .persistent_for(n)
+            .map(|((shape, _), _)| shape.rows)
+            .or(rnn.gated_persistent_for(n).map(|((rows, _), _)| *rows));
+        if let Some(rows) = persistent_rows {
+            let (px, py) = persistent_workgroups(n, rows, most);
             if u64::from(px) > most || u64::from(py) > most {
                 self.fits = false;
             }
@@ -997,7 +993,7 @@ impl Builder<'_> {
         }
         if let Some(c0) = c0 {
             let c0 = self.in_layout(c0, standard_strides(&[n, m]), DType::F32)?;
-            let cell = &gated.as_ref()?.cell[0];
+            let cell = &gated.as_ref()?.cell;
             if c0.shape != [n, m] {
                 return None;
             }
@@ -1051,7 +1047,7 @@ impl Builder<'_> {
         let c = gated
             .as_ref()
             .filter(|_| layer.cell().has_cell_state())
-            .map(|g| state_value(g.cell[final_index].clone()));
+            .map(|g| state_value(g.cell.clone()));
         let output = if config.return_sequences {
             Value {
                 buffer: sequence,

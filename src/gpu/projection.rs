@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::context::{ContextInner, DYNAMIC_PARAMS_SIZE};
-use crate::gpu::plan::{GemmDispatch, PROJECTION_TILE, gemm_dispatches};
+use crate::gpu::plan::{GemmDispatch, GemmKernel, ROWS_GEMM, TILED_GEMM, gemm_dispatches};
 
 /// One dispatch's parameters (`Dims` in `shaders/projection.wgsl`).
 #[repr(C)]
@@ -25,6 +25,7 @@ const _: () = assert!(std::mem::size_of::<Dims>() as u64 == DYNAMIC_PARAMS_SIZE)
 /// A `rows` × `k` × `cols` projection as the dispatches [`gemm_dispatches`] cuts it into; each
 /// reads its own [`Dims`] at a dynamic offset of the uniform buffer bound at binding 4.
 pub(crate) struct Projection {
+    kernel: GemmKernel,
     rows: usize,
     k: usize,
     cols: usize,
@@ -32,14 +33,23 @@ pub(crate) struct Projection {
 }
 
 impl Projection {
-    /// The dispatches of a `rows` × `k` × `cols` projection on this device.
+    /// The dispatches of a `rows` × `k` × `cols` projection on this device: the row-broadcast
+    /// kernel on a CPU implementation of the API (lavapipe, WARP, SwiftShader run a workgroup's
+    /// threads in SIMD lanes, where a value all of them read costs one load), the 64 × 64
+    /// tiles staged in workgroup memory on a GPU.
     pub(crate) fn new(inner: &ContextInner, rows: usize, k: usize, cols: usize) -> Self {
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
+        let kernel = if inner.info.device_type == wgpu::DeviceType::Cpu {
+            ROWS_GEMM
+        } else {
+            TILED_GEMM
+        };
         Projection {
+            kernel,
             rows,
             k,
             cols,
-            dispatches: gemm_dispatches(rows as u64, k as u64, cols as u64, most),
+            dispatches: gemm_dispatches(kernel, rows as u64, k as u64, cols as u64, most),
         }
     }
 
@@ -80,11 +90,20 @@ impl Projection {
         stride: u64,
     ) {
         let vectorized = self.k.is_multiple_of(4) && self.cols.is_multiple_of(4);
-        pass.set_pipeline(&inner.projection[usize::from(vectorized)]);
-        let column_tiles = (self.cols as u64).div_ceil(PROJECTION_TILE) as u32;
+        let pipelines = if self.kernel == ROWS_GEMM {
+            &inner.projection_rows
+        } else {
+            &inner.projection
+        };
+        pass.set_pipeline(&pipelines[usize::from(vectorized)]);
+        let column_tiles = (self.cols as u64).div_ceil(self.kernel.tile_cols) as u32;
         for (i, d) in self.dispatches.iter().enumerate() {
             pass.set_bind_group(0, bind_group, &[(i as u64 * stride) as u32]);
-            pass.dispatch_workgroups(column_tiles, d.rows.div_ceil(PROJECTION_TILE) as u32, 1);
+            pass.dispatch_workgroups(
+                column_tiles,
+                d.rows.div_ceil(self.kernel.tile_rows) as u32,
+                1,
+            );
         }
     }
 }

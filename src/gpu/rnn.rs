@@ -9,13 +9,16 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, s};
 
 use crate::cell::Cell;
 use crate::error::{Result, RnnError};
+use crate::gpu::auto::{StepChoice, StepPlans};
 use crate::gpu::context::{
     ContextInner, DYNAMIC_PARAMS_SIZE, ErrorScope, GpuContext, StepStrategy, poisoned,
 };
 use crate::gpu::plan::{
-    ChunkPlan, PersistentShape, PlanLimits, STEP_ROWS_PER_THREAD_LARGE, check_weights, grid,
-    persistent_shape, persistent_steps_per_dispatch, persistent_workgroups, plan,
-    step_rows_per_thread, step_workgroups,
+    ChunkPlan, GATED_AUTO_MAX_PERSISTENT_COLUMNS, GATED_ROWS_PER_THREAD_LARGE, PersistentShape,
+    PlanLimits, StepTile, check_weights, gated_persistent_rows,
+    gated_persistent_steps_per_dispatch, gated_rows_per_thread, gated_step_spans,
+    gated_step_workgroups, grid, persistent_shape, persistent_steps_per_dispatch,
+    persistent_workgroups, plan, step_tile,
 };
 use crate::gpu::projection::Projection;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
@@ -33,7 +36,9 @@ pub(crate) struct StepParams {
     pub(crate) t_len: u32,
     /// Steps one persistent dispatch runs.
     pub(crate) count: u32,
-    pub(crate) _pad: [u32; 2],
+    /// The span of the recurrent product one gated-step dispatch walks.
+    pub(crate) k_begin: u32,
+    pub(crate) k_end: u32,
 }
 
 const STEP_WRITES_SEQUENCE: u32 = 1;
@@ -83,14 +88,20 @@ pub struct GpuRnn {
     ctx: GpuContext,
     layer: SimpleRnn,
     kernel: wgpu::Buffer,
+    /// U, followed for a gated cell by its vector (an LSTM's peepholes or a GRU's recurrent
+    /// bias) when it has one.
     recurrent_kernel: wgpu::Buffer,
     bias: wgpu::Buffer,
-    /// GRU's recurrent bias, zeros for other cells (bound as the recurrent GEMM's bias).
-    recurrent_bias: wgpu::Buffer,
-    /// The gated-cell kernel of an LSTM or GRU.
-    gated: Option<wgpu::ComputePipeline>,
-    /// The per-step kernel with one row per thread, and with [`STEP_ROWS_PER_THREAD_LARGE`].
-    step_pipelines: [wgpu::ComputePipeline; 2],
+    /// A gated cell's fused step kernels: per phase (two for [`Cell::GruResetBefore`] and a
+    /// projected LSTM, else one), with one row per thread and with
+    /// [`GATED_ROWS_PER_THREAD_LARGE`].
+    gated: Vec<[wgpu::ComputePipeline; 2]>,
+    /// A gated cell's persistent kernel and its rows per workgroup, unless the strategy never
+    /// picks it or the layer's state does not fit workgroup memory.
+    gated_persistent: Option<(u32, wgpu::ComputePipeline)>,
+    /// How the steps of a chunk of each batch size run, chosen once per size (see
+    /// [`StepStrategy`]), with a per-step tile that runs any size as the fallback.
+    pub(crate) plans: StepPlans,
     /// The persistent kernel and its layout, unless the strategy never picks it, the layer's
     /// state does not fit workgroup memory, or not even one step fits one dispatch's loop
     /// budget.
@@ -122,24 +133,53 @@ impl GpuRnn {
         let (d, m) = (layer.input_dim(), layer.units());
         let cell = layer.cell();
         let gm = cell.gates() * m;
-        // A gated cell's weights are checked as if U were gm × gm: conservative, and its h · U
-        // runs through the bounded projection GEMM.
-        check_weights(d, gm, &plan_limits(inner))?;
+        check_weights(d, m, cell.gates(), &plan_limits(inner))?;
         let (activation, clip) = (layer.config().activation, layer.config().clip);
-        let gated = match cell {
-            Cell::Simple => None,
+        let projected = layer.projection().is_some();
+        let phases = match cell {
+            Cell::Simple => 0,
+            Cell::GruResetBefore => 2,
+            // The cell, then the projection.
+            _ if projected => 2,
+            _ => 1,
+        };
+        let gated = (1..=phases as u32)
+            .map(|phase| {
+                Ok([
+                    inner.gated_pipeline(&layer, phase, 1)?,
+                    inner.gated_pipeline(&layer, phase, GATED_ROWS_PER_THREAD_LARGE)?,
+                ])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let gated_persistent = match (cell, inner.options.strategy) {
+            (Cell::Simple, _) | (_, StepStrategy::PerStep) => None,
+            // A projected LSTM runs step by step.
+            _ if projected => None,
             _ => {
-                Some(inner.gated_pipeline(cell, activation, layer.config().recurrent_activation)?)
+                let buffers = gated_state_buffers(cell);
+                let storage = u64::from(inner.limits.max_compute_workgroup_storage_size);
+                match gated_persistent_rows(m, buffers, storage).filter(|&rows| {
+                    gated_persistent_steps_per_dispatch(m, cell.gates(), phases, rows, 1) > 0
+                }) {
+                    Some(rows) => {
+                        let floats = (buffers * u64::from(rows) * m as u64) as u32;
+                        Some((rows, inner.gated_persistent_pipeline(&layer, rows, floats)?))
+                    }
+                    None => None,
+                }
             }
         };
-        let step_pipelines = [
-            inner.step_pipeline(activation, clip, 1)?,
-            inner.step_pipeline(activation, clip, STEP_ROWS_PER_THREAD_LARGE)?,
-        ];
+        // The tile for one row fits the loop budget at this width, so it runs any batch.
+        let fallback = step_tile(1, m, inner.step_device())
+            .ok_or_else(|| RnnError::DeviceLimit(format!("no per-step tile runs {m} units")))?;
+        let fallback = (
+            fallback,
+            inner.step_pipeline(activation, clip, fallback, m.is_multiple_of(4))?,
+        );
         let persistent = match inner.options.strategy {
             // The persistent kernel runs the simple cell only.
             _ if cell != Cell::Simple => None,
-            StepStrategy::PerStep => None,
+            StepStrategy::PerStep | StepStrategy::Sliced => None,
             StepStrategy::Auto | StepStrategy::Persistent => {
                 match persistent_shape(
                     m,
@@ -158,17 +198,27 @@ impl GpuRnn {
         };
         let scope = ErrorScope::push(&inner.device);
         let kernel = inner.upload_weights("rnn.kernel", standard_slice(layer.kernel()));
-        let recurrent_kernel = inner.upload_weights(
-            "rnn.recurrent_kernel",
-            standard_slice(layer.recurrent_kernel()),
-        );
-        let zeros = vec![0.0f32; gm];
-        let values = |b: Option<&ndarray::Array1<f32>>| -> Vec<f32> {
-            b.map_or_else(|| zeros.clone(), |b| b.to_vec())
+        // U, then the cell's vector, then a projection's W_hr, as gated_step.wgsl reads them.
+        let vector = layer.peepholes().or(layer.recurrent_bias());
+        let u_and_vector: Vec<f32> = standard_slice(layer.recurrent_kernel())
+            .iter()
+            .chain(vector.into_iter().flatten())
+            .chain(layer.projection().map(standard_slice).into_iter().flatten())
+            .copied()
+            .collect();
+        let cap = plan_limits(inner).max_binding_bytes;
+        if 4 * u_and_vector.len() as u64 > cap {
+            return Err(RnnError::DeviceLimit(format!(
+                "the recurrent weights take {} bytes, more than one storage binding may hold \
+                 ({cap})",
+                4 * u_and_vector.len()
+            )));
+        }
+        let recurrent_kernel = inner.upload_weights("rnn.recurrent_kernel", &u_and_vector);
+        let bias = match layer.bias() {
+            Some(b) => inner.upload_weights("rnn.bias", &b.to_vec()),
+            None => inner.upload_weights("rnn.bias", &vec![0.0f32; gm]),
         };
-        let bias = inner.upload_weights("rnn.bias", &values(layer.bias()));
-        let recurrent_bias =
-            inner.upload_weights("rnn.recurrent_bias", &values(layer.recurrent_bias()));
         pollster::block_on(scope.pop())?;
         Ok(GpuRnn {
             ctx: ctx.clone(),
@@ -176,9 +226,9 @@ impl GpuRnn {
             kernel,
             recurrent_kernel,
             bias,
-            recurrent_bias,
             gated,
-            step_pipelines,
+            gated_persistent,
+            plans: StepPlans::new(fallback),
             persistent,
             workspaces: Mutex::new(Vec::new()),
         })
@@ -260,7 +310,8 @@ impl GpuRnn {
         self.layer
             .check_initial_cell(input.dim().0, initial_cell.as_ref())?;
         let (n, t, d) = input.dim();
-        let chunk = plan(n, t, d, self.gate_columns(), &plan_limits(inner))?;
+        let gates = self.layer.cell().gates();
+        let chunk = plan(n, t, d, self.layer.units(), gates, &plan_limits(inner))?;
         let schedule = self.layer.schedule(t, padding);
 
         let mut workspace = self.take_workspace(chunk)?;
@@ -293,19 +344,20 @@ impl GpuRnn {
     ) -> Result<RnnOutput> {
         let inner = &*self.ctx.inner;
         let (n, t, d) = input.dim();
-        let m = self.layer.units();
+        // h and the output are `w` wide (P under a projection), c is M wide.
+        let (m, w) = (self.layer.units(), self.layer.state_size());
         let config = *self.layer.config();
         let input = input.as_standard_layout();
         let mut sequences = config
             .return_sequences
-            .then(|| Array3::<f32>::zeros((n, t, m)));
-        let mut final_state = Array2::<f32>::zeros((n, m));
+            .then(|| Array3::<f32>::zeros((n, t, w)));
+        let mut final_state = Array2::<f32>::zeros((n, w));
         let has_cell = self.layer.cell().has_cell_state();
         let mut final_cell = has_cell.then(|| Array2::<f32>::zeros((n, m)));
 
         for b0 in (0..n).step_by(chunk.batch) {
             let nb = chunk.batch.min(n - b0);
-            let h0 = state_rows(initial_state.as_ref(), b0..b0 + nb, m);
+            let h0 = state_rows(initial_state.as_ref(), b0..b0 + nb, w);
             inner
                 .queue
                 .write_buffer(&ws.state[0], 0, bytemuck::cast_slice(&h0));
@@ -313,7 +365,7 @@ impl GpuRnn {
                 let c0 = state_rows(initial_cell.as_ref(), b0..b0 + nb, m);
                 inner
                     .queue
-                    .write_buffer(&gated.cell[0], 0, bytemuck::cast_slice(&c0));
+                    .write_buffer(&gated.cell, 0, bytemuck::cast_slice(&c0));
             }
             let mut current = 0;
 
@@ -357,11 +409,12 @@ impl GpuRnn {
                 current = self.encode_chunk(&mut encoder, ws, nb, ns, current);
 
                 let seq_bytes = if config.return_sequences {
-                    (ns * nb * m * 4) as u64
+                    (ns * nb * w * 4) as u64
                 } else {
                     0
                 };
-                let state_bytes = (nb * m * 4) as u64;
+                let state_bytes = (nb * w * 4) as u64;
+                let cell_bytes = (nb * m * 4) as u64;
                 if seq_bytes > 0 {
                     encoder.copy_buffer_to_buffer(&ws.sequence, 0, &ws.readback, 0, seq_bytes);
                 }
@@ -378,13 +431,13 @@ impl GpuRnn {
                     read_bytes += state_bytes;
                     if let (true, Some(gated)) = (has_cell, &ws.gated) {
                         encoder.copy_buffer_to_buffer(
-                            &gated.cell[current],
+                            &gated.cell,
                             0,
                             &ws.readback,
                             read_bytes,
-                            state_bytes,
+                            cell_bytes,
                         );
-                        read_bytes += state_bytes;
+                        read_bytes += cell_bytes;
                     }
                 }
                 inner.queue.submit([encoder.finish()]);
@@ -399,25 +452,25 @@ impl GpuRnn {
                 if let Some(seq) = sequences.as_mut() {
                     for s in 0..ns {
                         for b in 0..nb {
-                            let at = (s * nb + b) * m;
+                            let at = (s * nb + b) * w;
                             let position = schedule.output_position(b0 + b, s0 + s);
                             seq.slice_mut(s![b0 + b, position, ..])
                                 .iter_mut()
-                                .zip(&values[at..at + m])
+                                .zip(&values[at..at + w])
                                 .for_each(|(o, v)| *o = *v);
                         }
                     }
                 }
                 if last_chunk {
                     let at = (seq_bytes / 4) as usize;
-                    let state = &values[at..at + nb * m];
+                    let state = &values[at..at + nb * w];
                     final_state
                         .slice_mut(s![b0..b0 + nb, ..])
                         .iter_mut()
                         .zip(state)
                         .for_each(|(o, v)| *o = *v);
                     if let Some(final_cell) = final_cell.as_mut() {
-                        let cell = &values[at + nb * m..at + 2 * nb * m];
+                        let cell = &values[at + nb * w..at + nb * (w + m)];
                         final_cell
                             .slice_mut(s![b0..b0 + nb, ..])
                             .iter_mut()
@@ -470,21 +523,43 @@ impl GpuRnn {
         );
 
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
-        if let (Some(pipeline), Some(gated)) = (&self.gated, &bindings.gated) {
-            // Per step: r = h · U (+ b_r) through the bounded GEMM, then the gates combined.
-            let recurrent = Projection::new(inner, nb, m, self.gate_columns());
-            let groups = grid(((nb * m) as u64).div_ceil(GATED_CELL_THREADS), most);
-            for s in 0..ns {
-                recurrent.encode(
-                    inner,
-                    pass,
-                    &gated.recurrent[current],
-                    bindings.params_stride,
-                );
-                let offset = (s as u64 * bindings.params_stride) as u32;
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &gated.cell[current], &[offset]);
-                pass.dispatch_workgroups(groups.0, groups.1, 1);
+        if let (Some(gated), Some(((rows, pipeline), per_dispatch))) =
+            (&bindings.gated, self.gated_persistent_for(nb))
+        {
+            // The dispatches' parameters follow the per-step ones; h alternates between the
+            // two buffers from one dispatch to the next.
+            let first = ns * self.step_slots();
+            let (x, y) = persistent_workgroups(nb, *rows, most);
+            pass.set_pipeline(pipeline);
+            for i in 0..ns.div_ceil(per_dispatch) {
+                let offset = ((first + i) as u64 * bindings.params_stride) as u32;
+                pass.set_bind_group(0, &gated.step[current], &[offset]);
+                pass.dispatch_workgroups(x, y, 1);
+                current = 1 - current;
+            }
+            return current;
+        }
+        if let Some(gated) = &bindings.gated {
+            // Per step, per phase: one fused dispatch per span of the product's depth, each
+            // with its own parameter slot.
+            let wide = usize::from(gated_rows_per_thread(nb) != 1);
+            let (gx, gy) = gated_step_workgroups(nb, m);
+            let spans: Vec<usize> = self
+                .phase_depths()
+                .iter()
+                .map(|&k| gated_step_spans(k as u64).len())
+                .collect();
+            let mut slot = 0u64;
+            for _ in 0..ns {
+                for (phase, &count) in self.gated.iter().zip(&spans) {
+                    pass.set_pipeline(&phase[wide]);
+                    for _ in 0..count {
+                        let offset = (slot * bindings.params_stride) as u32;
+                        pass.set_bind_group(0, &gated.step[current], &[offset]);
+                        pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+                        slot += 1;
+                    }
+                }
                 current = 1 - current;
             }
             return current;
@@ -503,14 +578,14 @@ impl GpuRnn {
             return current;
         }
 
-        let step_pipeline = &self.step_pipelines[usize::from(step_rows_per_thread(nb) != 1)];
-        let step_groups = step_workgroups(nb, m);
+        let (tile, step_pipeline) = self.step_tile_for(nb);
+        let step_groups = tile.workgroups(nb, m, most);
         let softmax_groups = grid(nb as u64, most);
         for s in 0..ns {
             let offset = (s as u64 * bindings.params_stride) as u32;
-            pass.set_pipeline(step_pipeline);
+            pass.set_pipeline(&step_pipeline);
             pass.set_bind_group(0, &bindings.step[current], &[offset]);
-            pass.dispatch_workgroups(step_groups.0 as u32, step_groups.1 as u32, 1);
+            pass.dispatch_workgroups(step_groups.0, step_groups.1, step_groups.2);
             current = 1 - current;
             if row_softmax {
                 pass.set_pipeline(&inner.softmax);
@@ -526,7 +601,10 @@ impl GpuRnn {
     /// writes the other buffer.
     #[cfg(feature = "keras")]
     pub(crate) fn final_state_index(&self, nb: usize, ns: usize) -> usize {
-        if self.gated.is_some() {
+        if let Some((_, per_dispatch)) = self.gated_persistent_for(nb) {
+            return ns.div_ceil(per_dispatch) % 2;
+        }
+        if !self.gated.is_empty() {
             return ns % 2;
         }
         match self.persistent_for(nb) {
@@ -541,20 +619,73 @@ impl GpuRnn {
         &self,
         nb: usize,
     ) -> Option<(&(PersistentShape, wgpu::ComputePipeline), usize)> {
-        let m = self.layer.units();
+        let persistent = self.persistent.as_ref()?;
+        match self.step_choice(nb) {
+            StepChoice::Persistent => Some((persistent, self.persistent_steps(nb)?)),
+            StepChoice::Tiled(_) => None,
+        }
+    }
+
+    /// The per-step tile and its pipeline for a chunk of `nb` rows, when the persistent kernel
+    /// does not run it.
+    fn step_tile_for(&self, nb: usize) -> (StepTile, wgpu::ComputePipeline) {
+        match self.step_choice(nb) {
+            StepChoice::Tiled(tile) => self.plans.pipeline(&self.ctx.inner, &self.layer, tile),
+            StepChoice::Persistent => self.plans.fallback(),
+        }
+    }
+
+    /// The most steps one persistent dispatch over `nb` rows runs, when the kernel was built and
+    /// runs at least one.
+    pub(crate) fn persistent_steps(&self, nb: usize) -> Option<usize> {
         let (shape, _) = self.persistent.as_ref()?;
         let row_wise = self.layer.config().activation.is_row_wise();
-        let per_dispatch = persistent_steps_per_dispatch(m, *shape, row_wise, nb) as usize;
+        let steps = persistent_steps_per_dispatch(self.layer.units(), *shape, row_wise, nb);
+        (steps > 0).then_some(steps as usize)
+    }
+
+    /// How the steps of a chunk of `nb` rows run, decided on the first chunk of that size and
+    /// kept for the model's life, so that every part of a forward agrees (see
+    /// [`crate::gpu::auto`]).
+    pub(crate) fn step_choice(&self, nb: usize) -> StepChoice {
+        self.plans.choice(self, nb)
+    }
+
+    /// The persistent kernel and its layout, when it was built for this layer.
+    pub(crate) fn persistent_kernel(&self) -> Option<&(PersistentShape, wgpu::ComputePipeline)> {
+        self.persistent.as_ref()
+    }
+
+    /// The layer's recurrent kernel on the device (U, *M* × *G*·*M*).
+    pub(crate) fn recurrent_kernel_buffer(&self) -> &wgpu::Buffer {
+        &self.recurrent_kernel
+    }
+
+    /// The persistent gated kernel, and the most steps one of its dispatches runs, when the
+    /// strategy picks it for a chunk of `nb` rows.
+    pub(crate) fn gated_persistent_for(
+        &self,
+        nb: usize,
+    ) -> Option<(&(u32, wgpu::ComputePipeline), usize)> {
+        let (rows, _) = self.gated_persistent.as_ref()?;
+        let m = self.layer.units();
+        let cell = self.layer.cell();
+        let phases = if cell == Cell::GruResetBefore { 2 } else { 1 };
+        let per_dispatch =
+            gated_persistent_steps_per_dispatch(m, cell.gates(), phases, *rows, nb) as usize;
         let chosen = match self.ctx.inner.options.strategy {
-            StepStrategy::PerStep => false,
             StepStrategy::Persistent => per_dispatch > 0,
+            // Not timed per device as the simple cell's kernels are: each item of the persistent
+            // kernel walks h once per gate, so the bound counts gate columns.
             StepStrategy::Auto => {
-                nb * m <= StepStrategy::AUTO_MAX_PERSISTENT_STATE && per_dispatch > 0
+                nb * m * cell.gates() <= GATED_AUTO_MAX_PERSISTENT_COLUMNS && per_dispatch > 0
             }
+            // Per step (the fused kernel) for the others.
+            _ => false,
         };
         chosen.then(|| {
             (
-                self.persistent.as_ref().expect("checked above"),
+                self.gated_persistent.as_ref().expect("checked above"),
                 per_dispatch,
             )
         })
@@ -567,14 +698,6 @@ impl GpuRnn {
         inner
             .queue
             .write_buffer(&ws.dims, 0, &projection.params_bytes(ws.params_stride));
-        if let Some(gated) = &ws.gated {
-            let recurrent = Projection::new(inner, nb, self.layer.units(), self.gate_columns());
-            inner.queue.write_buffer(
-                &gated.recurrent_dims,
-                0,
-                &recurrent.params_bytes(ws.params_stride),
-            );
-        }
         let order = if schedule.has_padding() {
             READS_MASK
         } else {
@@ -617,15 +740,43 @@ impl GpuRnn {
             } else {
                 0
             };
+        let m = self.layer.units();
         let step = |step: usize, count: usize, flags: u32| StepParams {
             n: nb as u32,
-            m: self.layer.units() as u32,
+            m: m as u32,
             step: step as u32,
             flags,
             t_len: ns as u32,
             count: count as u32,
-            _pad: [0; 2],
+            k_begin: 0,
+            k_end: m as u32,
         };
+        if !self.gated.is_empty() {
+            // One slot per step, phase and span of the phase's product.
+            let spans: Vec<(u64, u64)> = self
+                .phase_depths()
+                .iter()
+                .flat_map(|&k| gated_step_spans(k as u64))
+                .collect();
+            let mut slots: Vec<StepParams> = (0..ns)
+                .flat_map(|s| {
+                    spans.iter().map(move |&(k_begin, k_end)| StepParams {
+                        k_begin: k_begin as u32,
+                        k_end: k_end as u32,
+                        ..step(s, 1, flags)
+                    })
+                })
+                .collect();
+            // Then one per persistent dispatch.
+            if let Some((_, per_dispatch)) = self.gated_persistent_for(nb) {
+                slots.extend(
+                    (0..ns)
+                        .step_by(per_dispatch)
+                        .map(|s| step(s, per_dispatch.min(ns - s), flags)),
+                );
+            }
+            return slot_bytes(&slots, stride);
+        }
         let mut slots: Vec<StepParams> = (0..ns).map(|s| step(s, 1, flags)).collect();
         if let Some((_, per_dispatch)) = self.persistent_for(nb) {
             slots.extend(
@@ -634,19 +785,34 @@ impl GpuRnn {
                     .map(|s| step(s, per_dispatch.min(ns - s), persistent_flags)),
             );
         }
-        let stride = stride as usize;
-        let mut bytes = vec![0u8; slots.len() * stride];
-        for (i, params) in slots.iter().enumerate() {
-            bytes[i * stride..i * stride + DYNAMIC_PARAMS_SIZE as usize]
-                .copy_from_slice(bytemuck::bytes_of(params));
-        }
-        bytes
+        slot_bytes(&slots, stride)
     }
 
     /// Parameter slots [`GpuRnn::step_params_bytes`] fills at most for `ns` steps: one per step
-    /// and one per persistent dispatch, of which there are no more than steps.
-    pub(crate) fn params_slots(ns: usize) -> u64 {
-        2 * ns.max(1) as u64
+    /// and one per persistent dispatch, of which there are no more than steps; for a gated
+    /// cell one per step and span of its product, and the persistent ones.
+    pub(crate) fn params_slots(&self, ns: usize) -> u64 {
+        ns.max(1) as u64 * (self.step_slots() as u64 + 1)
+    }
+
+    /// The depth of each phase's product for a gated cell: *M*, or for a projected LSTM *P*
+    /// (the cell's product over h) then *M* (the projection's).
+    fn phase_depths(&self) -> Vec<usize> {
+        let (m, w) = (self.layer.units(), self.layer.state_size());
+        match self.gated.len() {
+            2 if self.layer.projection().is_some() => vec![w, m],
+            phases => vec![m; phases],
+        }
+    }
+
+    /// Parameter slots one step takes: one, or for a gated cell one per span of each phase's
+    /// product.
+    fn step_slots(&self) -> usize {
+        self.phase_depths()
+            .iter()
+            .map(|&k| gated_step_spans(k as u64).len())
+            .sum::<usize>()
+            .max(1)
     }
 
     fn take_workspace(&self, chunk: ChunkPlan) -> Result<Workspace> {
@@ -673,15 +839,22 @@ impl GpuRnn {
         let inner = &*self.ctx.inner;
         let limits = plan_limits(inner);
         let (d, m) = (self.layer.input_dim() as u64, self.layer.units() as u64);
+        let w = self.layer.state_size() as u64;
         let gm = self.gate_columns() as u64;
         let (nb, ns) = (capacity.batch as u64, capacity.steps as u64);
         let seq_len = if self.layer.config().return_sequences {
-            ns * nb * m
+            ns * nb * w
         } else {
             1
         };
         // The readback holds the sequence chunk, h and (LSTM) c.
-        let bytes = [ns * nb * d, ns * nb * gm, seq_len, ns * nb * m + 2 * nb * m].map(|e| 4 * e);
+        let bytes = [
+            ns * nb * d,
+            ns * nb * gm,
+            seq_len,
+            ns * nb * w + nb * (w + m),
+        ]
+        .map(|e| 4 * e);
         if bytes
             .iter()
             .any(|b| *b > limits.max_binding_bytes.min(limits.max_buffer_bytes))
@@ -705,15 +878,15 @@ impl GpuRnn {
         let projected = buffer("rnn.projected", bytes[1], U::STORAGE);
         let sequence = buffer("rnn.sequence", bytes[2], storage);
         let state = [
-            buffer("rnn.state.0", 4 * nb * m, storage),
-            buffer("rnn.state.1", 4 * nb * m, storage),
+            buffer("rnn.state.0", 4 * nb * w, storage),
+            buffer("rnn.state.1", 4 * nb * w, storage),
         ];
         let readback = buffer("rnn.readback", bytes[3], U::MAP_READ | U::COPY_DST);
         let mask = buffer("rnn.mask", 4 * ns * nb, U::STORAGE | U::COPY_DST);
         let params_stride = inner.params_stride();
         let params = buffer(
             "rnn.step_params",
-            GpuRnn::params_slots(ns as usize) * params_stride,
+            self.params_slots(ns as usize) * params_stride,
             U::UNIFORM | U::COPY_DST,
         );
         // Smaller chunks cut their projection into no more dispatches than the largest.
@@ -723,20 +896,9 @@ impl GpuRnn {
             projection.dispatch_count() as u64 * params_stride,
             U::UNIFORM | U::COPY_DST,
         );
-        let gated = self.gated.is_some().then(|| {
-            let recurrent = Projection::new(inner, nb as usize, m as usize, gm as usize);
-            GatedBuffers {
-                cell: [
-                    buffer("rnn.cell_state.0", 4 * nb * m, storage),
-                    buffer("rnn.cell_state.1", 4 * nb * m, storage),
-                ],
-                recurrent: buffer("rnn.recurrent_product", 4 * nb * gm, U::STORAGE),
-                recurrent_dims: buffer(
-                    "rnn.recurrent_dims",
-                    recurrent.dispatch_count() as u64 * params_stride,
-                    U::UNIFORM | U::COPY_DST,
-                ),
-            }
+        let gated = (!self.gated.is_empty()).then(|| GatedBuffers {
+            cell: buffer("rnn.cell_state", 4 * nb * m, storage),
+            partial: buffer("rnn.step_partial", 4 * nb * gm, U::STORAGE),
         });
 
         let bindings = self.chunk_bindings(ChunkBuffers {
@@ -782,35 +944,21 @@ impl GpuRnn {
         } = buffers;
         let params_binding = dynamic_params(params);
         let gated = gated.map(|g| GatedBindings {
-            recurrent: [0, 1].map(|i| {
+            step: [0, 1].map(|i| {
                 bind_group(
                     inner,
-                    "rnn.recurrent_product.bind",
-                    &inner.projection_layout,
-                    &[
-                        state[i].as_entire_binding(),
-                        self.recurrent_kernel.as_entire_binding(),
-                        self.recurrent_bias.as_entire_binding(),
-                        g.recurrent.as_entire_binding(),
-                        dynamic_params(&g.recurrent_dims),
-                    ],
-                )
-            }),
-            cell: [0, 1].map(|i| {
-                bind_group(
-                    inner,
-                    "rnn.gated_cell.bind",
+                    "rnn.gated_step.bind",
                     &inner.gated_layout,
                     &[
+                        self.recurrent_kernel.as_entire_binding(),
                         projected.as_entire_binding(),
-                        g.recurrent.as_entire_binding(),
                         state[i].as_entire_binding(),
                         state[1 - i].as_entire_binding(),
-                        g.cell[i].as_entire_binding(),
-                        g.cell[1 - i].as_entire_binding(),
+                        g.cell.as_entire_binding(),
                         sequence.as_entire_binding(),
                         dynamic_params(params),
                         mask.as_entire_binding(),
+                        g.partial.as_entire_binding(),
                     ],
                 )
             }),
@@ -882,22 +1030,38 @@ pub(crate) struct ChunkBuffers<'a> {
     pub(crate) gated: Option<&'a GatedBuffers>,
 }
 
-/// Threads in one workgroup of the gated-cell kernel (`shaders/gated_cell.wgsl`).
-const GATED_CELL_THREADS: u64 = 256;
-
-/// The buffers only a gated cell needs: the cell state (LSTM; unused by GRU, which still binds
-/// them), the step's recurrent product (*N* × *G*·*M*) and its GEMM's dispatch parameters.
+/// The buffers only a gated cell needs: the cell state (*N* × *M*, LSTM, updated in place;
+/// GRU binds it unused) and the step's partial products (*N* × *G*·*M*: the sums of a product
+/// cut into spans, and a reset-before GRU's gates between its two phases).
 pub(crate) struct GatedBuffers {
-    pub(crate) cell: [wgpu::Buffer; 2],
-    pub(crate) recurrent: wgpu::Buffer,
-    pub(crate) recurrent_dims: wgpu::Buffer,
+    pub(crate) cell: wgpu::Buffer,
+    pub(crate) partial: wgpu::Buffer,
 }
 
-/// A gated cell's bind groups: `recurrent[i]` multiplies `state[i]` by U, `cell[i]` reads
-/// `state[i]` and `cell[i]` and writes the other two.
+/// A gated cell's bind groups: `step[i]` reads `state[i]` and writes `state[1 - i]`.
 pub(crate) struct GatedBindings {
-    pub(crate) recurrent: [wgpu::BindGroup; 2],
-    pub(crate) cell: [wgpu::BindGroup; 2],
+    pub(crate) step: [wgpu::BindGroup; 2],
+}
+
+/// Rows × *M* buffers of workgroup memory the persistent gated kernel takes: *h* twice, then c
+/// (LSTM), or z and q·h (reset-before GRU).
+fn gated_state_buffers(cell: Cell) -> u64 {
+    match cell {
+        Cell::Lstm => 3,
+        Cell::GruResetBefore => 4,
+        _ => 2,
+    }
+}
+
+/// `slots` as uniform bytes, one every `stride` bytes.
+fn slot_bytes(slots: &[StepParams], stride: u64) -> Vec<u8> {
+    let stride = stride as usize;
+    let mut bytes = vec![0u8; slots.len() * stride];
+    for (i, params) in slots.iter().enumerate() {
+        bytes[i * stride..i * stride + DYNAMIC_PARAMS_SIZE as usize]
+            .copy_from_slice(bytemuck::bytes_of(params));
+    }
+    bytes
 }
 
 /// A bind group of `resources` at bindings 0, 1, … in order.

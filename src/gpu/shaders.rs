@@ -8,6 +8,13 @@ pub const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
 /// (needs [`PROJECTION_SCALAR`] or [`PROJECTION_VEC4`] for its buffers and loads).
 pub const PROJECTION: &str = include_str!("../../shaders/projection.wgsl");
 
+/// The projection GEMMs' dispatch parameters (`Dims` on the Rust side).
+pub const PROJECTION_DIMS: &str = include_str!("../../shaders/projection_dims.wgsl");
+
+/// The projection GEMM laid out for CPU implementations of the API: each value of X read by a
+/// whole workgroup at once (needs the same as [`PROJECTION`]).
+pub const PROJECTION_ROWS: &str = include_str!("../../shaders/projection_rows.wgsl");
+
 /// The projection's buffers as `f32` arrays, every element bounds-checked: any shape.
 pub const PROJECTION_SCALAR: &str = include_str!("../../shaders/projection_scalar.wgsl");
 
@@ -17,17 +24,30 @@ pub const PROJECTION_VEC4: &str = include_str!("../../shaders/projection_vec4.wg
 /// The per-step parameters the recurrent kernels share (`StepParams` on the Rust side).
 pub const STEP_PARAMS: &str = include_str!("../../shaders/step_params.wgsl");
 
-/// One recurrent step: `h_t = activate(P_t + h_{t-1} · recurrent_kernel)` (needs [`ACTIVATIONS`]
-/// and [`STEP_PARAMS`]).
+/// One recurrent step: `h_t = activate(P_t + h_{t-1} · recurrent_kernel)`, register-tiled with
+/// optional split-K (needs [`ACTIVATIONS`], [`STEP_PARAMS`], and [`RECURRENT_STEP_VEC4`] or
+/// [`RECURRENT_STEP_SCALAR`] for the loads of U and h).
 pub const RECURRENT_STEP: &str = include_str!("../../shaders/recurrent_step.wgsl");
+
+/// The per-step kernel's U and h as `vec4<f32>`: only when *M* is a multiple of 4.
+pub const RECURRENT_STEP_VEC4: &str = include_str!("../../shaders/recurrent_step_vec4.wgsl");
+
+/// The per-step kernel's U and h as `f32`, a quad as four clamped loads: any *M*.
+pub const RECURRENT_STEP_SCALAR: &str = include_str!("../../shaders/recurrent_step_scalar.wgsl");
 
 /// Every step of a chunk in one dispatch, each workgroup looping over time for its own batch rows
 /// with the state in workgroup memory (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
 pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
 
-/// One step of a gated cell (LSTM, GRU): the gates of the input projection and of the step's
-/// recurrent product combined into *h* and *c* (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
-pub const GATED_CELL: &str = include_str!("../../shaders/gated_cell.wgsl");
+/// One step of a gated cell (LSTM, GRU), fused: the step's recurrent product onto every gate,
+/// the gates' nonlinearities and the update of *h* and *c* (needs [`ACTIVATIONS`] and
+/// [`STEP_PARAMS`]).
+pub const GATED_STEP: &str = include_str!("../../shaders/gated_step.wgsl");
+
+/// Every step of a chunk of a gated cell in one dispatch, each workgroup looping over time for
+/// its own batch rows with *h* and *c* in workgroup memory (needs [`ACTIVATIONS`] and
+/// [`STEP_PARAMS`]).
+pub const GATED_PERSISTENT: &str = include_str!("../../shaders/gated_persistent.wgsl");
 
 /// Workgroup-wide maximum and sum for kernels that give each row a workgroup (needs
 /// [`ACTIVATIONS`] for its NaN-aware maximum).
@@ -69,17 +89,22 @@ pub fn softmax_rows_module() -> String {
 /// The projection module as compiled: vec4 loads and stores when `vectorized` (both *D* and *M*
 /// multiples of 4), element-wise ones otherwise.
 pub fn projection_module(vectorized: bool) -> String {
-    let loads = if vectorized {
-        PROJECTION_VEC4
-    } else {
-        PROJECTION_SCALAR
-    };
-    format!("{loads}\n{PROJECTION}")
+    let loads = [PROJECTION_SCALAR, PROJECTION_VEC4][usize::from(vectorized)];
+    format!("{loads}\n{PROJECTION_DIMS}\n{PROJECTION}")
 }
 
-/// The recurrent-step module as compiled: the activations, the step parameters, the kernel.
-pub fn recurrent_step_module() -> String {
-    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{RECURRENT_STEP}")
+/// The row-broadcast projection module as compiled, vec4 or element-wise as
+/// [`projection_module`].
+pub fn projection_rows_module(vectorized: bool) -> String {
+    let loads = [PROJECTION_SCALAR, PROJECTION_VEC4][usize::from(vectorized)];
+    format!("{loads}\n{PROJECTION_DIMS}\n{PROJECTION_ROWS}")
+}
+
+/// The recurrent-step module as compiled: the activations, the step parameters, the loads of U
+/// and h (vec4 when `vectorized`, *M* a multiple of 4), the kernel.
+pub fn recurrent_step_module(vectorized: bool) -> String {
+    let loads = [RECURRENT_STEP_SCALAR, RECURRENT_STEP_VEC4][usize::from(vectorized)];
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{loads}\n{RECURRENT_STEP}")
 }
 
 /// The persistent recurrent module as compiled: the activations, the step parameters, the kernel.
@@ -87,9 +112,14 @@ pub fn recurrent_persistent_module() -> String {
     format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{RECURRENT_PERSISTENT}")
 }
 
-/// The gated-cell module as compiled: the activations, the step parameters, the kernel.
-pub fn gated_cell_module() -> String {
-    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_CELL}")
+/// The gated-step module as compiled: the activations, the step parameters, the kernel.
+pub fn gated_step_module() -> String {
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_STEP}")
+}
+
+/// The persistent gated module as compiled: the activations, the step parameters, the kernel.
+pub fn gated_persistent_module() -> String {
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_PERSISTENT}")
 }
 
 /// Every module the crate compiles, by label, as compiled (for validation tests).
@@ -97,10 +127,14 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
     vec![
         ("rnn.projection", projection_module(false)),
         ("rnn.projection.vec4", projection_module(true)),
-        ("rnn.recurrent_step", recurrent_step_module()),
+        ("rnn.projection_rows", projection_rows_module(false)),
+        ("rnn.projection_rows.vec4", projection_rows_module(true)),
+        ("rnn.recurrent_step", recurrent_step_module(false)),
+        ("rnn.recurrent_step.vec4", recurrent_step_module(true)),
         ("rnn.recurrent_persistent", recurrent_persistent_module()),
         ("rnn.softmax_rows", softmax_rows_module()),
-        ("rnn.gated_cell", gated_cell_module()),
+        ("rnn.gated_step", gated_step_module()),
+        ("rnn.gated_persistent", gated_persistent_module()),
         ("model.embedding", EMBEDDING.to_string()),
         ("model.elementwise", ELEMENTWISE.to_string()),
         ("model.reduce_axis", REDUCE_AXIS.to_string()),

@@ -538,7 +538,8 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
     let cell = match class {
         "SimpleRNN" => Cell::Simple,
         "LSTM" => Cell::Lstm,
-        "GRU" => Cell::Gru,
+        "GRU" if bool_field(config, "reset_after", true) => Cell::Gru,
+        "GRU" => Cell::GruResetBefore,
         _ => {
             return Err(bad(format!(
                 "layer {name:?} is a {class}; the recurrent layers supported are SimpleRNN, LSTM and GRU"
@@ -546,12 +547,6 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
         }
     };
     check_dtype(config, &name)?;
-    if cell == Cell::Gru && !bool_field(config, "reset_after", true) {
-        return Err(bad(format!(
-            "layer {name:?}: GRU with reset_after=False is not supported (Keras's default, \
-             reset_after=True, is)"
-        )));
-    }
     let recurrent_activation = match cell {
         Cell::Simple => Activation::Sigmoid,
         _ => self::recurrent_activation(

@@ -24,10 +24,12 @@ pub fn gpu() -> &'static GpuContext {
 pub fn gpu_with(strategy: StepStrategy) -> &'static GpuContext {
     static PER_STEP: OnceLock<GpuContext> = OnceLock::new();
     static PERSISTENT: OnceLock<GpuContext> = OnceLock::new();
+    static SLICED: OnceLock<GpuContext> = OnceLock::new();
     let cell = match strategy {
         StepStrategy::Auto => return gpu(),
         StepStrategy::PerStep => &PER_STEP,
         StepStrategy::Persistent => &PERSISTENT,
+        StepStrategy::Sliced => &SLICED,
         other => panic!("no shared context for {other:?}"),
     };
     cell.get_or_init(|| {

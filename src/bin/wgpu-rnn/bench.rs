@@ -38,11 +38,11 @@ pub struct BenchArgs {
     /// Activation, by its Keras name.
     #[arg(long, default_value = "tanh")]
     activation: String,
-    /// GPU: how the recurrent steps are scheduled (auto picks by shape and device limits).
-    /// The cell: simple (SimpleRNN), lstm or gru. Flops are counted per cell:
+    /// The cell: simple (SimpleRNN), lstm, gru or gru-reset-before. Flops are counted per cell:
     /// 2·N·T·G·M·(D+M) for the gates' products (G = 1, 4, 3), gate arithmetic not counted.
     #[arg(long, value_enum, default_value_t = CellArg::Simple)]
     pub cell: CellArg,
+    /// GPU: how the recurrent steps are scheduled (auto picks by shape and device limits).
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     strategy: StrategyArg,
 }
@@ -53,6 +53,7 @@ pub enum StrategyArg {
     Auto,
     PerStep,
     Persistent,
+    Sliced,
 }
 
 impl From<StrategyArg> for StepStrategy {
@@ -61,6 +62,7 @@ impl From<StrategyArg> for StepStrategy {
             StrategyArg::Auto => StepStrategy::Auto,
             StrategyArg::PerStep => StepStrategy::PerStep,
             StrategyArg::Persistent => StepStrategy::Persistent,
+            StrategyArg::Sliced => StepStrategy::Sliced,
         }
     }
 }
@@ -71,6 +73,7 @@ pub enum CellArg {
     Simple,
     Lstm,
     Gru,
+    GruResetBefore,
 }
 
 impl From<CellArg> for Cell {
@@ -79,6 +82,7 @@ impl From<CellArg> for Cell {
             CellArg::Simple => Cell::Simple,
             CellArg::Lstm => Cell::Lstm,
             CellArg::Gru => Cell::Gru,
+            CellArg::GruResetBefore => Cell::GruResetBefore,
         }
     }
 }
@@ -136,6 +140,7 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
             CellArg::Simple => "simple",
             CellArg::Lstm => "lstm",
             CellArg::Gru => "gru",
+            CellArg::GruResetBefore => "gru-reset-before",
         },
         args.repeats
     );
@@ -156,6 +161,7 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
             StrategyArg::Auto => "auto",
             StrategyArg::PerStep => "per-step",
             StrategyArg::Persistent => "persistent",
+            StrategyArg::Sliced => "sliced",
         };
         let strategy = format!("{shape} strategy={name}");
         report("gpu", &strategy, &times, flops, t);

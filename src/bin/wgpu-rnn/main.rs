@@ -117,7 +117,10 @@ struct RunArgs {
 enum CellArg {
     Simple,
     Lstm,
+    /// A GRU with reset_after=True (Keras's default): a 2 × 3M bias.
     Gru,
+    /// A GRU with reset_after=False: a 3M bias.
+    GruResetBefore,
 }
 
 /// `--nonlinearity`.
@@ -226,6 +229,7 @@ fn run_keras(args: RunArgs) -> Result<(), RnnError> {
         CellArg::Simple => Cell::Simple,
         CellArg::Lstm => Cell::Lstm,
         CellArg::Gru => Cell::Gru,
+        CellArg::GruResetBefore => Cell::GruResetBefore,
     });
     let (mut outputs, output, final_state) = output_and_final_state(&args)?;
     let final_cell = optional_output(&mut outputs, &args.final_cell)?;

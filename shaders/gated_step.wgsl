@@ -1,0 +1,341 @@
+// One step of a gated cell (LSTM, GRU) for a whole batch, fused: the step's recurrent product
+// h_in · U onto every gate of a unit, the gates' nonlinearities and the state update, as
+// src/cell.rs describes them (Keras's gate order, equations and masked steps), storing h as step
+// `step` of the sequence output when asked. P (the input projection, biases included) and Y are
+// time-major: step s of row n at (s · n_rows + n) · G · M and (s · n_rows + n) · M.
+// `activate_with` comes from activations.wgsl and `Step` from step_params.wgsl, prepended when
+// the module is built.
+//
+// Register-tiled like recurrent_step.wgsl: 16 × 16 threads, each computing ROWS_PER_THREAD rows ×
+// 4 units × GATES gates, so a workgroup covers (16 · ROWS_PER_THREAD) rows × 64 units.
+//
+// One dispatch walks the product's depth from params.k_begin to params.k_end only: the host cuts
+// a wide layer's step into such dispatches (`plan::gated_step_spans`) so that no invocation
+// loops past the loop budget. Every span but the last leaves its sums in `partial` (N × G·M);
+// the last adds them and finishes the step.
+//
+// A GRU with reset_after=False runs two dispatch sequences per step. Phase 1 (CELL 3) takes the
+// product onto the z and q gates and leaves, in the row's `partial` block, q·h in place of z and
+// z in place of q; phase 2 (CELL 4) takes the product of that q·h onto the candidate's columns
+// and finishes. An LSTM's cell state `c` is updated in place: each thread reads and writes only
+// its own elements, and the product reads h only.
+//
+// An LSTM with a projection (WIDTH = P > 0: PyTorch's proj_size) also runs two: the cell (CELL
+// 1, its product over h's P columns) leaves o·act(c) in the row's `partial` block of i, and the
+// projection (CELL 5) multiplies that by W_hr (M × P, after U and the vector) into h and Y,
+// keeping its own span sums in the block of f.
+
+@group(0) @binding(0) var<storage, read> u: array<f32>;
+@group(0) @binding(1) var<storage, read> p: array<f32>;
+@group(0) @binding(2) var<storage, read> h_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> h_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<uniform> params: Step;
+@group(0) @binding(7) var<storage, read> mask: array<u32>;
+@group(0) @binding(8) var<storage, read_write> partial: array<f32>;
+
+// 1: LSTM (gates i, f, c, o); 2: GRU, reset gate after the product (z, r, h); 3 and 4: the two
+// phases of a GRU with the reset gate before the product.
+override CELL: u32 = 1u;
+// The gates' activation (Keras's recurrent_activation), numbered as ACTIVATION is.
+override REC_ACTIVATION: u32 = 3u;
+override REC_ALPHA: f32 = 0.0;
+override REC_BETA: f32 = 0.0;
+// An LSTM's cell state activation (ONNX's h).
+override OUT_ACTIVATION: u32 = 1u;
+override OUT_ALPHA: f32 = 0.0;
+override OUT_BETA: f32 = 0.0;
+// Each gate's pre-activation is clamped to [-CLIP, CLIP]; 0 means none.
+override CLIP: f32 = 0.0;
+// An LSTM's forget gate is 1 - i.
+override INPUT_FORGET: bool = false;
+// U is followed by the cell's vector: an LSTM's peepholes (3·M: i, f, o) or a GRU's recurrent
+// bias (3·M: z, r, h).
+override HAS_VECTOR: bool = false;
+// Batch rows each thread computes: 1 or 4.
+override ROWS_PER_THREAD: u32 = 4u;
+// The width P of a projected LSTM's state; 0: no projection, the state is M wide.
+override WIDTH: u32 = 0u;
+
+const SLAB: u32 = 8u;
+
+// Gates of the product each invocation accumulates, and the first of them.
+fn gates() -> u32 {
+    switch CELL {
+        case 1u: { return 4u; }
+        case 2u: { return 3u; }
+        case 3u: { return 2u; }
+        default: { return 1u; }
+    }
+}
+
+// The first gate of this phase's product (for CELL 5: the `partial` block its span sums use).
+fn first_gate() -> u32 {
+    switch CELL {
+        case 4u: { return 2u; }
+        case 5u: { return 1u; }
+        default: { return 0u; }
+    }
+}
+
+// Gate blocks in a row of P, U and `partial`.
+fn all_gates() -> u32 {
+    return select(3u, 4u, CELL == 1u || CELL == 5u);
+}
+
+// The width of h: P under a projection, else M.
+fn width() -> u32 {
+    return select(params.m, WIDTH, WIDTH > 0u);
+}
+
+// The depth of this phase's product, and the units (columns) it produces.
+fn depth() -> u32 {
+    return select(width(), params.m, CELL == 5u);
+}
+
+fn out_units() -> u32 {
+    return select(params.m, WIDTH, CELL == 5u);
+}
+
+// h slab, row-major: up to 64 rows × 2 quads of k.
+var<workgroup> h_tile: array<vec4<f32>, 128>;
+// U slab: per gate, 8 k × 16 quads of units.
+var<workgroup> u_tile: array<vec4<f32>, 512>;
+
+fn act(x: f32) -> f32 {
+    return activate_with(ACTIVATION, ACT_ALPHA, ACT_BETA, x);
+}
+
+fn pre(x: f32) -> f32 {
+    if (CLIP > 0.0) {
+        return clamp(x, -CLIP, CLIP);
+    }
+    return x;
+}
+
+fn rec(x: f32) -> f32 {
+    return activate_with(REC_ACTIVATION, REC_ALPHA, REC_BETA, pre(x));
+}
+
+// Element k of the product's left side for a row: h, or what the first phase left.
+fn operand(row: u32, k: u32) -> f32 {
+    if (CELL >= 4u) {
+        return partial[row * all_gates() * params.m + k];
+    }
+    return h_in[row * width() + k];
+}
+
+fn load_h(row: u32, kk: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (row < params.n) {
+        if (kk + 3u < params.k_end) {
+            // A whole quad: four loads, no bounds to check.
+            return vec4<f32>(
+                operand(row, kk),
+                operand(row, kk + 1u),
+                operand(row, kk + 2u),
+                operand(row, kk + 3u),
+            );
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (kk + j < params.k_end) {
+                v[j] = operand(row, kk + j);
+            }
+        }
+    }
+    return v;
+}
+
+// Where U's rows end: the cell's vector follows, then W_hr.
+fn u_end() -> u32 {
+    return width() * all_gates() * params.m;
+}
+
+// Units unit .. unit + 3 of gate g at depth kk (of W_hr for CELL 5).
+fn load_u(kk: u32, g: u32, unit: u32) -> vec4<f32> {
+    let m = params.m;
+    var v = vec4<f32>(0.0);
+    if (kk < params.k_end) {
+        var base = kk * all_gates() * m + g * m;
+        if (CELL == 5u) {
+            base = u_end() + select(0u, 3u * m, HAS_VECTOR) + kk * WIDTH;
+        }
+        let b = base + unit;
+        if (unit + 3u < out_units()) {
+            return vec4<f32>(u[b], u[b + 1u], u[b + 2u], u[b + 3u]);
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (unit + j < out_units()) {
+                v[j] = u[b + j];
+            }
+        }
+    }
+    return v;
+}
+
+// The cell's vector, entry i (after U).
+fn vector(i: u32) -> f32 {
+    if (!HAS_VECTOR) {
+        return 0.0;
+    }
+    return u[u_end() + i];
+}
+
+// An LSTM's update of one (row, unit) from its gates' products r: writes c, returns o·act(c).
+fn lstm(e: u32, xb: u32, j: u32, r: array<f32, 4>) -> f32 {
+    let m = params.m;
+    let c_prev = c[e];
+    let i = rec(p[xb] + r[0] + vector(j) * c_prev);
+    var f = 1.0 - i;
+    if (!INPUT_FORGET) {
+        f = rec(p[xb + m] + r[1] + vector(m + j) * c_prev);
+    }
+    let g = act(pre(p[xb + 2u * m] + r[2]));
+    let c_new = f * c_prev + i * g;
+    c[e] = c_new;
+    let o = rec(p[xb + 3u * m] + r[3] + vector(2u * m + j) * c_new);
+    return o * activate_with(OUT_ACTIVATION, OUT_ALPHA, OUT_BETA, c_new);
+}
+
+// Finishes one (row, unit) whose products are r[g] for the gates this phase takes.
+fn finish(row: u32, j: u32, r: array<f32, 4>) {
+    let n = params.n;
+    let m = params.m;
+    let e = row * m + j;
+    let gm = all_gates() * m;
+    let time = select(params.step, params.t_len - 1u - params.step, (params.flags & 32u) != 0u);
+    let xb = (time * n + row) * gm + j;
+    if (CELL == 3u) {
+        // Leave q·h where z's block was and z where q's was, for phase 2.
+        let z = rec(p[xb] + r[0]);
+        let q = rec(p[xb + m] + r[1]);
+        partial[row * gm + j] = q * h_in[e];
+        partial[row * gm + m + j] = z;
+        return;
+    }
+    let padded = (params.flags & 8u) != 0u && mask[time * n + row] == 0u;
+    if (CELL == 1u && WIDTH > 0u) {
+        // The projection stores h (or keeps it, at a padded step) after the cell.
+        if (!padded) {
+            partial[row * gm + j] = lstm(e, xb, j, r);
+        }
+        return;
+    }
+    // The state's width and where this unit's h goes.
+    let w = select(m, WIDTH, CELL == 5u);
+    let out = select(params.step, params.t_len - 1u - params.step, (params.flags & 64u) != 0u);
+    let at = (out * n + row) * w + j;
+    let here = row * w + j;
+    if (padded) {
+        // A padded step keeps h and c; its output is the kept state or zeros (bit 4).
+        let kept = h_in[here];
+        h_out[here] = kept;
+        if ((params.flags & 1u) != 0u) {
+            y[at] = select(0.0, kept, (params.flags & 16u) != 0u);
+        }
+        return;
+    }
+    var h = 0.0;
+    switch CELL {
+        case 1u: {
+            h = lstm(e, xb, j, r);
+        }
+        case 2u: {
+            let z = rec(p[xb] + r[0] + vector(j));
+            let q = rec(p[xb + m] + r[1] + vector(m + j));
+            let cand = act(pre(p[xb + 2u * m] + q * (r[2] + vector(2u * m + j))));
+            h = z * h_in[e] + (1.0 - z) * cand;
+        }
+        case 4u: {
+            let z = partial[row * gm + m + j];
+            let cand = act(pre(p[xb + 2u * m] + r[0]));
+            h = z * h_in[e] + (1.0 - z) * cand;
+        }
+        default: {
+            // CELL 5: the projection of o·act(c).
+            h = r[0];
+        }
+    }
+    h_out[here] = h;
+    if ((params.flags & 1u) != 0u) {
+        y[at] = h;
+    }
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let m = params.m;
+    let tx = lid.x;
+    let ty = lid.y;
+    let t = ty * 16u + tx;
+    let tile_rows = 16u * ROWS_PER_THREAD;
+    let row0 = wid.y * tile_rows;
+    let unit0 = wid.x * 64u;
+    let g_count = gates();
+    let g0 = first_gate();
+    // acc[g * 4 + i]: gate g, the thread's row i, its 4 units.
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i = i + 1u) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    // k_begin is a whole number of slabs: a slab never straddles two dispatches.
+    for (var k0 = params.k_begin; k0 < params.k_end; k0 = k0 + SLAB) {
+        if (t < tile_rows * 2u) {
+            h_tile[t] = load_h(row0 + t / 2u, k0 + (t % 2u) * 4u);
+        }
+        // 128 quads per gate: the workgroup's 256 threads take two per pass.
+        for (var e = t; e < 128u * g_count; e = e + 256u) {
+            let g = e / 128u;
+            let w = e % 128u;
+            u_tile[e] = load_u(k0 + w / 16u, g0 + g, unit0 + (w % 16u) * 4u);
+        }
+        workgroupBarrier();
+        for (var q = 0u; q < 2u; q = q + 1u) {
+            for (var g = 0u; g < g_count; g = g + 1u) {
+                let b = g * 128u + q * 64u + tx;
+                let b0 = u_tile[b];
+                let b1 = u_tile[b + 16u];
+                let b2 = u_tile[b + 32u];
+                let b3 = u_tile[b + 48u];
+                for (var i = 0u; i < ROWS_PER_THREAD; i = i + 1u) {
+                    let a = h_tile[(ty * ROWS_PER_THREAD + i) * 2u + q];
+                    acc[g * 4u + i] = acc[g * 4u + i] + a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    let gm = all_gates() * m;
+    let last = params.k_end >= depth();
+    for (var i = 0u; i < ROWS_PER_THREAD; i = i + 1u) {
+        let row = row0 + ty * ROWS_PER_THREAD + i;
+        if (row >= params.n) {
+            continue;
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let unit = unit0 + tx * 4u + j;
+            if (unit >= out_units()) {
+                continue;
+            }
+            var r: array<f32, 4>;
+            for (var g = 0u; g < g_count; g = g + 1u) {
+                let at = row * gm + (g0 + g) * m + unit;
+                var sum = acc[g * 4u + i][j];
+                if (params.k_begin > 0u) {
+                    sum = sum + partial[at];
+                }
+                if (!last) {
+                    partial[at] = sum;
+                }
+                r[g] = sum;
+            }
+            if (last) {
+                finish(row, unit, r);
+            }
+        }
+    }
+}
