@@ -178,3 +178,59 @@ fn a_model_of_several_inputs_takes_them_all() {
         .to_string();
     assert!(message.contains("batch"), "{message}");
 }
+
+/// Every case's input tiled to a batch of 37 (floats nudged per copy): the device-resident
+/// graph against the CPU, on a grid and layouts larger than the fixtures'.
+#[test]
+fn gpu_matches_cpu_on_larger_batches() {
+    let gpu = Backend::Gpu(gpu().clone());
+    for case in cases() {
+        let inputs: Vec<NpyInput> = case
+            .inputs
+            .iter()
+            .map(|x| match x {
+                NpyInput::Float(a) => {
+                    let views: Vec<_> = (0..8).map(|_| a.view()).collect();
+                    let tiled = ndarray::concatenate(ndarray::Axis(0), &views).unwrap();
+                    let mut i = 0.0f32;
+                    NpyInput::Float(tiled.mapv(|v| {
+                        i += 1.0;
+                        // Padding (exact zeros and the masking values) stays as it is.
+                        if v == 0.0 || v == -1.0 {
+                            v
+                        } else {
+                            v + 0.01 * (i * 0.37).sin()
+                        }
+                    }))
+                }
+                NpyInput::Int(a) => {
+                    let views: Vec<_> = (0..8).map(|_| a.view()).collect();
+                    NpyInput::Int(ndarray::concatenate(ndarray::Axis(0), &views).unwrap())
+                }
+            })
+            .map(|x| match x {
+                NpyInput::Float(a) => NpyInput::Float(
+                    a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..37))
+                        .to_owned(),
+                ),
+                NpyInput::Int(a) => NpyInput::Int(
+                    a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..37))
+                        .to_owned(),
+                ),
+            })
+            .collect();
+        let model = KerasModel::load(fixtures().join(&case.name).join("model.keras")).unwrap();
+        let mut cpu = KerasRunner::new(model.clone(), &Backend::Cpu).unwrap();
+        let mut on_gpu = KerasRunner::new(model, &gpu).unwrap();
+        let want = cpu.predict_inputs(&arrays(&inputs)).unwrap().outputs;
+        let got = on_gpu.predict_inputs(&arrays(&inputs)).unwrap().outputs;
+        assert!(on_gpu.is_device_resident(), "{}", case.name);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_close(
+                g.view(),
+                w.view(),
+                &format!("{} output {i}, batch 37", case.name),
+            );
+        }
+    }
+}

@@ -691,7 +691,20 @@ impl<'a> Builder<'a> {
                     .collect();
                 let compare = comparison_dtype(&dtypes[0], &dtypes[1]);
                 let operation = op::COMPARE | (kind.code() << 16);
-                let inputs = [input(&operands[0]), input(&operands[1])];
+                // An integer constant compared as a float is converted from its own value, as
+                // the host does, not from its int32 clamp.
+                fn operand(o: &Operand<Value>, compare: DType) -> Input<'_> {
+                    match o {
+                        Operand::Scalar(Scalar::Int(v)) if compare == DType::F32 => {
+                            Input::Constant((*v as f32).to_bits(), DType::F32)
+                        }
+                        other => input(other),
+                    }
+                }
+                let inputs = [
+                    operand(&operands[0], compare),
+                    operand(&operands[1], compare),
+                ];
                 self.elementwise(operation, compare, DType::Bool, &inputs)
             }
             KerasOp::Logical { and } => {
@@ -704,6 +717,11 @@ impl<'a> Builder<'a> {
             }
             KerasOp::Cast(dtype) => {
                 let x = first?;
+                // Floats to int32 take the host path, which refuses the values XLA leaves
+                // undefined (NaN, infinities, out of range) rather than guess them.
+                if x.dtype == DType::F32 && *dtype == DType::I32 {
+                    return None;
+                }
                 let strides = preferred_strides(&x.shape, *dtype);
                 self.copy_with(x, strides, *dtype)
             }
