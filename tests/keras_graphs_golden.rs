@@ -63,13 +63,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn arrays(inputs: &[NpyInput]) -> Vec<InputArray<'_>> {
-    inputs
-        .iter()
-        .map(|x| match x {
-            NpyInput::Float(a) => InputArray::Float(a.view()),
-            NpyInput::Int(a) => InputArray::Int(a.view()),
-        })
-        .collect()
+    inputs.iter().map(InputArray::from).collect()
 }
 
 /// Runs every case's model.keras (and model.h5 where Keras loads it) on `backend` and checks

@@ -37,6 +37,16 @@ pub enum InputArray<'a> {
     Int(ArrayViewD<'a, i64>),
 }
 
+impl<'a> From<&'a crate::NpyInput> for InputArray<'a> {
+    /// A `.npy` input as it is: float or integer.
+    fn from(x: &'a crate::NpyInput) -> Self {
+        match x {
+            crate::NpyInput::Float(a) => InputArray::Float(a.view()),
+            crate::NpyInput::Int(a) => InputArray::Int(a.view()),
+        }
+    }
+}
+
 /// A [`KerasModel`] built on a [`Backend`]: its recurrent layers' weights uploaded once, ready
 /// for any number of calls (as `model.predict`), or for streaming a long sequence in chunks.
 ///

@@ -330,13 +330,7 @@ fn run_model(args: RunArgs) -> Result<(), RnnError> {
         .collect::<Result<Vec<_>, _>>()?;
     let inputs = model_inputs(&model, &args.input)?;
     let mut runner = KerasRunner::new(model, &backend_for(args.backend)?)?;
-    let arrays: Vec<InputArray<'_>> = inputs
-        .iter()
-        .map(|x| match x {
-            NpyInput::Float(x) => InputArray::Float(x.view()),
-            NpyInput::Int(ids) => InputArray::Int(ids.view()),
-        })
-        .collect();
+    let arrays: Vec<InputArray<'_>> = inputs.iter().map(InputArray::from).collect();
     let outputs = runner.predict_inputs(&arrays)?.outputs;
     if outputs.len() != slots.len() {
         return Err(RnnError::InvalidOption(format!(
