@@ -211,6 +211,10 @@ fn malformed_calls_are_refused() {
             "noise",
         ),
         (
+            json!({"args": [tensor("x", 0, 0)], "kwargs": {"training": true}}),
+            "training",
+        ),
+        (
             json!({"args": [tensor("x", 0, 0), tensor("x", 0, 0)], "kwargs": {}}),
             "takes one tensor",
         ),

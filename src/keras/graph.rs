@@ -797,7 +797,9 @@ impl Reader<'_> {
         })?;
         for (key, value) in map {
             match key.as_str() {
-                "training" if value.is_null() || value.is_boolean() => {}
+                // Inference: a call recorded with training=True would run as in training
+                // (dropout, batch statistics), which this crate does not.
+                "training" if value.is_null() || value == &Value::Bool(false) => {}
                 "mask" => {
                     node.mask = match self.arg(value, what, 0)? {
                         Arg::Null => None,
