@@ -4,36 +4,11 @@
 // independent, so workgroups never wait on each other. The host cuts a chunk into such
 // dispatches so that no invocation loops past the loop budget; h passes from one to the next
 // through h_in and h_out, c through `c` (read at the start, written at the end). The gates and
-// the update are src/cell.rs's, as in gated_step.wgsl (whose bindings and overrides this shares;
-// `partial`, ROWS_PER_THREAD and CELL 4 are unused: CELL 3 runs both phases of a reset-before GRU,
-// with a barrier between). `activate_with` comes from activations.wgsl and `Step` from
-// step_params.wgsl, prepended when the module is built.
+// the update are src/cell.rs's, as in gated_step.wgsl (`partial`, ROWS_PER_THREAD and WIDTH are
+// unused here: CELL 3 runs both phases of a reset-before GRU, with a barrier between).
+// `activate_with` comes from activations.wgsl, `Step` from step_params.wgsl, the bindings,
+// constants and act/pre/rec from gated_common.wgsl, prepended when the module is built.
 
-@group(0) @binding(0) var<storage, read> u: array<f32>;
-@group(0) @binding(1) var<storage, read> p: array<f32>;
-@group(0) @binding(2) var<storage, read> h_in: array<f32>;
-@group(0) @binding(3) var<storage, read_write> h_out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-@group(0) @binding(6) var<uniform> params: Step;
-@group(0) @binding(7) var<storage, read> mask: array<u32>;
-@group(0) @binding(8) var<storage, read_write> partial: array<f32>;
-
-// 1: LSTM; 2: GRU, reset gate after the product; 3: GRU, reset gate before the product.
-override CELL: u32 = 1u;
-override REC_ACTIVATION: u32 = 3u;
-override REC_ALPHA: f32 = 0.0;
-override REC_BETA: f32 = 0.0;
-override OUT_ACTIVATION: u32 = 1u;
-override OUT_ALPHA: f32 = 0.0;
-override OUT_BETA: f32 = 0.0;
-override CLIP: f32 = 0.0;
-override INPUT_FORGET: bool = false;
-override HAS_VECTOR: bool = false;
-// Unused here (a projected LSTM runs step by step); declared so that one set of constants builds
-// both kernels.
-override ROWS_PER_THREAD: u32 = 1u;
-override WIDTH: u32 = 0u;
 // Batch rows one workgroup owns.
 override ROWS: u32 = 1u;
 // Floats of workgroup memory: h twice, then c (LSTM) or z (reset-before GRU), then q·h
@@ -43,21 +18,6 @@ override STATE_FLOATS: u32 = 2u;
 const WG: u32 = 256u;
 
 var<workgroup> state: array<f32, STATE_FLOATS>;
-
-fn act(x: f32) -> f32 {
-    return activate_with(ACTIVATION, ACT_ALPHA, ACT_BETA, x);
-}
-
-fn pre(x: f32) -> f32 {
-    if (CLIP > 0.0) {
-        return clamp(x, -CLIP, CLIP);
-    }
-    return x;
-}
-
-fn rec(x: f32) -> f32 {
-    return activate_with(REC_ACTIVATION, REC_ALPHA, REC_BETA, pre(x));
-}
 
 fn gate_blocks() -> u32 {
     return select(3u, 4u, CELL == 1u);

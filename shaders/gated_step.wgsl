@@ -3,8 +3,8 @@
 // src/cell.rs describes them (Keras's gate order, equations and masked steps), storing h as step
 // `step` of the sequence output when asked. P (the input projection, biases included) and Y are
 // time-major: step s of row n at (s · n_rows + n) · G · M and (s · n_rows + n) · M.
-// `activate_with` comes from activations.wgsl and `Step` from step_params.wgsl, prepended when
-// the module is built.
+// `activate_with` comes from activations.wgsl, `Step` from step_params.wgsl, the bindings,
+// constants and act/pre/rec from gated_common.wgsl, prepended when the module is built.
 //
 // Register-tiled like recurrent_step.wgsl: 16 × 16 threads, each computing ROWS_PER_THREAD rows ×
 // 4 units × GATES gates, so a workgroup covers (16 · ROWS_PER_THREAD) rows × 64 units.
@@ -24,39 +24,6 @@
 // 1, its product over h's P columns) leaves o·act(c) in the row's `partial` block of i, and the
 // projection (CELL 5) multiplies that by W_hr (M × P, after U and the vector) into h and Y,
 // keeping its own span sums in the block of f.
-
-@group(0) @binding(0) var<storage, read> u: array<f32>;
-@group(0) @binding(1) var<storage, read> p: array<f32>;
-@group(0) @binding(2) var<storage, read> h_in: array<f32>;
-@group(0) @binding(3) var<storage, read_write> h_out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-@group(0) @binding(6) var<uniform> params: Step;
-@group(0) @binding(7) var<storage, read> mask: array<u32>;
-@group(0) @binding(8) var<storage, read_write> partial: array<f32>;
-
-// 1: LSTM (gates i, f, c, o); 2: GRU, reset gate after the product (z, r, h); 3 and 4: the two
-// phases of a GRU with the reset gate before the product.
-override CELL: u32 = 1u;
-// The gates' activation (Keras's recurrent_activation), numbered as ACTIVATION is.
-override REC_ACTIVATION: u32 = 3u;
-override REC_ALPHA: f32 = 0.0;
-override REC_BETA: f32 = 0.0;
-// An LSTM's cell state activation (ONNX's h).
-override OUT_ACTIVATION: u32 = 1u;
-override OUT_ALPHA: f32 = 0.0;
-override OUT_BETA: f32 = 0.0;
-// Each gate's pre-activation is clamped to [-CLIP, CLIP]; 0 means none.
-override CLIP: f32 = 0.0;
-// An LSTM's forget gate is 1 - i.
-override INPUT_FORGET: bool = false;
-// U is followed by the cell's vector: an LSTM's peepholes (3·M: i, f, o) or a GRU's recurrent
-// bias (3·M: z, r, h).
-override HAS_VECTOR: bool = false;
-// Batch rows each thread computes: 1 or 4.
-override ROWS_PER_THREAD: u32 = 4u;
-// The width P of a projected LSTM's state; 0: no projection, the state is M wide.
-override WIDTH: u32 = 0u;
 
 const SLAB: u32 = 8u;
 
@@ -102,21 +69,6 @@ fn out_units() -> u32 {
 var<workgroup> h_tile: array<vec4<f32>, 128>;
 // U slab: per gate, 8 k × 16 quads of units.
 var<workgroup> u_tile: array<vec4<f32>, 512>;
-
-fn act(x: f32) -> f32 {
-    return activate_with(ACTIVATION, ACT_ALPHA, ACT_BETA, x);
-}
-
-fn pre(x: f32) -> f32 {
-    if (CLIP > 0.0) {
-        return clamp(x, -CLIP, CLIP);
-    }
-    return x;
-}
-
-fn rec(x: f32) -> f32 {
-    return activate_with(REC_ACTIVATION, REC_ALPHA, REC_BETA, pre(x));
-}
 
 // Element k of the product's left side for a row: h, or what the first phase left.
 fn operand(row: u32, k: u32) -> f32 {

@@ -39,6 +39,10 @@ pub const RECURRENT_STEP_SCALAR: &str = include_str!("../../shaders/recurrent_st
 /// with the state in workgroup memory (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
 pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
 
+/// The gated-cell kernels' bindings, layer constants and gate activations (needs
+/// [`ACTIVATIONS`] and [`STEP_PARAMS`]).
+pub const GATED_COMMON: &str = include_str!("../../shaders/gated_common.wgsl");
+
 /// One step of a gated cell (LSTM, GRU), fused: the step's recurrent product onto every gate,
 /// the gates' nonlinearities and the update of *h* and *c* (needs [`ACTIVATIONS`] and
 /// [`STEP_PARAMS`]).
@@ -112,14 +116,16 @@ pub fn recurrent_persistent_module() -> String {
     format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{RECURRENT_PERSISTENT}")
 }
 
-/// The gated-step module as compiled: the activations, the step parameters, the kernel.
+/// The gated-step module as compiled: the activations, the step parameters, what the gated
+/// kernels share, the kernel.
 pub fn gated_step_module() -> String {
-    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_STEP}")
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_COMMON}\n{GATED_STEP}")
 }
 
-/// The persistent gated module as compiled: the activations, the step parameters, the kernel.
+/// The persistent gated module as compiled: the activations, the step parameters, what the
+/// gated kernels share, the kernel.
 pub fn gated_persistent_module() -> String {
-    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_PERSISTENT}")
+    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{GATED_COMMON}\n{GATED_PERSISTENT}")
 }
 
 /// Every module the crate compiles, by label, as compiled (for validation tests).
