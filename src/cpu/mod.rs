@@ -1,6 +1,7 @@
 //! The CPU path: the same semantics as the GPU path, on ndarray arrays with `gemm`'s SIMD
 //! kernels, one core per slice of the batch.
 
+mod gated;
 mod kernels;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
@@ -10,7 +11,7 @@ use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::error::Result;
 use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
-use kernels::{matmul_acc, matmul_acc_strided, tanh_in_place};
+use kernels::{PaddedRows, matmul_acc_strided, tanh_in_place};
 
 /// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
 /// when no GPU adapter exists.
@@ -35,12 +36,26 @@ use kernels::{matmul_acc, matmul_acc_strided, tanh_in_place};
 #[derive(Clone, Debug)]
 pub struct CpuRnn {
     layer: SimpleRnn,
+    weights: Weights,
+}
+
+/// The layer's weight matrices laid out for the products ([`PaddedRows`]).
+#[derive(Clone, Debug)]
+struct Weights {
+    kernel: PaddedRows,
+    recurrent: PaddedRows,
+    projection: Option<PaddedRows>,
 }
 
 impl CpuRnn {
     /// Wraps a layer for the CPU.
     pub fn new(layer: SimpleRnn) -> Self {
-        CpuRnn { layer }
+        let weights = Weights {
+            kernel: PaddedRows::new(layer.kernel().view()),
+            recurrent: PaddedRows::new(layer.recurrent_kernel().view()),
+            projection: layer.projection().map(|p| PaddedRows::new(p.view())),
+        };
+        CpuRnn { layer, weights }
     }
 
     /// The layer this runs.
@@ -188,7 +203,7 @@ impl CpuRnn {
         let (_, t, _) = slice.input.dim();
         let (b0, nb) = (slice.b0, final_state.nrows());
         let schedule = slice.schedule;
-        let recurrent_kernel = standard_slice(layer.recurrent_kernel());
+        let recurrent_kernel = self.weights.recurrent.strided();
         let carried = schedule.padded_output_is_state();
 
         // Time is processed in chunks so that memory stays bounded for any length; within a
@@ -203,7 +218,7 @@ impl CpuRnn {
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
             let p = &mut p[..ns * nb * m];
-            slice.project(layer, (s0, ns, nb), &mut x, &mut real, p);
+            slice.project(self, (s0, ns, nb), &mut x, &mut real, (p, m));
 
             for s in 0..ns {
                 let (done, rest) = p.split_at_mut(s * nb * m);
@@ -213,9 +228,9 @@ impl CpuRnn {
                     &done[(s - 1) * nb * m..]
                 };
                 let current = &mut rest[..nb * m];
-                matmul_acc(
+                matmul_acc_strided(
                     (nb, m, m),
-                    current,
+                    (current, m),
                     previous,
                     recurrent_kernel,
                     slice.parallel_gemm && nb * m * m >= PARALLEL_STEP_FLOPS,
@@ -253,270 +268,15 @@ impl CpuRnn {
     }
 }
 
-impl CpuRnn {
-    /// [`CpuRnn::run_slice`] for a gated cell (LSTM, GRU): the projection covers the *G*·*M*
-    /// gate columns, each step's recurrent GEMM fills its own *nb* × *G*·*M* block (from the
-    /// recurrent bias or zeros), and [`Cell::step_row`] combines the two into *h* and *c*.
-    fn run_gated_slice(
-        &self,
-        cell: Cell,
-        slice: Slice<'_, '_>,
-        mut final_state: ArrayViewMut2<'_, f32>,
-        mut sequences: Option<ArrayViewMut3<'_, f32>>,
-        final_cell: Option<ArrayViewMut2<'_, f32>>,
-    ) {
-        let layer = &self.layer;
-        let (d, m) = (layer.input_dim(), layer.units());
-        let gm = cell.gates() * m;
-        let (_, t, _) = slice.input.dim();
-        let (b0, nb) = (slice.b0, final_state.nrows());
-        let schedule = slice.schedule;
-        let recurrent_kernel = standard_slice(layer.recurrent_kernel());
-        let carried = schedule.padded_output_is_state();
-        // h is P wide for a projected LSTM; the cell's own output o·act(c), M wide, goes to
-        // `full` and through the projection.
-        let width = layer.state_size();
-        let projection = layer.projection().map(standard_slice);
-        let mut full = vec![0.0f32; if projection.is_some() { nb * m } else { 0 }];
-        let mut projected = vec![0.0f32; if projection.is_some() { nb * width } else { 0 }];
-        let mut h = state_rows(slice.initial_state.as_ref(), b0..b0 + nb, width);
-        let mut c = state_rows(slice.initial_cell.as_ref(), b0..b0 + nb, m);
-
-        let chunk = (slice.chunk_floats / (nb * (d + gm)).max(1)).clamp(1, t);
-        let mut x = vec![0.0f32; chunk * nb * d];
-        let mut p = vec![0.0f32; chunk * nb * gm];
-        let mut r = vec![0.0f32; nb * gm];
-        let mut scratch = vec![0.0f32; m];
-        // GRU (reset_after=False): q·h, the left side of the candidate's product.
-        let mut reset = vec![
-            0.0f32;
-            if cell == Cell::GruResetBefore {
-                nb * m
-            } else {
-                0
-            }
-        ];
-        let mut real = vec![true; chunk * nb];
-        let fns = GateFunctions::of(layer);
-        for s0 in (0..t).step_by(chunk) {
-            let ns = chunk.min(t - s0);
-            let p = &mut p[..ns * nb * gm];
-            slice.project(layer, (s0, ns, nb), &mut x, &mut real, p);
-            for s in 0..ns {
-                let bias = layer.recurrent_bias().map(|b| b.as_slice().expect("owned"));
-                fill_rows(&mut r, bias, gm);
-                let parallel = slice.parallel_gemm && nb * m * gm >= PARALLEL_STEP_FLOPS;
-                let real = &real[s * nb..(s + 1) * nb];
-                let p = &p[s * nb * gm..(s + 1) * nb * gm];
-                if cell == Cell::GruResetBefore {
-                    // z and q from h · U[:, ..2M]; then the candidate's product (q·h) · U[:, 2M..].
-                    let zq = 2 * m;
-                    matmul_acc_strided(
-                        (nb, m, zq),
-                        (&mut r, gm),
-                        &h,
-                        (recurrent_kernel, gm),
-                        parallel,
-                    );
-                    for b in 0..nb {
-                        let gates = &mut r[b * gm..][..zq];
-                        gru_reset_gates(&p[b * gm..][..zq], gates, &fns);
-                        let q = &gates[m..];
-                        let rows = b * m..(b + 1) * m;
-                        reset[rows.clone()]
-                            .iter_mut()
-                            .zip(q.iter().zip(&h[rows]))
-                            .for_each(|(o, (q, h))| *o = q * h);
-                    }
-                    matmul_acc_strided(
-                        (nb, m, m),
-                        (&mut r[zq..], gm),
-                        &reset,
-                        (&recurrent_kernel[zq..], gm),
-                        parallel,
-                    );
-                } else {
-                    matmul_acc((nb, width, gm), &mut r, &h, recurrent_kernel, parallel);
-                }
-                for b in 0..nb {
-                    // A padded step keeps h and c.
-                    if real[b] {
-                        let out = match projection {
-                            Some(_) => &mut full[b * m..][..m],
-                            None => &mut h[b * m..][..m],
-                        };
-                        gated_step_row(
-                            cell,
-                            &p[b * gm..][..gm],
-                            &mut r[b * gm..][..gm],
-                            (out, &mut c[b * m..][..m]),
-                            &fns,
-                            &mut scratch,
-                        );
-                    }
-                }
-                if let Some(projection) = projection {
-                    projected.fill(0.0);
-                    matmul_acc((nb, m, width), &mut projected, &full, projection, parallel);
-                    for b in (0..nb).filter(|&b| real[b]) {
-                        h[b * width..][..width].copy_from_slice(&projected[b * width..][..width]);
-                    }
-                }
-                if let Some(seq) = sequences.as_mut() {
-                    for b in (0..nb).filter(|&b| real[b] || carried) {
-                        let at = schedule.output_position(b0 + b, s0 + s);
-                        seq.slice_mut(s![b, at, ..])
-                            .iter_mut()
-                            .zip(&h[b * width..][..width])
-                            .for_each(|(o, v)| *o = *v);
-                    }
-                }
-            }
+/// Sets the first `width` floats of every `stride`-long row of `rows` to `bias`, or to zeros
+/// without one.
+fn fill_rows((rows, stride): (&mut [f32], usize), bias: Option<&[f32]>, width: usize) {
+    for row in rows.chunks_mut(stride) {
+        let row = &mut row[..width];
+        match bias {
+            Some(bias) => row.copy_from_slice(bias),
+            None => row.fill(0.0),
         }
-        final_state.iter_mut().zip(&h).for_each(|(o, v)| *o = *v);
-        if let Some(mut final_cell) = final_cell {
-            final_cell.iter_mut().zip(&c).for_each(|(o, v)| *o = *v);
-        }
-    }
-}
-
-/// What a gated cell applies to its gates' pre-activations, from the layer's options.
-struct GateFunctions<'a> {
-    /// The candidate's activation (Keras's `activation`).
-    act: Activation,
-    /// The gates' activation (`recurrent_activation`).
-    rec: Activation,
-    /// An LSTM's cell state activation.
-    out: Activation,
-    clip: Option<f32>,
-    input_forget: bool,
-    /// An LSTM's peepholes, 3·*M*: i, f, o.
-    peepholes: Option<&'a [f32]>,
-}
-
-impl<'a> GateFunctions<'a> {
-    fn of(layer: &'a SimpleRnn) -> Self {
-        let config = layer.config();
-        GateFunctions {
-            act: config.activation,
-            rec: config.recurrent_activation,
-            out: config.cell_output_activation(),
-            clip: config.clip,
-            input_forget: config.input_forget,
-            peepholes: layer.peepholes().map(|p| p.as_slice().expect("owned")),
-        }
-    }
-
-    /// Clips (when asked) and activates one gate block in place.
-    fn apply(&self, activation: Activation, values: &mut [f32]) {
-        if let Some(clip) = self.clip {
-            values.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
-        }
-        activate_in_place(activation, values);
-    }
-}
-
-/// A GRU's gates z and q (reset) for one row, in place in `r` (2·*M*: the recurrent products,
-/// to which the input products `x` are added).
-fn gru_reset_gates(x: &[f32], r: &mut [f32], fns: &GateFunctions<'_>) {
-    r.iter_mut().zip(x).for_each(|(r, x)| *r += x);
-    fns.apply(fns.rec, r);
-}
-
-/// One step of a gated cell for one row, as `src/cell.rs` describes it: `x` and `r` are the
-/// row's input and recurrent products (*G*·*M* each, biases included; `r` is overwritten with
-/// the gates; for [`Cell::GruResetBefore`] its z and q blocks hold the gates already and its
-/// candidate block the product of q·h), `h` and `c` the state, updated in place. Each
-/// activation runs over a whole gate block at once, so the common ones vectorise
-/// ([`activate_in_place`]).
-fn gated_step_row(
-    cell: Cell,
-    x: &[f32],
-    r: &mut [f32],
-    (h, c): (&mut [f32], &mut [f32]),
-    fns: &GateFunctions<'_>,
-    scratch: &mut [f32],
-) {
-    let m = h.len();
-    match cell {
-        Cell::Simple => unreachable!("the simple cell has its own step"),
-        Cell::Lstm => {
-            // Gates i, f, c, o.
-            r.iter_mut().zip(x).for_each(|(r, x)| *r += x);
-            let (i_f, rest) = r.split_at_mut(2 * m);
-            let (g, o) = rest.split_at_mut(m);
-            if let Some(p) = fns.peepholes {
-                i_f.iter_mut()
-                    .zip(p[..2 * m].iter().zip(c.iter().chain(c.iter())))
-                    .for_each(|(v, (p, c))| *v += p * c);
-            }
-            let (i, f) = i_f.split_at_mut(m);
-            fns.apply(fns.rec, i);
-            if fns.input_forget {
-                f.iter_mut().zip(i.iter()).for_each(|(f, i)| *f = 1.0 - i);
-            } else {
-                fns.apply(fns.rec, f);
-            }
-            fns.apply(fns.act, g);
-            for j in 0..m {
-                c[j] = f[j] * c[j] + i[j] * g[j];
-            }
-            if let Some(p) = fns.peepholes {
-                o.iter_mut()
-                    .zip(p[2 * m..].iter().zip(c.iter()))
-                    .for_each(|(v, (p, c))| *v += p * c);
-            }
-            fns.apply(fns.rec, o);
-            scratch.copy_from_slice(c);
-            activate_in_place(fns.out, scratch);
-            for j in 0..m {
-                h[j] = o[j] * scratch[j];
-            }
-        }
-        Cell::Gru | Cell::GruResetBefore => {
-            let (zq, cand) = r.split_at_mut(2 * m);
-            if cell == Cell::Gru {
-                // The candidate's recurrent product goes inside the reset gate.
-                gru_reset_gates(&x[..2 * m], zq, fns);
-                for j in 0..m {
-                    scratch[j] = x[2 * m + j] + zq[m + j] * cand[j];
-                }
-            } else {
-                // The gates were made before the candidate's product, which holds q·h already.
-                for j in 0..m {
-                    scratch[j] = x[2 * m + j] + cand[j];
-                }
-            }
-            fns.apply(fns.act, scratch);
-            let z = &zq[..m];
-            for j in 0..m {
-                h[j] = z[j] * h[j] + (1.0 - z[j]) * scratch[j];
-            }
-        }
-    }
-}
-
-/// `activation` of every element, in place: tanh and sigmoid (as ½ + ½·tanh(x/2)) through the
-/// vectorised tanh, the others element by element.
-fn activate_in_place(activation: Activation, values: &mut [f32]) {
-    match activation {
-        Activation::Tanh => tanh_in_place(values),
-        Activation::Sigmoid => {
-            values.iter_mut().for_each(|v| *v *= 0.5);
-            tanh_in_place(values);
-            values.iter_mut().for_each(|v| *v = 0.5 + 0.5 * *v);
-        }
-        other => values.iter_mut().for_each(|v| *v = other.apply(*v)),
-    }
-}
-
-/// Sets every `width`-wide row of `rows` to `bias`, or to zeros without one.
-fn fill_rows(rows: &mut [f32], bias: Option<&[f32]>, width: usize) {
-    match bias {
-        Some(bias) => rows
-            .chunks_exact_mut(width)
-            .for_each(|row| row.copy_from_slice(bias)),
-        None => rows.fill(0.0),
     }
 }
 
@@ -539,28 +299,25 @@ struct Slice<'a, 's> {
 
 impl Slice<'_, '_> {
     /// The input projection `x · kernel + bias` of processing steps `s0 .. s0 + ns` for the
-    /// slice's `nb` rows into `p` (time-major, the kernel's columns per row), gathering the
-    /// input into `x` and the real steps into `real` first.
+    /// slice's `nb` rows into `p` (time-major, the kernel's columns per row, rows `p_stride`
+    /// floats apart), gathering the input into `x` and the real steps into `real` first.
     fn project(
         &self,
-        layer: &SimpleRnn,
+        rnn: &CpuRnn,
         (s0, ns, nb): (usize, usize, usize),
         x: &mut [f32],
         real: &mut [bool],
-        p: &mut [f32],
+        (p, p_stride): (&mut [f32], usize),
     ) {
-        let (d, columns) = layer.kernel().dim();
+        let (d, columns) = rnn.layer.kernel().dim();
         self.gather_input(s0, ns, nb, x, real);
-        fill_rows(
-            p,
-            layer.bias().map(|b| b.as_slice().expect("owned")),
-            columns,
-        );
-        matmul_acc(
+        let bias = rnn.layer.bias().map(|b| b.as_slice().expect("owned"));
+        fill_rows((&mut *p, p_stride), bias, columns);
+        matmul_acc_strided(
             (ns * nb, d, columns),
-            p,
+            (p, p_stride),
             &x[..ns * nb * d],
-            standard_slice(layer.kernel()),
+            rnn.weights.kernel.strided(),
             self.parallel_gemm,
         );
     }
@@ -587,11 +344,6 @@ impl Slice<'_, '_> {
             }
         }
     }
-}
-
-fn standard_slice(a: &Array2<f32>) -> &[f32] {
-    a.as_slice()
-        .expect("SimpleRnn keeps its weights in standard layout")
 }
 
 impl RnnForward for CpuRnn {
