@@ -150,7 +150,7 @@ impl CpuRnn {
 }
 
 /// What a gated cell applies to its gates' pre-activations, from the layer's options.
-struct GateFunctions<'a> {
+pub(super) struct GateFunctions<'a> {
     /// The candidate's activation (Keras's `activation`).
     act: Activation,
     /// The gates' activation (`recurrent_activation`).
@@ -164,7 +164,7 @@ struct GateFunctions<'a> {
 }
 
 impl<'a> GateFunctions<'a> {
-    fn of(layer: &'a SimpleRnn) -> Self {
+    pub(super) fn of(layer: &'a SimpleRnn) -> Self {
         let config = layer.config();
         GateFunctions {
             act: config.activation,
@@ -208,7 +208,7 @@ fn gru_reset_gates(x: &[f32], r: &mut [f32], fns: &GateFunctions<'_>) {
 /// products and the biases; overwritten), `out` receives o·act(c) (*h*, or what a projection
 /// takes) and `c` is updated in place. Each activation runs over a whole gate block at once, so
 /// the common ones vectorise ([`activate_in_place`]); Keras's defaults take one fused pass.
-fn lstm_step_row(
+pub(super) fn lstm_step_row(
     pre: &mut [f32],
     (out, c): (&mut [f32], &mut [f32]),
     fns: &GateFunctions<'_>,
@@ -254,7 +254,7 @@ fn lstm_step_row(
 /// each, biases included; `r` is overwritten with the gates; for [`Cell::GruResetBefore`] its
 /// z and q blocks hold the gates already and its candidate block the product of q·h), `h` the
 /// state, updated in place.
-fn gru_step_row(
+pub(super) fn gru_step_row(
     cell: Cell,
     x: &[f32],
     r: &mut [f32],

@@ -3,6 +3,7 @@
 
 mod gated;
 mod kernels;
+mod split;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, s};
 use rayon::prelude::*;
@@ -10,7 +11,9 @@ use rayon::prelude::*;
 use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::error::Result;
-use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
+use crate::layer::{
+    Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, SimpleRnnConfig, state_rows,
+};
 use kernels::{PaddedRows, matmul_acc_strided, tanh_in_place};
 
 /// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
@@ -168,7 +171,15 @@ impl CpuRnn {
                 parallel_gemm: one_slice,
                 chunk_floats,
             };
+            // A lone sequence takes every core when its steps are large enough.
+            let workers = match one_slice && n == 1 {
+                true => self.split_workers(rayon::current_num_threads(), t),
+                false => 1,
+            };
             match layer.cell() {
+                _ if workers > 1 => {
+                    self.run_split(workers, slice, final_state, sequences, final_cell)
+                }
                 Cell::Simple => self.run_slice(slice, final_state, sequences),
                 cell => self.run_gated_slice(cell, slice, final_state, sequences, final_cell),
             }
@@ -241,14 +252,7 @@ impl CpuRnn {
                         row.copy_from_slice(&previous[b * m..(b + 1) * m]);
                         continue;
                     }
-                    if let Some(clip) = config.clip {
-                        row.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
-                    }
-                    if config.activation == Activation::Tanh {
-                        tanh_in_place(row);
-                    } else {
-                        config.activation.apply_row(row);
-                    }
+                    simple_step_row(row, config);
                 }
                 if let Some(seq) = sequences.as_mut() {
                     for (b, row) in current.chunks_exact(m).enumerate() {
@@ -265,6 +269,19 @@ impl CpuRnn {
             h.copy_from_slice(&p[(ns - 1) * nb * m..]);
         }
         final_state.iter_mut().zip(&h).for_each(|(o, v)| *o = *v);
+    }
+}
+
+/// The simple cell's step for one row of pre-activations (both products and the bias), in
+/// place: the clip, when asked, then the activation.
+fn simple_step_row(row: &mut [f32], config: &SimpleRnnConfig) {
+    if let Some(clip) = config.clip {
+        row.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
+    }
+    if config.activation == Activation::Tanh {
+        tanh_in_place(row);
+    } else {
+        config.activation.apply_row(row);
     }
 }
 
@@ -430,6 +447,92 @@ mod tests {
                     }
                     for (a, b) in chunked.final_state.iter().zip(&whole.final_state) {
                         assert!((a - b).abs() < 1e-5, "{chunk_floats}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A lone sequence split over three cores by units gives what one core gives, for each
+    /// cell, direction and padding, across chunks of time.
+    #[test]
+    fn a_lone_sequence_split_over_cores_matches_one_core() {
+        let pool = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+        };
+        let (one, three) = (pool(1), pool(3));
+        let (t, d) = (70, 5);
+        let input = Array3::from_shape_fn((1, t, d), |(_, s, k)| {
+            ((2 * s + 3 * k) % 7) as f32 * 0.3 - 1.0
+        });
+        let mask = Array2::from_shape_fn((1, t), |(_, s)| s % 5 != 2);
+        let lengths = [53];
+        for (cell, m) in [(Cell::Simple, 192), (Cell::Lstm, 96), (Cell::Gru, 112)] {
+            let g = cell.gates();
+            for go_backwards in [false, true] {
+                let config = SimpleRnnConfig {
+                    return_sequences: true,
+                    go_backwards,
+                    ..Default::default()
+                };
+                let recurrent_bias = (cell == Cell::Gru).then(|| Array1::from_elem(g * m, -0.05));
+                let layer = SimpleRnn::gated(
+                    cell,
+                    ramp((d, g * m), 0.1),
+                    ramp((m, g * m), 0.02),
+                    Some(Array1::from_shape_fn(g * m, |j| (j % 5) as f32 * 0.05)),
+                    recurrent_bias,
+                    config,
+                )
+                .unwrap();
+                let cpu = CpuRnn::new(layer);
+                assert!(three.install(|| cpu.split_workers(rayon::current_num_threads(), t)) == 3);
+                let h0 = ramp((1, m), 0.2);
+                let c0 = (cell == Cell::Lstm).then(|| ramp((1, m), 0.1));
+                for padding in [
+                    Padding::None,
+                    Padding::Mask(mask.view()),
+                    Padding::Lengths(&lengths),
+                ] {
+                    let run = |pool: &rayon::ThreadPool, chunk_floats| {
+                        pool.install(|| {
+                            cpu.forward_in_chunks(
+                                input.view(),
+                                Some(h0.view()),
+                                c0.as_ref().map(|c| c.view()),
+                                padding,
+                                chunk_floats,
+                            )
+                        })
+                        .unwrap()
+                    };
+                    let want = run(&one, usize::MAX);
+                    for chunk_floats in [usize::MAX, 2000] {
+                        let got = run(&three, chunk_floats);
+                        let what = format!("{cell:?}, backwards {go_backwards}, {chunk_floats}");
+                        let pairs = [(&got.sequences, &want.sequences)];
+                        for (a, b) in pairs {
+                            let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+                            assert_eq!(a.dim(), b.dim());
+                            for (a, b) in a.iter().zip(b) {
+                                assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
+                            }
+                        }
+                        for (a, b) in got.final_state.iter().zip(&want.final_state) {
+                            assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
+                        }
+                        assert_eq!(got.final_cell.is_some(), cell == Cell::Lstm);
+                        for (a, b) in got
+                            .final_cell
+                            .iter()
+                            .flatten()
+                            .zip(want.final_cell.iter().flatten())
+                        {
+                            assert!((a - b).abs() < 1e-5, "{what}: cell {a} vs {b}");
+                        }
                     }
                 }
             }
