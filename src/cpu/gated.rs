@@ -2,7 +2,9 @@
 
 use ndarray::{ArrayViewMut2, ArrayViewMut3, s};
 
-use super::kernels::{lstm_row_standard, matmul_acc_strided, padded_stride, tanh_in_place};
+use super::kernels::{
+    lstm_row_standard, matmul_acc_strided, matmul_strided, padded_stride, tanh_in_place,
+};
 use super::{CpuRnn, PARALLEL_STEP_FLOPS, Slice, fill_rows};
 use crate::activation::Activation;
 use crate::cell::Cell;
@@ -56,10 +58,15 @@ impl CpuRnn {
         ];
         let mut real = vec![true; chunk * nb];
         let fns = GateFunctions::of(layer);
+        // An LSTM adds its bias as it takes the gates (one pass over the projection fewer).
+        let (kernel, lstm_bias) = match cell {
+            Cell::Lstm => ((&self.weights.kernel, None), lstm_bias(self.bias(), gm)),
+            _ => ((&self.weights.kernel, self.bias()), Vec::new()),
+        };
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
             let p = &mut p[..ns * nb * ps];
-            slice.project(self, (s0, ns, nb), &mut x, &mut real, (p, ps));
+            slice.project(kernel, (s0, ns, nb), (&mut x, &mut real), (p, ps));
             for s in 0..ns {
                 let parallel = slice.parallel_gemm && nb * m * gm >= PARALLEL_STEP_FLOPS;
                 let real = &real[s * nb..(s + 1) * nb];
@@ -81,7 +88,8 @@ impl CpuRnn {
                                 None => &mut h[b * m..][..m],
                             };
                             let c = &mut c[b * m..][..m];
-                            lstm_step_row(&mut p[b * ps..][..gm], (out, c), &fns, &mut scratch);
+                            let pre = (&mut p[b * ps..][..gm], &lstm_bias[..]);
+                            lstm_step_row(pre, (out, c), &fns, &mut scratch);
                         }
                     }
                     Cell::GruResetBefore => {
@@ -124,9 +132,8 @@ impl CpuRnn {
                     }
                 }
                 if let Some(projection) = projection {
-                    projected.fill(0.0);
                     let shape = (nb, m, width);
-                    matmul_acc_strided(shape, (&mut projected, width), &full, projection, parallel);
+                    matmul_strided(shape, (&mut projected, width), &full, projection, parallel);
                     for b in (0..nb).filter(|&b| real[b]) {
                         h[b * width..][..width].copy_from_slice(&projected[b * width..][..width]);
                     }
@@ -197,6 +204,11 @@ impl<'a> GateFunctions<'a> {
     }
 }
 
+/// An LSTM's bias as [`lstm_step_row`] takes it: the layer's, or zeros (*G*·*M*).
+pub(super) fn lstm_bias(bias: Option<&[f32]>, gm: usize) -> Vec<f32> {
+    bias.map_or_else(|| vec![0.0; gm], <[f32]>::to_vec)
+}
+
 /// A GRU's gates z and q (reset) for one row, in place in `r` (2·*M*: the recurrent products,
 /// to which the input products `x` are added).
 fn gru_reset_gates(x: &[f32], r: &mut [f32], fns: &GateFunctions<'_>) {
@@ -204,20 +216,21 @@ fn gru_reset_gates(x: &[f32], r: &mut [f32], fns: &GateFunctions<'_>) {
     fns.apply(fns.rec, r);
 }
 
-/// One LSTM step for one row: `pre` holds the gates' pre-activations i, f, c, o (4·*M*, both
-/// products and the biases; overwritten), `out` receives o·act(c) (*h*, or what a projection
+/// One LSTM step for one row: `pre` + `bias` are the gates' pre-activations i, f, c, o (4·*M*,
+/// `pre` both products, overwritten), `out` receives o·act(c) (*h*, or what a projection
 /// takes) and `c` is updated in place. Each activation runs over a whole gate block at once, so
 /// the common ones vectorise ([`activate_in_place`]); Keras's defaults take one fused pass.
 pub(super) fn lstm_step_row(
-    pre: &mut [f32],
+    (pre, bias): (&mut [f32], &[f32]),
     (out, c): (&mut [f32], &mut [f32]),
     fns: &GateFunctions<'_>,
     scratch: &mut [f32],
 ) {
     if fns.standard_lstm() {
-        lstm_row_standard(pre, out, c);
+        lstm_row_standard(pre, bias, out, c);
         return;
     }
+    pre.iter_mut().zip(bias).for_each(|(p, b)| *p += b);
     let m = c.len();
     let (i_f, rest) = pre.split_at_mut(2 * m);
     let (g, o) = rest.split_at_mut(m);

@@ -10,6 +10,7 @@ use ndarray::ArrayView2;
 #[derive(Clone, Debug)]
 pub(crate) struct PaddedRows {
     data: Vec<f32>,
+    cols: usize,
     stride: usize,
 }
 
@@ -20,7 +21,16 @@ impl PaddedRows {
         for (row, values) in data.chunks_exact_mut(stride).zip(a.rows()) {
             row.iter_mut().zip(values).for_each(|(o, v)| *o = *v);
         }
-        PaddedRows { data, stride }
+        PaddedRows {
+            data,
+            cols: a.ncols(),
+            stride,
+        }
+    }
+
+    /// The number of columns.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
     }
 
     /// The floats and the distance between rows, as [`matmul_acc_strided`] takes them.
@@ -50,23 +60,55 @@ pub(crate) fn padded_stride(cols: usize) -> usize {
 /// # Panics
 /// When a slice is shorter than its shape and stride say, or a stride is less than `cols`.
 pub(crate) fn matmul_acc_strided(
+    shape: (usize, usize, usize),
+    dst: (&mut [f32], usize),
+    lhs: &[f32],
+    rhs: (&[f32], usize),
+    parallel: bool,
+) {
+    product(shape, dst, lhs, rhs, (parallel, true));
+}
+
+/// [`matmul_acc_strided`] that overwrites `dst`: `dst = lhs · rhs`, with no pass over `dst`
+/// before.
+///
+/// # Panics
+/// As [`matmul_acc_strided`].
+pub(crate) fn matmul_strided(
+    shape: (usize, usize, usize),
+    dst: (&mut [f32], usize),
+    lhs: &[f32],
+    rhs: (&[f32], usize),
+    parallel: bool,
+) {
+    product(shape, dst, lhs, rhs, (parallel, false));
+}
+
+/// [`matmul_acc_strided`] (`accumulate`) or [`matmul_strided`].
+fn product(
     (rows, k, cols): (usize, usize, usize),
     (dst, dst_stride): (&mut [f32], usize),
     lhs: &[f32],
     (rhs, rhs_stride): (&[f32], usize),
-    parallel: bool,
+    (parallel, accumulate): (bool, bool),
 ) {
-    if rows == 0 || cols == 0 || k == 0 {
+    if rows == 0 || cols == 0 {
         return;
     }
     assert!(dst_stride >= cols && rhs_stride >= cols);
-    assert!(
-        dst.len() >= (rows - 1) * dst_stride + cols
-            && lhs.len() >= rows * k
-            && rhs.len() >= (k - 1) * rhs_stride + cols
-    );
+    assert!(dst.len() >= (rows - 1) * dst_stride + cols && lhs.len() >= rows * k);
+    if k == 0 {
+        if !accumulate {
+            dst.chunks_mut(dst_stride)
+                .take(rows)
+                .for_each(|row| row[..cols].fill(0.0));
+        }
+        return;
+    }
+    assert!(rhs.len() >= (k - 1) * rhs_stride + cols);
     if rows <= FEW_ROWS && few_rows_supported() {
-        matmul_few_rows((rows, k, cols), (dst, dst_stride), lhs, (rhs, rhs_stride));
+        let shape = (rows, k, cols, accumulate);
+        matmul_few_rows(shape, (dst, dst_stride), lhs, (rhs, rhs_stride));
         return;
     }
     let parallelism = if parallel {
@@ -85,7 +127,7 @@ pub(crate) fn matmul_acc_strided(
             dst.as_mut_ptr(),
             1,
             dst_stride as isize,
-            true,
+            accumulate,
             lhs.as_ptr(),
             1,
             k as isize,
@@ -124,12 +166,12 @@ fn few_rows_supported() -> bool {
 /// once down its `k` rows, with every row's sums for the block held in registers.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn matmul_few_rows(
-    (rows, k, cols): (usize, usize, usize),
+    (rows, k, cols, accumulate): (usize, usize, usize, bool),
     (dst, dst_stride): (&mut [f32], usize),
     lhs: &[f32],
     (rhs, rhs_stride): (&[f32], usize),
 ) {
-    let shape = (k, cols);
+    let shape = (k, cols, accumulate);
     let (dst, rhs) = ((dst, dst_stride), (rhs, rhs_stride));
     match rows {
         1 => few_rows::<1, 128>(shape, dst, lhs, rhs),
@@ -144,7 +186,7 @@ fn matmul_few_rows(
 /// the multiply-add latency), then narrower blocks for what is left.
 #[inline(always)]
 fn few_rows<const R: usize, const C: usize>(
-    (k, cols): (usize, usize),
+    (k, cols, accumulate): (usize, usize, bool),
     dst: (&mut [f32], usize),
     lhs: &[f32],
     rhs: (&[f32], usize),
@@ -152,26 +194,26 @@ fn few_rows<const R: usize, const C: usize>(
     let (dst, stride) = dst;
     let mut c0 = 0;
     while c0 + C <= cols {
-        column_block::<R, C>((k, c0), (&mut *dst, stride), lhs, rhs);
+        column_block::<R, C>((k, c0, accumulate), (&mut *dst, stride), lhs, rhs);
         c0 += C;
     }
     while c0 + 32 <= cols {
-        column_block::<R, 32>((k, c0), (&mut *dst, stride), lhs, rhs);
+        column_block::<R, 32>((k, c0, accumulate), (&mut *dst, stride), lhs, rhs);
         c0 += 32;
     }
     while c0 + 8 <= cols {
-        column_block::<R, 8>((k, c0), (&mut *dst, stride), lhs, rhs);
+        column_block::<R, 8>((k, c0, accumulate), (&mut *dst, stride), lhs, rhs);
         c0 += 8;
     }
     for c0 in c0..cols {
-        column_block::<R, 1>((k, c0), (&mut *dst, stride), lhs, rhs);
+        column_block::<R, 1>((k, c0, accumulate), (&mut *dst, stride), lhs, rhs);
     }
 }
 
-/// Columns `c0 .. c0 + C` of `R` rows of `dst += lhs · rhs`.
+/// Columns `c0 .. c0 + C` of `R` rows of `dst += lhs · rhs` (or `=` without `accumulate`).
 #[inline(always)]
 fn column_block<const R: usize, const C: usize>(
-    (k, c0): (usize, usize),
+    (k, c0, accumulate): (usize, usize, bool),
     (dst, dst_stride): (&mut [f32], usize),
     lhs: &[f32],
     (rhs, rhs_stride): (&[f32], usize),
@@ -190,7 +232,10 @@ fn column_block<const R: usize, const C: usize>(
     }
     for (r, sums) in sums.iter().enumerate() {
         let row = &mut dst[r * dst_stride + c0..][..C];
-        row.iter_mut().zip(sums).for_each(|(d, s)| *d += s);
+        match accumulate {
+            true => row.iter_mut().zip(sums).for_each(|(d, s)| *d += s),
+            false => row.copy_from_slice(sums),
+        }
     }
 }
 
@@ -215,19 +260,20 @@ fn tanh_portable(values: &mut [f32]) {
 }
 
 /// One LSTM step for one row with the default activations (sigmoid gates, tanh candidate and
-/// cell output; no clip, coupling or peepholes) in one pass: `pre` holds the gates'
+/// cell output; no clip, coupling or peepholes) in one pass: `pre` + `bias` are the gates'
 /// pre-activations i, f, c, o (*M* each), `out` receives o·tanh(c') and `c` becomes
 /// c' = f·c + i·g. The same operations as the block-by-block path (sigmoid as ½ + ½·tanh(x/2)),
 /// so both give the same bits.
 #[multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-pub(crate) fn lstm_row_standard(pre: &[f32], out: &mut [f32], c: &mut [f32]) {
+pub(crate) fn lstm_row_standard(pre: &[f32], bias: &[f32], out: &mut [f32], c: &mut [f32]) {
     let m = c.len();
-    let (i, rest) = pre.split_at(m);
-    let (f, rest) = rest.split_at(m);
-    let (g, o) = rest.split_at(m);
-    let gates = i.iter().zip(f).zip(g.iter().zip(&o[..m]));
-    for ((c, out), ((i, f), (g, o))) in c.iter_mut().zip(out.iter_mut()).zip(gates) {
-        let (i, f, g, o) = (sigmoid(*i), sigmoid(*f), tanh_rational(*g), sigmoid(*o));
+    let gate = |g: usize| pre[g * m..][..m].iter().zip(&bias[g * m..][..m]);
+    let gates = gate(0).zip(gate(1)).zip(gate(2).zip(gate(3)));
+    for ((c, out), (((i, bi), (f, bf)), ((g, bg), (o, bo)))) in
+        c.iter_mut().zip(out.iter_mut()).zip(gates)
+    {
+        let (i, f) = (sigmoid(i + bi), sigmoid(f + bf));
+        let (g, o) = (tanh_rational(g + bg), sigmoid(o + bo));
         *c = f * *c + i * g;
         *out = o * tanh_rational(*c);
     }
@@ -327,7 +373,7 @@ mod tests {
     /// Every row count (the few-row product up to [`FEW_ROWS`], `gemm` past it), column counts
     /// with and without full blocks and tails, padded strides, and accumulation onto `dst`.
     #[test]
-    fn products_accumulate_into_the_destination_at_every_shape() {
+    fn products_accumulate_or_overwrite_at_every_shape() {
         let value = |i: usize| ((i * 37) % 23) as f32 * 0.25 - 2.5;
         for rows in 1..=6 {
             for (k, cols) in [(1, 1), (7, 5), (33, 64), (20, 75), (128, 200), (3, 515)] {
@@ -338,7 +384,9 @@ mod tests {
                     let mut dst: Vec<f32> = (0..rows * ds).map(|i| value(i + 11)).collect();
                     let before = dst.clone();
                     let shape = (rows, k, cols);
+                    let mut overwritten = dst.clone();
                     matmul_acc_strided(shape, (&mut dst, ds), &lhs, (&rhs, rs), rows % 2 == 0);
+                    matmul_strided(shape, (&mut overwritten, ds), &lhs, (&rhs, rs), false);
                     for r in 0..rows {
                         for c in 0..ds {
                             let got = dst[r * ds + c];
@@ -351,6 +399,15 @@ mod tests {
                                 f64::from(before[r * ds + c])
                             };
                             let tolerance = 1e-5 * (k as f64 + 1.0);
+                            let alone = f64::from(overwritten[r * ds + c]);
+                            let want_alone = match c < cols {
+                                true => want - f64::from(before[r * ds + c]),
+                                false => want,
+                            };
+                            assert!(
+                                (alone - want_alone).abs() <= tolerance,
+                                "{rows}×{k}×{cols}, pad {pad}, overwritten: [{r}, {c}]"
+                            );
                             assert!(
                                 (f64::from(got) - want).abs() <= tolerance,
                                 "{rows}×{k}×{cols}, pad {pad}: [{r}, {c}] {got} against {want}"
@@ -382,8 +439,10 @@ mod tests {
         let m = 37;
         let pre: Vec<f32> = (0..4 * m).map(|i| (i as f32 * 0.731).sin() * 6.0).collect();
         let c0: Vec<f32> = (0..m).map(|i| (i as f32 * 0.37).cos() * 3.0).collect();
+        let bias: Vec<f32> = (0..4 * m).map(|i| (i as f32 * 0.3).cos()).collect();
         let (mut c, mut out) = (c0.clone(), vec![0.0f32; m]);
-        lstm_row_standard(&pre, &mut out, &mut c);
+        lstm_row_standard(&pre, &bias, &mut out, &mut c);
+        let pre: Vec<f32> = pre.iter().zip(&bias).map(|(p, b)| p + b).collect();
         let sig = |x: f32| {
             let mut v = [x * 0.5];
             tanh_in_place(&mut v);

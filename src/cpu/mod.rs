@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::layer::{
     Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, SimpleRnnConfig, state_rows,
 };
-use kernels::{PaddedRows, matmul_acc_strided, tanh_in_place};
+use kernels::{PaddedRows, matmul_acc_strided, matmul_strided, tanh_in_place};
 
 /// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
 /// when no GPU adapter exists.
@@ -200,6 +200,11 @@ impl CpuRnn {
         Ok(out)
     }
 
+    /// The layer's bias, *G*·*M*.
+    fn bias(&self) -> Option<&[f32]> {
+        self.layer.bias().map(|b| b.as_slice().expect("owned"))
+    }
+
     /// Runs every step for the batch rows `b0..b0 + final_state.nrows()`, writing their final
     /// state and (when given) their sequence output.
     fn run_slice(
@@ -229,7 +234,8 @@ impl CpuRnn {
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
             let p = &mut p[..ns * nb * m];
-            slice.project(self, (s0, ns, nb), &mut x, &mut real, (p, m));
+            let kernel = (&self.weights.kernel, self.bias());
+            slice.project(kernel, (s0, ns, nb), (&mut x, &mut real), (p, m));
 
             for s in 0..ns {
                 let (done, rest) = p.split_at_mut(s * nb * m);
@@ -315,28 +321,40 @@ struct Slice<'a, 's> {
 }
 
 impl Slice<'_, '_> {
-    /// The input projection `x · kernel + bias` of processing steps `s0 .. s0 + ns` for the
-    /// slice's `nb` rows into `p` (time-major, the kernel's columns per row, rows `p_stride`
-    /// floats apart), gathering the input into `x` and the real steps into `real` first.
+    /// The input projection `x · kernel + bias` (without `bias`: `x · kernel`) of processing
+    /// steps `s0 .. s0 + ns` for the slice's `nb` rows into `p` (time-major, the kernel's
+    /// columns per row, rows `p_stride` floats apart), gathering the input into `x` and the
+    /// real steps into `real` first.
     fn project(
         &self,
-        rnn: &CpuRnn,
+        (kernel, bias): (&PaddedRows, Option<&[f32]>),
         (s0, ns, nb): (usize, usize, usize),
-        x: &mut [f32],
-        real: &mut [bool],
+        (x, real): (&mut [f32], &mut [bool]),
         (p, p_stride): (&mut [f32], usize),
     ) {
-        let (d, columns) = rnn.layer.kernel().dim();
+        let d = self.input.dim().2;
+        let columns = kernel.cols();
         self.gather_input(s0, ns, nb, x, real);
-        let bias = rnn.layer.bias().map(|b| b.as_slice().expect("owned"));
-        fill_rows((&mut *p, p_stride), bias, columns);
-        matmul_acc_strided(
-            (ns * nb, d, columns),
-            (p, p_stride),
-            &x[..ns * nb * d],
-            rnn.weights.kernel.strided(),
-            self.parallel_gemm,
-        );
+        let (x, shape) = (&x[..ns * nb * d], (ns * nb, d, columns));
+        match bias {
+            Some(bias) => {
+                fill_rows((&mut *p, p_stride), Some(bias), columns);
+                matmul_acc_strided(
+                    shape,
+                    (p, p_stride),
+                    x,
+                    kernel.strided(),
+                    self.parallel_gemm,
+                );
+            }
+            None => matmul_strided(
+                shape,
+                (p, p_stride),
+                x,
+                kernel.strided(),
+                self.parallel_gemm,
+            ),
+        }
     }
 
     /// The time-major input rows of processing steps `s0 .. s0 + ns` for the slice's `nb` rows

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crossbeam_utils::Backoff;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, ArrayViewMut3, s};
 
-use super::gated::{GateFunctions, gru_step_row, lstm_step_row};
+use super::gated::{GateFunctions, gru_step_row, lstm_bias, lstm_step_row};
 use super::kernels::{PaddedRows, matmul_acc_strided, padded_stride};
 use super::{CpuRnn, Slice, fill_rows, simple_step_row};
 use crate::cell::Cell;
@@ -126,6 +126,11 @@ impl CpuRnn {
             .as_ref()
             .map(|b| b.as_slice().expect("standard"));
         let fns = GateFunctions::of(layer);
+        // As in the one-core path, an LSTM adds its bias as it takes the gates.
+        let (projection, lstm_bias) = match cell {
+            Cell::Lstm => ((&kernel, None), lstm_bias(bias, gu)),
+            _ => ((&kernel, bias), Vec::new()),
+        };
         let config = layer.config();
         let carried = slice.schedule.padded_output_is_state();
 
@@ -142,11 +147,8 @@ impl CpuRnn {
         let mut scratch = vec![0.0f32; u];
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
-            slice.gather_input(s0, ns, 1, &mut x, &mut real);
             let p = &mut p[..ns * ps];
-            fill_rows((&mut *p, ps), bias, gu);
-            let x = &x[..ns * d];
-            matmul_acc_strided((ns, d, gu), (&mut *p, ps), x, kernel.strided(), false);
+            slice.project(projection, (s0, ns, 1), (&mut x, &mut real), (p, ps));
             for s in 0..ns {
                 let step = s0 + s;
                 let (read, write) = (&shared.h[step % 2], &shared.h[(step + 1) % 2]);
@@ -173,7 +175,12 @@ impl CpuRnn {
                                 recurrent.strided(),
                                 false,
                             );
-                            lstm_step_row(pre, (&mut own, &mut c), &fns, &mut scratch);
+                            lstm_step_row(
+                                (pre, &lstm_bias),
+                                (&mut own, &mut c),
+                                &fns,
+                                &mut scratch,
+                            );
                         }
                         _ => {
                             fill_rows((&mut r, gu), recurrent_bias, gu);
