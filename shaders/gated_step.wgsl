@@ -215,6 +215,17 @@ fn finish(row: u32, j: u32, r: array<f32, 4>) {
     }
 }
 
+// Gate g's four rows of U in the slab's quad q for the thread's quad of units tx.
+fn slab_quads(g: u32, q: u32, tx: u32) -> array<vec4<f32>, 4> {
+    let b = g * 128u + q * 64u + tx;
+    return array<vec4<f32>, 4>(u_tile[b], u_tile[b + 16u], u_tile[b + 32u], u_tile[b + 48u]);
+}
+
+// s + a · b: a quad of h times four rows of a quad of U.
+fn madd(s: vec4<f32>, a: vec4<f32>, b: array<vec4<f32>, 4>) -> vec4<f32> {
+    return s + a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -229,11 +240,27 @@ fn main(
     let unit0 = wid.x * 64u;
     let g_count = gates();
     let g0 = first_gate();
-    // acc[g * 4 + i]: gate g, the thread's row i, its 4 units.
-    var acc: array<vec4<f32>, 16>;
-    for (var i = 0u; i < 16u; i = i + 1u) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    // s{g}{i}: gate g, the thread's row i, its 4 units. Spelt out, the branches on the gates
+    // and ROWS_PER_THREAD constant once the pipeline is built, so that every sum stays in a
+    // register: a compiler that does not unroll a loop over an array of sums (llvmpipe) keeps
+    // the array in memory, which made this kernel slower than a GEMM and a gate kernel.
+    var s00 = vec4<f32>(0.0);
+    var s01 = vec4<f32>(0.0);
+    var s02 = vec4<f32>(0.0);
+    var s03 = vec4<f32>(0.0);
+    var s10 = vec4<f32>(0.0);
+    var s11 = vec4<f32>(0.0);
+    var s12 = vec4<f32>(0.0);
+    var s13 = vec4<f32>(0.0);
+    var s20 = vec4<f32>(0.0);
+    var s21 = vec4<f32>(0.0);
+    var s22 = vec4<f32>(0.0);
+    var s23 = vec4<f32>(0.0);
+    var s30 = vec4<f32>(0.0);
+    var s31 = vec4<f32>(0.0);
+    var s32 = vec4<f32>(0.0);
+    var s33 = vec4<f32>(0.0);
+    let h0 = ty * ROWS_PER_THREAD * 2u;
     // k_begin is a whole number of slabs: a slab never straddles two dispatches.
     for (var k0 = params.k_begin; k0 < params.k_end; k0 = k0 + SLAB) {
         if (t < tile_rows * 2u) {
@@ -247,20 +274,45 @@ fn main(
         }
         workgroupBarrier();
         for (var q = 0u; q < 2u; q = q + 1u) {
-            for (var g = 0u; g < g_count; g = g + 1u) {
-                let b = g * 128u + q * 64u + tx;
-                let b0 = u_tile[b];
-                let b1 = u_tile[b + 16u];
-                let b2 = u_tile[b + 32u];
-                let b3 = u_tile[b + 48u];
-                for (var i = 0u; i < ROWS_PER_THREAD; i = i + 1u) {
-                    let a = h_tile[(ty * ROWS_PER_THREAD + i) * 2u + q];
-                    acc[g * 4u + i] = acc[g * 4u + i] + a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
-                }
+            let a0 = h_tile[h0 + q];
+            let a1 = h_tile[min(h0 + 2u + q, 127u)];
+            let a2 = h_tile[min(h0 + 4u + q, 127u)];
+            let a3 = h_tile[min(h0 + 6u + q, 127u)];
+            {
+                let b = slab_quads(0u, q, tx);
+                s00 = madd(s00, a0, b);
+                if (ROWS_PER_THREAD > 1u) { s01 = madd(s01, a1, b); }
+                if (ROWS_PER_THREAD > 2u) { s02 = madd(s02, a2, b); }
+                if (ROWS_PER_THREAD > 3u) { s03 = madd(s03, a3, b); }
+            }
+            if (g_count > 1u) {
+                let b = slab_quads(1u, q, tx);
+                s10 = madd(s10, a0, b);
+                if (ROWS_PER_THREAD > 1u) { s11 = madd(s11, a1, b); }
+                if (ROWS_PER_THREAD > 2u) { s12 = madd(s12, a2, b); }
+                if (ROWS_PER_THREAD > 3u) { s13 = madd(s13, a3, b); }
+            }
+            if (g_count > 2u) {
+                let b = slab_quads(2u, q, tx);
+                s20 = madd(s20, a0, b);
+                if (ROWS_PER_THREAD > 1u) { s21 = madd(s21, a1, b); }
+                if (ROWS_PER_THREAD > 2u) { s22 = madd(s22, a2, b); }
+                if (ROWS_PER_THREAD > 3u) { s23 = madd(s23, a3, b); }
+            }
+            if (g_count > 3u) {
+                let b = slab_quads(3u, q, tx);
+                s30 = madd(s30, a0, b);
+                if (ROWS_PER_THREAD > 1u) { s31 = madd(s31, a1, b); }
+                if (ROWS_PER_THREAD > 2u) { s32 = madd(s32, a2, b); }
+                if (ROWS_PER_THREAD > 3u) { s33 = madd(s33, a3, b); }
             }
         }
         workgroupBarrier();
     }
+    // The sums as one array, [g * 4 + i], for the stores.
+    let acc = array<vec4<f32>, 16>(
+        s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33,
+    );
     let gm = all_gates() * m;
     let last = params.k_end >= depth();
     for (var i = 0u; i < ROWS_PER_THREAD; i = i + 1u) {

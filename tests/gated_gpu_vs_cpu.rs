@@ -176,6 +176,36 @@ fn long_wide_and_chunked_gated_layers_match_the_cpu() {
     }
 }
 
+/// Batches past 32 rows take the fused step's tile of four rows per thread (and several row
+/// tiles, the last one partial); the persistent kernel at such batches too, with a mask.
+#[test]
+fn large_batches_match_the_cpu_under_every_strategy() {
+    let mut r = rng(11);
+    let config = SimpleRnnConfig {
+        return_sequences: true,
+        ..Default::default()
+    };
+    for cell in CELLS {
+        for (n, t, d, m) in [(37, 30, 8, 70), (130, 12, 16, 200)] {
+            let layer = gated_layer(&mut r, cell, (d, m), true, config);
+            let x = uniform3(&mut r, (n, t, d), 1.0);
+            let h0 = uniform2(&mut r, (n, m), 0.8);
+            let mask = Array2::from_shape_fn((n, t), |(b, s)| (b * 7 + s * 3) % 5 != 0);
+            let cpu = CpuRnn::new(layer.clone());
+            let want = cpu
+                .forward_padded(x.view(), Some(h0.view()), Padding::Mask(mask.view()))
+                .unwrap();
+            for strategy in STRATEGIES {
+                let got = GpuRnn::new(gpu_with(strategy), layer.clone())
+                    .unwrap()
+                    .forward_padded(x.view(), Some(h0.view()), Padding::Mask(mask.view()))
+                    .unwrap();
+                same(&got, &want, &format!("{cell} {strategy:?} N={n} T={t} M={m}"));
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_gated_layers_and_states_are_clear_errors() {
     let mut r = rng(4);
