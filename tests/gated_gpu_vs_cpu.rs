@@ -200,7 +200,11 @@ fn large_batches_match_the_cpu_under_every_strategy() {
                     .unwrap()
                     .forward_padded(x.view(), Some(h0.view()), Padding::Mask(mask.view()))
                     .unwrap();
-                same(&got, &want, &format!("{cell} {strategy:?} N={n} T={t} M={m}"));
+                same(
+                    &got,
+                    &want,
+                    &format!("{cell} {strategy:?} N={n} T={t} M={m}"),
+                );
             }
         }
     }
