@@ -1,7 +1,8 @@
 //! How the steps of a chunk run, and [`StepStrategy::Auto`]'s choice: the candidates the
 //! adapter's properties allow (the persistent kernel where it runs the layer, the per-step tiles
-//! of [`step_tile_candidates`]) timed once on the device, the fastest kept for that adapter and
-//! shape class for the rest of the process.
+//! of [`step_tile_candidates`]; for a gated cell, its persistent kernel and the fused step)
+//! timed once on the device, the fastest kept for that adapter and shape class for the rest of
+//! the process.
 //!
 //! A model decides once per batch size and keeps the decision ([`StepPlans`]), so that the
 //! parameters, the dispatches and the index of the final state of a forward always agree.
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::cell::Cell;
 use crate::error::{Result, RnnError};
 use crate::gpu::context::{ContextInner, ErrorScope, StepStrategy, poisoned};
 use crate::gpu::plan::{StepDevice, StepTile, grid, step_tile, step_tile_candidates};
@@ -99,6 +101,20 @@ impl StepPlans {
 /// The decision for `nb` rows under the context's strategy.
 fn decide(rnn: &GpuRnn, nb: usize) -> StepChoice {
     let inner = &*rnn.context().inner;
+    if rnn.layer().cell() != Cell::Simple {
+        // A gated cell: the persistent kernel or the fused step (whose tile is fixed; the
+        // fallback tile stands for it).
+        let fused = StepChoice::Tiled(rnn.plans.fallback().0);
+        let persistent = rnn.gated_persistent_if(nb, true).is_some();
+        return match inner.options.strategy {
+            StepStrategy::Auto if persistent => measured(rnn, nb, &[StepChoice::Persistent, fused])
+                .unwrap_or_else(|e| {
+                    inner.keep_error(e);
+                    fused
+                }),
+            _ => fused,
+        };
+    }
     let m = rnn.layer().units();
     let device = inner.step_device();
     let tiled = StepChoice::Tiled(step_tile(nb, m, device).unwrap_or(rnn.plans.fallback().0));
@@ -151,12 +167,13 @@ pub(crate) fn sliced_tile(nb: usize, m: usize, device: StepDevice, plans: &StepP
     .unwrap_or(plans.fallback().0)
 }
 
-/// What the adapter-wide cache is keyed by: the adapter, the layer width, the batch rounded up
+/// What the adapter-wide cache is keyed by: the adapter, the cell, the layer width, the batch rounded up
 /// to a power of two, whether the activation reduces each row (softmax), and whether the
 /// persistent kernel was a candidate.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ShapeClass {
     adapter: String,
+    cell: Cell,
     m: usize,
     rows: usize,
     row_wise: bool,
@@ -186,6 +203,7 @@ fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepCh
             "{:?} {:04x}:{:04x} {} {} {}",
             info.backend, info.vendor, info.device, info.name, info.driver, info.driver_info
         ),
+        cell: rnn.layer().cell(),
         m: rnn.layer().units(),
         rows: nb.next_power_of_two(),
         row_wise: rnn.layer().config().activation.is_row_wise(),
@@ -194,12 +212,21 @@ fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepCh
     if let Some(c) = cache().lock().map_err(poisoned)?.get(&class) {
         return Ok(*c);
     }
-    let bench = Bench::new(rnn, nb)?;
+    // The simple cell's steps run on scratch bind groups of its own; a gated cell's on a
+    // scratch workspace.
+    let bench = match rnn.layer().cell() {
+        Cell::Simple => Some(Bench::new(rnn, nb)?),
+        _ => None,
+    };
+    let time = |choice: StepChoice, steps: usize| match &bench {
+        Some(bench) => bench.time(choice, steps),
+        None => rnn.time_gated_steps(nb, steps, choice == StepChoice::Persistent),
+    };
     // One step each: warms every pipeline and gives the scale; candidates four times slower
     // than the best are not timed further.
     let mut first = Vec::with_capacity(candidates.len());
     for c in candidates {
-        first.push(bench.time(*c, 1)?);
+        first.push(time(*c, 1)?);
     }
     let best_first = first.iter().min().copied().unwrap_or_default();
     let steps = (MEASURE_TARGET.as_secs_f64() / best_first.as_secs_f64().max(1e-6))
@@ -212,7 +239,7 @@ fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepCh
         .collect();
     for _round in 0..2 {
         for (c, best) in timed.iter_mut() {
-            *best = (*best).min(bench.time(*c, steps)?);
+            *best = (*best).min(time(*c, steps)?);
         }
     }
     let choice = timed
@@ -338,17 +365,7 @@ impl<'a> Bench<'a> {
         }
         inner.queue.write_buffer(&self.params, 0, &bytes);
 
-        let scope = ErrorScope::push(&inner.device);
-        let mut encoder = inner
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("rnn.auto"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("rnn.auto"),
-                timestamp_writes: None,
-            });
+        timed_pass(inner, "rnn.auto", |pass| {
             let mut current = 0;
             match choice {
                 StepChoice::Persistent => {
@@ -382,17 +399,38 @@ impl<'a> Bench<'a> {
                     }
                 }
             }
-        }
-        let start = Instant::now();
-        inner.queue.submit([encoder.finish()]);
-        inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| RnnError::Gpu(format!("waiting for the GPU: {e}")))?;
-        let elapsed = start.elapsed();
-        pollster::block_on(scope.pop())?;
-        Ok(elapsed)
+            Ok(())
+        })
     }
+}
+
+/// Encodes one compute pass with `encode`, submits it alone and waits for it: the wall time
+/// from the submission.
+pub(crate) fn timed_pass(
+    inner: &ContextInner,
+    label: &str,
+    encode: impl FnOnce(&mut wgpu::ComputePass<'_>) -> Result<()>,
+) -> Result<Duration> {
+    let scope = ErrorScope::push(&inner.device);
+    let mut encoder = inner
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes: None,
+        });
+        encode(&mut pass)?;
+    }
+    let start = Instant::now();
+    inner.queue.submit([encoder.finish()]);
+    inner
+        .device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| RnnError::Gpu(format!("waiting for the GPU: {e}")))?;
+    let elapsed = start.elapsed();
+    pollster::block_on(scope.pop())?;
+    Ok(elapsed)
 }
 
 #[cfg(test)]
@@ -532,5 +570,54 @@ mod tests {
             per_step.step_choice(6),
             StepChoice::Tiled(step_tile(6, 64, device).unwrap())
         );
+    }
+
+    /// Under `Auto` a gated cell times its persistent kernel against the fused step and keeps
+    /// one; each of the two, forced, matches the CPU path.
+    #[test]
+    fn a_gated_cell_under_auto_times_its_two_kernels_and_both_match_the_cpu() {
+        use crate::Cell;
+        let ctx = GpuContext::new_blocking(GpuOptions::default())
+            .expect("GPU tests need an adapter (apt-get install mesa-vulkan-drivers)");
+        let (n, t, d, m) = (3, 40, 5, 24);
+        for cell in [Cell::Lstm, Cell::Gru, Cell::GruResetBefore] {
+            let g = cell.gates();
+            let layer = SimpleRnn::gated(
+                cell,
+                Array2::from_shape_fn((d, g * m), |(i, j)| wave(i * g * m + j, 0.5)),
+                Array2::from_shape_fn((m, g * m), |(i, j)| wave(3 + i * g * m + j, 0.3)),
+                Some(Array1::from_shape_fn(g * m, |j| wave(11 + j, 0.2))),
+                (cell == Cell::Gru).then(|| Array1::from_shape_fn(g * m, |j| wave(5 + j, 0.2))),
+                SimpleRnnConfig {
+                    return_sequences: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let x = Array3::from_shape_fn((n, t, d), |(a, b, c)| wave(a * 31 + b * 17 + c, 1.5));
+            let want = CpuRnn::new(layer.clone()).forward(x.view(), None).unwrap();
+            let model = GpuRnn::new(&ctx, layer.clone()).unwrap();
+            let fused = StepChoice::Tiled(model.plans.fallback().0);
+            let decided = model.step_choice(n);
+            assert!(
+                decided == StepChoice::Persistent || decided == fused,
+                "{decided:?}"
+            );
+            for choice in [None, Some(StepChoice::Persistent), Some(fused)] {
+                let model = GpuRnn::new(&ctx, layer.clone()).unwrap();
+                if let Some(choice) = choice {
+                    model.plans.force(n, choice);
+                    let persistent = model.gated_persistent_for(n).is_some();
+                    assert_eq!(persistent, choice == StepChoice::Persistent, "{cell}");
+                }
+                let got = model.forward(x.view(), None).unwrap();
+                for (g, w) in got.output().iter().zip(want.output().iter()) {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "{cell} {choice:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -359,11 +359,6 @@ const _: () = assert!(
 /// invocation (a layer this wide has a U of 266 MB, past most devices' storage bindings).
 pub(crate) const MAX_STEP_UNITS: u64 = GEMM_MAX_K_SPAN;
 
-/// `StepStrategy::Auto` runs a gated cell's chunk on the persistent kernel while *N* · *G* · *M*
-/// stays within this (measured on lavapipe: 9× faster than the fused step at N = 1, M = 128;
-/// slower at N = 8, M = 64, where N · G · M = 2,048); above it, the fused step.
-pub(crate) const GATED_AUTO_MAX_PERSISTENT_COLUMNS: usize = 1024;
-
 /// Units one workgroup of the fused gated step (`shaders/gated_step.wgsl`) covers.
 pub(crate) const GATED_TILE_UNITS: u64 = 64;
 

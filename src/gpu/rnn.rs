@@ -14,10 +14,9 @@ use crate::gpu::context::{
     ContextInner, DYNAMIC_PARAMS_SIZE, ErrorScope, GpuContext, StepStrategy, poisoned,
 };
 use crate::gpu::plan::{
-    ChunkPlan, GATED_AUTO_MAX_PERSISTENT_COLUMNS, GATED_ROWS_PER_THREAD_LARGE, PersistentShape,
-    PlanLimits, StepTile, check_weights, gated_persistent_rows,
-    gated_persistent_steps_per_dispatch, gated_rows_per_thread, gated_step_spans,
-    gated_step_workgroups, grid, persistent_shape, persistent_steps_per_dispatch,
+    ChunkPlan, GATED_ROWS_PER_THREAD_LARGE, PersistentShape, PlanLimits, StepTile, check_weights,
+    gated_persistent_rows, gated_persistent_steps_per_dispatch, gated_rows_per_thread,
+    gated_step_spans, gated_step_workgroups, grid, persistent_shape, persistent_steps_per_dispatch,
     persistent_workgroups, plan, step_tile,
 };
 use crate::gpu::projection::Projection;
@@ -510,7 +509,20 @@ impl GpuRnn {
         bindings: &ChunkBindings,
         nb: usize,
         ns: usize,
-        mut current: usize,
+        current: usize,
+    ) -> usize {
+        let gated_persistent = self.gated_persistent_for(nb);
+        self.encode_steps_with(pass, bindings, (nb, ns, current), gated_persistent)
+    }
+
+    /// [`GpuRnn::encode_steps`] with a gated cell's persistent kernel given (or `None`: the
+    /// fused step), as [`GpuRnn::gated_persistent_if`] returns it.
+    fn encode_steps_with(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        bindings: &ChunkBindings,
+        (nb, ns, mut current): (usize, usize, usize),
+        gated_persistent: Option<(&(u32, wgpu::ComputePipeline), usize)>,
     ) -> usize {
         let inner = &*self.ctx.inner;
         let (d, m) = (self.layer.input_dim(), self.layer.units());
@@ -524,7 +536,7 @@ impl GpuRnn {
 
         let most = u64::from(inner.limits.max_compute_workgroups_per_dimension);
         if let (Some(gated), Some(((rows, pipeline), per_dispatch))) =
-            (&bindings.gated, self.gated_persistent_for(nb))
+            (&bindings.gated, gated_persistent)
         {
             // The dispatches' parameters follow the per-step ones; h alternates between the
             // two buffers from one dispatch to the next.
@@ -662,32 +674,68 @@ impl GpuRnn {
     }
 
     /// The persistent gated kernel, and the most steps one of its dispatches runs, when the
-    /// strategy picks it for a chunk of `nb` rows.
+    /// strategy picks it for a chunk of `nb` rows: always under [`StepStrategy::Persistent`]
+    /// (where it runs the layer), never under the per-step strategies, and under
+    /// [`StepStrategy::Auto`] when it was the faster of the two on this device
+    /// ([`crate::gpu::auto`]).
     pub(crate) fn gated_persistent_for(
         &self,
         nb: usize,
     ) -> Option<(&(u32, wgpu::ComputePipeline), usize)> {
-        let (rows, _) = self.gated_persistent.as_ref()?;
-        let m = self.layer.units();
-        let cell = self.layer.cell();
-        let phases = if cell == Cell::GruResetBefore { 2 } else { 1 };
-        let per_dispatch =
-            gated_persistent_steps_per_dispatch(m, cell.gates(), phases, *rows, nb) as usize;
-        let chosen = match self.ctx.inner.options.strategy {
-            StepStrategy::Persistent => per_dispatch > 0,
-            // Not timed per device as the simple cell's kernels are: each item of the persistent
-            // kernel walks h once per gate, so the bound counts gate columns.
-            StepStrategy::Auto => {
-                nb * m * cell.gates() <= GATED_AUTO_MAX_PERSISTENT_COLUMNS && per_dispatch > 0
-            }
-            // Per step (the fused kernel) for the others.
+        self.gated_persistent.as_ref()?;
+        let persistent = match self.ctx.inner.options.strategy {
+            StepStrategy::Persistent => true,
+            StepStrategy::Auto => self.step_choice(nb) == StepChoice::Persistent,
             _ => false,
         };
-        chosen.then(|| {
-            (
-                self.gated_persistent.as_ref().expect("checked above"),
-                per_dispatch,
-            )
+        self.gated_persistent_if(nb, persistent)
+    }
+
+    /// The persistent gated kernel and its steps per dispatch when `persistent` and it runs a
+    /// chunk of `nb` rows.
+    pub(crate) fn gated_persistent_if(
+        &self,
+        nb: usize,
+        persistent: bool,
+    ) -> Option<(&(u32, wgpu::ComputePipeline), usize)> {
+        let kernel = self.gated_persistent.as_ref().filter(|_| persistent)?;
+        let (m, cell) = (self.layer.units(), self.layer.cell());
+        let phases = if cell == Cell::GruResetBefore { 2 } else { 1 };
+        let per_dispatch =
+            gated_persistent_steps_per_dispatch(m, cell.gates(), phases, kernel.0, nb) as usize;
+        (per_dispatch > 0).then_some((kernel, per_dispatch))
+    }
+
+    /// Runs `steps` steps of a gated cell over `nb` rows on scratch buffers, on the persistent
+    /// kernel or the fused step, and waits for them: the wall time ([`crate::gpu::auto`]).
+    ///
+    /// # Errors
+    /// [`RnnError::DeviceLimit`] when the scratch buffers do not fit; [`RnnError::Gpu`] when the
+    /// device fails.
+    pub(crate) fn time_gated_steps(
+        &self,
+        nb: usize,
+        steps: usize,
+        persistent: bool,
+    ) -> Result<std::time::Duration> {
+        let inner = &*self.ctx.inner;
+        let ws = self.create_workspace(ChunkPlan { batch: nb, steps })?;
+        let run = self.gated_persistent_if(nb, persistent);
+        let projection = Projection::new(
+            inner,
+            steps * nb,
+            self.layer.input_dim(),
+            self.gate_columns(),
+        );
+        inner
+            .queue
+            .write_buffer(&ws.dims, 0, &projection.params_bytes(ws.params_stride));
+        let per_dispatch = run.map(|(_, per)| per);
+        let bytes = self.step_params_bytes_with(nb, steps, ws.params_stride, 0, per_dispatch);
+        inner.queue.write_buffer(&ws.params, 0, &bytes);
+        crate::gpu::auto::timed_pass(inner, "rnn.auto.gated", |pass| {
+            self.encode_steps_with(pass, &ws.bindings, (nb, steps, 0), run);
+            Ok(())
         })
     }
 
@@ -722,6 +770,20 @@ impl GpuRnn {
         ns: usize,
         stride: u64,
         order: u32,
+    ) -> Vec<u8> {
+        let gated_per_dispatch = self.gated_persistent_for(nb).map(|(_, per)| per);
+        self.step_params_bytes_with(nb, ns, stride, order, gated_per_dispatch)
+    }
+
+    /// [`GpuRnn::step_params_bytes`] with a gated cell's persistent steps per dispatch given
+    /// (`None`: the fused step).
+    fn step_params_bytes_with(
+        &self,
+        nb: usize,
+        ns: usize,
+        stride: u64,
+        order: u32,
+        gated_per_dispatch: Option<usize>,
     ) -> Vec<u8> {
         let config = self.layer.config();
         let flags = match (config.return_sequences, config.activation.is_row_wise()) {
@@ -768,7 +830,7 @@ impl GpuRnn {
                 })
                 .collect();
             // Then one per persistent dispatch.
-            if let Some((_, per_dispatch)) = self.gated_persistent_for(nb) {
+            if let Some(per_dispatch) = gated_per_dispatch {
                 slots.extend(
                     (0..ns)
                         .step_by(per_dispatch)
