@@ -232,7 +232,7 @@ impl CpuRnn {
                     if config.activation == Activation::Tanh {
                         tanh_in_place(row);
                     } else {
-                        config.activation.apply_row(row);
+                        layer.activate_row(row);
                     }
                 }
                 if let Some(seq) = sequences.as_mut() {
