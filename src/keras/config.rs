@@ -511,9 +511,8 @@ fn prelu_object(config: &Value, built: bool, layer: &str) -> Result<PreluSpec> {
             _ => {
                 return Err(bad(format!(
                     "layer {layer:?}: its PReLU activation {name:?} was saved before it ran, so \
-                     Keras draws its alpha from the initializer {} on the first call; only a \
-                     constant one (Zeros, Ones, Constant) gives numbers this crate reproduces",
-                    shown(init)
+                     Keras draws its alpha from the initializer {class} on the first call; only \
+                     a constant one (Zeros, Ones, Constant) gives numbers this crate reproduces"
                 )));
             }
         })
@@ -709,12 +708,14 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
     };
     let (activation, prelu) = self::recurrent_activation(config, "activation", &name)?;
     // The gated kernels apply their activations with one set of parameters for every unit.
-    if let Some(p) = gate_prelu
-        .as_ref()
-        .or(prelu.as_ref().filter(|_| cell != Cell::Simple))
-    {
+    let refused = match (&gate_prelu, &prelu) {
+        (Some(p), _) => Some(("recurrent_activation", p)),
+        (None, Some(p)) if cell != Cell::Simple => Some(("activation", p)),
+        _ => None,
+    };
+    if let Some((key, p)) = refused {
         return Err(bad(format!(
-            "layer {name:?}: PReLU {:?} as an activation of a {class} is not supported (only a \
+            "layer {name:?} ({class}): PReLU {:?} as its {key} is not supported (only a \
              SimpleRNN's activation takes a slope per unit)",
             p.name
         )));

@@ -1265,5 +1265,5 @@ fn rnn_layer(
         None => into1(weight(&[slopes])?)?,
         Some(value) => Array1::from_elem(slopes, value),
     };
-    Ok(layer.with_unit_slopes(alpha)?)
+    layer.with_unit_slopes(alpha)
 }
