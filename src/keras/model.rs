@@ -898,7 +898,7 @@ fn build_layer(
             } else {
                 None
             };
-            let mut layer = KerasLayer::Dense {
+            let layer = KerasLayer::Dense {
                 name: name.clone(),
                 kernel,
                 bias,
@@ -906,26 +906,20 @@ fn build_layer(
                 then: None,
                 time_distributed: *time_distributed,
             };
-            if let Some(spec) = then {
-                let built = activation_after(spec, &layer, input, *time_distributed, weight)?;
-                if let KerasLayer::Dense { then, .. } = &mut layer {
-                    *then = Some(built);
-                }
-            }
-            layer
+            with_activation_after(layer, then.as_ref(), input, *time_distributed, weight)?
         }
         LayerSpec::Activation {
             name,
             activation,
             then,
-        } => KerasLayer::Activation {
-            name: name.clone(),
-            activation: *activation,
-            then: then
-                .as_ref()
-                .map(|spec| activation_layer(spec, input, name, weight))
-                .transpose()?,
-        },
+        } => {
+            let layer = KerasLayer::Activation {
+                name: name.clone(),
+                activation: *activation,
+                then: None,
+            };
+            with_activation_after(layer, then.as_ref(), input, false, weight)?
+        }
         LayerSpec::Dropout { name } => KerasLayer::Dropout { name: name.clone() },
         LayerSpec::Merge { name, kind } => KerasLayer::Merge {
             name: name.clone(),
@@ -1058,7 +1052,7 @@ fn build_layer(
             } else {
                 None
             };
-            let mut layer = KerasLayer::Conv1D {
+            let layer = KerasLayer::Conv1D {
                 name: name.clone(),
                 kernel,
                 bias,
@@ -1068,13 +1062,7 @@ fn build_layer(
                 activation: *activation,
                 then: None,
             };
-            if let Some(spec) = then {
-                let built = activation_after(spec, &layer, input, false, weight)?;
-                if let KerasLayer::Conv1D { then, .. } = &mut layer {
-                    *then = Some(built);
-                }
-            }
-            layer
+            with_activation_after(layer, then.as_ref(), input, false, weight)?
         }
         LayerSpec::PRelu { name, shared_axes } => KerasLayer::PRelu {
             name: name.clone(),
@@ -1109,9 +1097,31 @@ fn prelu_shape(input: &TensorType, shared_axes: &[usize], layer: &str) -> Result
     Ok(shape)
 }
 
-/// The activation layer `spec` that `layer` (built from an input of type `input`) calls on
-/// its output; under `TimeDistributed` (`per_step`) Keras calls it on the inner layer's output,
-/// the steps folded into the batch, and its axes and alpha are turned here to the output's.
+/// `layer` (built from an input of type `input`, a layer that takes an `activation`) with the
+/// activation layer `spec` it calls on its output, when it has one. Under `TimeDistributed`
+/// (`per_step`) Keras calls it on the inner layer's output, the steps folded into the batch:
+/// its axes and alpha are turned here to the output's.
+fn with_activation_after(
+    mut layer: KerasLayer,
+    spec: Option<&ActivationLayerSpec>,
+    input: &TensorType,
+    per_step: bool,
+    weight: &mut impl FnMut(&[usize]) -> Result<ArrayD<f32>>,
+) -> Result<KerasLayer> {
+    let Some(spec) = spec else {
+        return Ok(layer);
+    };
+    let built = activation_after(spec, &layer, input, per_step, weight)?;
+    if let KerasLayer::Dense { then, .. }
+    | KerasLayer::Conv1D { then, .. }
+    | KerasLayer::Activation { then, .. } = &mut layer
+    {
+        *then = Some(built);
+    }
+    Ok(layer)
+}
+
+/// The activation layer of [`with_activation_after`].
 fn activation_after(
     spec: &ActivationLayerSpec,
     layer: &KerasLayer,
