@@ -22,6 +22,9 @@
 
 // ONNX's clip on the pre-activation; 0 means none.
 override CLIP: f32 = 0.0;
+// Keras's PReLU as the activation: ACTIVATION is leaky_relu and each unit takes its own slope,
+// stored after U in U's buffer.
+override UNIT_SLOPES: bool = false;
 // 0: ACTIVATION elementwise; 1: softmax across each row; 2: log-softmax.
 override ROW_WISE: u32 = 0u;
 // Batch rows one workgroup owns.
@@ -146,7 +149,12 @@ fn main(
                     z = clamp(z, -CLIP, CLIP);
                 }
                 if (ROW_WISE == 0u) {
-                    let v = activate(z);
+                    var v: f32;
+                    if (UNIT_SLOPES) {
+                        v = activate_with(ACTIVATION, u[m * m + c0 + j], ACT_BETA, z);
+                    } else {
+                        v = activate(z);
+                    }
                     h[dst + e + j] = v;
                     if (write_seq) {
                         y[at + j] = v;

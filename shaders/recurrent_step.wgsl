@@ -32,6 +32,9 @@
 override CLIP: f32 = 0.0;
 // Batch rows of a workgroup's tile, all held by every thread.
 override ROWS: u32 = 4u;
+// Keras's PReLU as the activation: ACTIVATION is leaky_relu and each unit takes its own slope,
+// stored after U in U's buffer (`load_slope`).
+override UNIT_SLOPES: bool = false;
 // Quads (4 columns) of outputs each thread holds per row.
 override QUADS: u32 = 1u;
 // Thread groups splitting k (a power of two dividing WG).
@@ -44,6 +47,14 @@ const WG: u32 = 64u;
 const MAX_TILE: u32 = 16u;
 
 var<workgroup> partial: array<vec4<f32>, PARTIAL>;
+
+// The activation of column `col`'s pre-activation `z`.
+fn activate_unit(z: f32, col: u32) -> f32 {
+    if (UNIT_SLOPES) {
+        return activate_with(ACTIVATION, load_slope(col), ACT_BETA, z);
+    }
+    return activate(z);
+}
 
 // Adds the projection, clips, activates and stores one element whose h · U is `acc`.
 fn finish(row: u32, col: u32, acc: f32) {
@@ -64,7 +75,7 @@ fn finish(row: u32, col: u32, acc: f32) {
     if (CLIP > 0.0) {
         z = clamp(z, -CLIP, CLIP);
     }
-    let v = activate(z);
+    let v = activate_unit(z, col);
     h_out[row * m + col] = v;
     if ((params.flags & 1u) != 0u) {
         y[at] = v;

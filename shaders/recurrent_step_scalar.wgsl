@@ -31,6 +31,11 @@ fn load_h(row: u32, k: u32) -> vec4<f32> {
     ), vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(m));
 }
 
+// The activation's slope of column `col`, after the M × M of U (UNIT_SLOPES).
+fn load_slope(col: u32) -> f32 {
+    return u[params.m * params.m + col];
+}
+
 // h_in's element i (row · M + column).
 fn h_at(i: u32) -> f32 {
     return h_in[i];

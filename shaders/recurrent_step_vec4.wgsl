@@ -15,6 +15,12 @@ fn load_h(row: u32, k: u32) -> vec4<f32> {
     return h_in[(row * params.m + k) / 4u];
 }
 
+// The activation's slope of column `col`, after the M × M of U (UNIT_SLOPES).
+fn load_slope(col: u32) -> f32 {
+    let i = params.m * params.m + col;
+    return u[i / 4u][i % 4u];
+}
+
 // h_in's element i (row · M + column).
 fn h_at(i: u32) -> f32 {
     return h_in[i / 4u][i % 4u];

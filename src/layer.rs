@@ -109,6 +109,9 @@ pub struct SimpleRnn {
     peepholes: Option<Array1<f32>>,
     /// An LSTM's output projection (*M* × *P*): the state is `(o · act(c)) · projection`.
     projection: Option<Array2<f32>>,
+    /// The simple cell's leaky_relu slopes, one per unit or one for all (Keras's `PReLU` as
+    /// the activation).
+    unit_slopes: Option<Array1<f32>>,
     config: SimpleRnnConfig,
 }
 
@@ -204,6 +207,7 @@ impl SimpleRnn {
             recurrent_bias,
             peepholes: None,
             projection: None,
+            unit_slopes: None,
             config,
         })
     }
@@ -291,6 +295,64 @@ impl SimpleRnn {
         self.peepholes.as_ref()
     }
 
+    /// Gives the activation a slope per unit: Keras's `PReLU` layer as a SimpleRNN's
+    /// activation, `relu(x) - alpha_j · relu(-x)` for unit *j*, which is `leaky_relu` with
+    /// slope `alpha_j`. `slopes` holds *M* entries, or one shared by every unit (a PReLU with
+    /// `shared_axes=[1]`); they replace the activation's own `negative_slope`.
+    ///
+    /// # Errors
+    /// [`RnnError::InvalidOption`] on a gated cell (its kernels apply one activation to every
+    /// unit) or when the activation is not [`Activation::LeakyRelu`];
+    /// [`RnnError::ShapeMismatch`] when `slopes` has neither *M* entries nor one.
+    pub fn with_unit_slopes(mut self, slopes: Array1<f32>) -> Result<Self> {
+        if self.cell != Cell::Simple {
+            return Err(RnnError::InvalidOption(format!(
+                "a slope per unit on a {}: only the simple cell's activation takes them",
+                self.cell
+            )));
+        }
+        let m = self.units();
+        if slopes.len() != m && slopes.len() != 1 {
+            return Err(RnnError::shape(
+                "unit slopes",
+                format!("[{m}] (M) or [1]"),
+                slopes.shape(),
+            ));
+        }
+        self.unit_slopes = Some(slopes);
+        check_slopes(&self.unit_slopes, &self.config)?;
+        Ok(self)
+    }
+
+    /// The activation's slope per unit (*M* entries, or one for all), when it has them
+    /// ([`SimpleRnn::with_unit_slopes`]).
+    pub fn unit_slopes(&self) -> Option<&Array1<f32>> {
+        self.unit_slopes.as_ref()
+    }
+
+    /// The slopes of [`SimpleRnn::with_unit_slopes`] as *M* values, one per unit.
+    pub(crate) fn slopes_per_unit(&self) -> Option<Vec<f32>> {
+        let slopes = self.unit_slopes.as_ref()?;
+        Some(
+            (0..self.units())
+                .map(|j| slopes[j % slopes.len()])
+                .collect(),
+        )
+    }
+
+    /// Applies the simple cell's activation in place to one row of pre-activations of units
+    /// `first_unit ..` (a whole row of *M* from 0, or a range of it): the configured one, with
+    /// each unit's slope when the layer has them.
+    pub(crate) fn activate_row(&self, row: &mut [f32], first_unit: usize) {
+        match &self.unit_slopes {
+            Some(slopes) => row.iter_mut().enumerate().for_each(|(j, v)| {
+                let negative_slope = slopes[(first_unit + j) % slopes.len()];
+                *v = Activation::LeakyRelu { negative_slope }.apply(*v);
+            }),
+            None => self.config.activation.apply_row(row),
+        }
+    }
+
     /// The cell: simple, LSTM or GRU.
     pub fn cell(&self) -> Cell {
         self.cell
@@ -335,9 +397,12 @@ impl SimpleRnn {
     /// Changes the layer's options, keeping its weights.
     ///
     /// # Errors
-    /// As [`SimpleRnn::gated`] for options a gated cell does not run.
+    /// As [`SimpleRnn::gated`] for options a gated cell does not run;
+    /// [`RnnError::InvalidOption`] for an activation other than leaky_relu on a layer with
+    /// [`SimpleRnn::unit_slopes`].
     pub fn with_config(self, config: SimpleRnnConfig) -> Result<Self> {
         check_cell_options(self.cell, &config)?;
+        check_slopes(&self.unit_slopes, &config)?;
         Ok(SimpleRnn { config, ..self })
     }
 
@@ -502,6 +567,16 @@ fn check_cell_options(cell: Cell, config: &SimpleRnnConfig) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Refuses unit slopes with an activation other than leaky_relu (they are its slopes).
+fn check_slopes(slopes: &Option<Array1<f32>>, config: &SimpleRnnConfig) -> Result<()> {
+    match (slopes, config.activation) {
+        (Some(_), a) if !matches!(a, Activation::LeakyRelu { .. }) => Err(RnnError::InvalidOption(
+            format!("a slope per unit with the activation {a}: they are leaky_relu's slopes"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Rows `rows` of an initial state (*N* × *M*), flattened, or zeros without one: what a

@@ -60,7 +60,8 @@ pub use io::{
 };
 #[cfg(feature = "keras")]
 pub use keras::{
-    ConvPadding, InputArray, KerasLayer, KerasModel, KerasRunner, MergeKind, MergeMode, ModelOutput,
+    ActivationLayer, ConvPadding, InputArray, KerasLayer, KerasModel, KerasRunner, MergeKind,
+    MergeMode, ModelOutput,
 };
 pub use layer::{OutputOrder, Padding, RnnForward, RnnOutput, SimpleRnn, SimpleRnnConfig};
 #[cfg(feature = "onnx")]

@@ -49,6 +49,38 @@ fn inconsistent_weights_are_refused() {
 }
 
 #[test]
+fn slopes_per_unit_are_refused_where_they_mean_nothing() {
+    let slopes = |m| Array1::from_elem(m, 0.3);
+    // The activation is not leaky_relu, whose slopes they are.
+    let err = layer(3, 4).with_unit_slopes(slopes(4)).unwrap_err();
+    assert!(err.to_string().contains("leaky_relu"), "{err}");
+    let leaky = SimpleRnnConfig {
+        activation: Activation::LeakyRelu {
+            negative_slope: 0.0,
+        },
+        ..Default::default()
+    };
+    let with_slopes = layer(3, 4).with_config(leaky).unwrap();
+    let err = with_slopes.clone().with_unit_slopes(slopes(3)).unwrap_err();
+    assert!(matches!(err, RnnError::ShapeMismatch { .. }), "{err}");
+    let sloped = with_slopes.with_unit_slopes(slopes(1)).unwrap();
+    let err = sloped.with_config(SimpleRnnConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("tanh"), "{err}");
+    // A gated cell applies one activation to every unit.
+    let lstm = SimpleRnn::gated(
+        wgpu_rnn::Cell::Lstm,
+        Array2::zeros((3, 16)),
+        Array2::zeros((4, 16)),
+        None,
+        None,
+        leaky,
+    )
+    .unwrap();
+    let err = lstm.with_unit_slopes(slopes(4)).unwrap_err();
+    assert!(err.to_string().contains("LSTM"), "{err}");
+}
+
+#[test]
 fn bad_inputs_are_errors_on_both_backends() {
     let gpu_model = GpuRnn::new(gpu(), layer(3, 4)).unwrap();
     let cpu_model = CpuRnn::new(layer(3, 4));

@@ -9,11 +9,12 @@ mod common;
 use common::{
     assert_close, assert_same_output, context, gpu, gpu_with, random_layer, rng, uniform2, uniform3,
 };
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 use rand::RngExt;
+use rand::rngs::StdRng;
 use wgpu_rnn::{
-    Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, OutputOrder, Padding, SimpleRnnConfig,
-    StepStrategy,
+    Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, OutputOrder, Padding, SimpleRnn,
+    SimpleRnnConfig, StepStrategy,
 };
 
 const STRATEGIES: [StepStrategy; 3] = [
@@ -33,8 +34,15 @@ fn compare(
 ) {
     let mut r = rng(seed);
     let layer = random_layer(&mut r, d, m, bias, config);
-    let x = uniform3(&mut r, (n, t, d), 2.0);
-    let h0 = with_h0.then(|| uniform2(&mut r, (n, m), 1.0));
+    compare_layer(layer, n, t, with_h0, &mut r, &format!("bias={bias}"));
+}
+
+/// [`compare`] for a given layer, on a random input of `n` rows and `t` steps.
+fn compare_layer(layer: SimpleRnn, n: usize, t: usize, with_h0: bool, r: &mut StdRng, note: &str) {
+    let (d, m) = (layer.input_dim(), layer.units());
+    let config = *layer.config();
+    let x = uniform3(r, (n, t, d), 2.0);
+    let h0 = with_h0.then(|| uniform2(r, (n, m), 1.0));
     let cpu = CpuRnn::new(layer.clone())
         .forward(x.view(), h0.as_ref().map(|h| h.view()))
         .unwrap();
@@ -43,8 +51,7 @@ fn compare(
             .unwrap()
             .forward(x.view(), h0.as_ref().map(|h| h.view()))
             .unwrap();
-        let what =
-            format!("{strategy:?} N={n} T={t} D={d} M={m} {config:?} bias={bias} h0={with_h0}");
+        let what = format!("{strategy:?} N={n} T={t} D={d} M={m} {config:?} {note} h0={with_h0}");
         assert_same_output(&g, &cpu, &what);
     }
 }
@@ -105,6 +112,40 @@ fn every_activation() {
             ..Default::default()
         };
         compare((3, 4, 5, 70), config, true, false, 1000 + i as u64);
+    }
+}
+
+/// Keras's PReLU as the activation: leaky_relu with a slope per unit (negative, small and
+/// above 1), or one for all, read by every step kernel after U, on shapes that take the scalar
+/// and vec4 loads, several row tiles, split-K, and U in and out of workgroup memory.
+#[test]
+fn a_slope_per_unit() {
+    let shapes = [
+        (1, 4, 3, 5),
+        (17, 3, 5, 33),
+        (2, 5, 16, 16),
+        (70, 3, 8, 20),
+        (3, 3, 6, 300),
+        (2, 3, 7, 1000),
+    ];
+    for (i, &(n, t, d, m)) in shapes.iter().enumerate() {
+        for shared in [false, true] {
+            let mut r = rng(3000 + i as u64);
+            let config = SimpleRnnConfig {
+                activation: Activation::LeakyRelu {
+                    negative_slope: 0.0,
+                },
+                return_sequences: i % 2 == 0,
+                go_backwards: shared,
+                ..Default::default()
+            };
+            let slopes = if shared { 1 } else { m };
+            let slopes = Array1::from_shape_simple_fn(slopes, || r.random_range(-0.5..1.5));
+            let layer = random_layer(&mut r, d, m, i % 3 != 0, config)
+                .with_unit_slopes(slopes)
+                .unwrap();
+            compare_layer(layer, n, t, i % 2 == 1, &mut r, &format!("shared={shared}"));
+        }
     }
 }
 

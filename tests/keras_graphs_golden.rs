@@ -118,7 +118,11 @@ fn gpu_matches_keras_graphs_device_resident() {
 
 #[test]
 fn gpu_matches_keras_graphs_with_each_step_strategy() {
-    for strategy in [StepStrategy::PerStep, StepStrategy::Persistent] {
+    for strategy in [
+        StepStrategy::PerStep,
+        StepStrategy::Persistent,
+        StepStrategy::Sliced,
+    ] {
         check(&Backend::Gpu(gpu_with(strategy).clone()), Some(true));
     }
 }

@@ -11,9 +11,7 @@ use rayon::prelude::*;
 use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::error::Result;
-use crate::layer::{
-    Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, SimpleRnnConfig, state_rows,
-};
+use crate::layer::{Padding, RnnForward, RnnOutput, Schedule, SimpleRnn, state_rows};
 use kernels::{PaddedRows, matmul_acc_strided, matmul_strided, tanh_in_place};
 
 /// Runs a [`SimpleRnn`] on the CPU, on every core. It cross-checks the GPU path and is the fallback
@@ -214,7 +212,6 @@ impl CpuRnn {
         mut sequences: Option<ArrayViewMut3<'_, f32>>,
     ) {
         let layer = &self.layer;
-        let config = layer.config();
         let (d, m) = (layer.input_dim(), layer.units());
         let (_, t, _) = slice.input.dim();
         let (b0, nb) = (slice.b0, final_state.nrows());
@@ -258,7 +255,7 @@ impl CpuRnn {
                         row.copy_from_slice(&previous[b * m..(b + 1) * m]);
                         continue;
                     }
-                    simple_step_row(row, config);
+                    simple_step_row(row, layer, 0);
                 }
                 if let Some(seq) = sequences.as_mut() {
                     for (b, row) in current.chunks_exact(m).enumerate() {
@@ -278,16 +275,18 @@ impl CpuRnn {
     }
 }
 
-/// The simple cell's step for one row of pre-activations (both products and the bias), in
-/// place: the clip, when asked, then the activation.
-fn simple_step_row(row: &mut [f32], config: &SimpleRnnConfig) {
+/// The simple cell's step for one row of pre-activations (both products and the bias) of units
+/// `first_unit ..`, in place: the clip, when asked, then the activation (with each unit's slope
+/// when the layer has them).
+fn simple_step_row(row: &mut [f32], layer: &SimpleRnn, first_unit: usize) {
+    let config = layer.config();
     if let Some(clip) = config.clip {
         row.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
     }
-    if config.activation == Activation::Tanh {
+    if config.activation == Activation::Tanh && layer.unit_slopes().is_none() {
         tanh_in_place(row);
     } else {
-        config.activation.apply_row(row);
+        layer.activate_row(row, first_unit);
     }
 }
 
@@ -488,12 +487,25 @@ mod tests {
         });
         let mask = Array2::from_shape_fn((1, t), |(_, s)| s % 5 != 2);
         let lengths = [53];
-        for (cell, m) in [(Cell::Simple, 192), (Cell::Lstm, 96), (Cell::Gru, 112)] {
+        let cases = [
+            (Cell::Simple, 192, false),
+            (Cell::Simple, 192, true),
+            (Cell::Lstm, 96, false),
+            (Cell::Gru, 112, false),
+        ];
+        for (cell, m, slopes) in cases {
             let g = cell.gates();
             for go_backwards in [false, true] {
+                let activation = match slopes {
+                    true => Activation::LeakyRelu {
+                        negative_slope: 0.2,
+                    },
+                    false => Activation::Tanh,
+                };
                 let config = SimpleRnnConfig {
                     return_sequences: true,
                     go_backwards,
+                    activation,
                     ..Default::default()
                 };
                 let recurrent_bias = (cell == Cell::Gru).then(|| Array1::from_elem(g * m, -0.05));
@@ -506,6 +518,14 @@ mod tests {
                     config,
                 )
                 .unwrap();
+                // PReLU as the activation: a slope per unit, which each worker takes from its
+                // first unit on.
+                let layer = match slopes {
+                    true => layer
+                        .with_unit_slopes(Array1::from_shape_fn(m, |j| (j % 7) as f32 * 0.1 - 0.2))
+                        .unwrap(),
+                    false => layer,
+                };
                 let cpu = CpuRnn::new(layer);
                 assert!(three.install(|| cpu.split_workers(rayon::current_num_threads(), t)) == 3);
                 let h0 = ramp((1, m), 0.2);
@@ -530,7 +550,9 @@ mod tests {
                     let want = run(&one, usize::MAX);
                     for chunk_floats in [usize::MAX, 2000] {
                         let got = run(&three, chunk_floats);
-                        let what = format!("{cell:?}, backwards {go_backwards}, {chunk_floats}");
+                        let what = format!(
+                            "{cell:?}, slopes {slopes}, backwards {go_backwards}, {chunk_floats}"
+                        );
                         let pairs = [(&got.sequences, &want.sequences)];
                         for (a, b) in pairs {
                             let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());

@@ -131,7 +131,6 @@ impl CpuRnn {
             Cell::Lstm => ((&kernel, None), lstm_bias(bias, gu)),
             _ => ((&kernel, bias), Vec::new()),
         };
-        let config = layer.config();
         let carried = slice.schedule.padded_output_is_state();
 
         let (_, t, _) = slice.input.dim();
@@ -164,7 +163,7 @@ impl CpuRnn {
                     match cell {
                         Cell::Simple => {
                             matmul_acc_strided((1, m, u), (pre, u), &h, recurrent.strided(), false);
-                            simple_step_row(pre, config);
+                            simple_step_row(pre, layer, j0);
                             own.copy_from_slice(pre);
                         }
                         Cell::Lstm => {

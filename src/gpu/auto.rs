@@ -60,9 +60,7 @@ impl StepPlans {
         if tile == self.fallback.0 {
             return self.fallback();
         }
-        let config = layer.config();
-        let vectorized = layer.units().is_multiple_of(4);
-        match inner.step_pipeline(config.activation, config.clip, tile, vectorized) {
+        match inner.step_pipeline(layer, tile) {
             Ok(pipeline) => (tile, pipeline),
             Err(e) => {
                 inner.keep_error(e);

@@ -413,17 +413,21 @@ impl ContextInner {
         u64::from(self.limits.min_uniform_buffer_offset_alignment).max(DYNAMIC_PARAMS_SIZE)
     }
 
-    /// The recurrent-step pipeline for an activation, clip and tile, with U read as vec4 when
-    /// `vectorized` (*M* a multiple of 4), compiled on first use.
+    /// The recurrent-step pipeline for a simple-cell layer (its activation, slopes per unit
+    /// and clip) and a tile, with U read as vec4 when *M* is a multiple of 4, compiled on first
+    /// use.
     pub(crate) fn step_pipeline(
         &self,
-        activation: Activation,
-        clip: Option<f32>,
+        layer: &crate::SimpleRnn,
         tile: StepTile,
-        vectorized: bool,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = StepKey::new(activation, clip, Kernel::PerStep { tile, vectorized });
-        self.cached_pipeline(key)
+        let config = layer.config();
+        let kernel = Kernel::PerStep {
+            tile,
+            vectorized: layer.units().is_multiple_of(4),
+            unit_slopes: layer.unit_slopes().is_some(),
+        };
+        self.cached_pipeline(StepKey::new(config.activation, config.clip, kernel))
     }
 
     /// What the per-step tile is picked for on this device: the workgroups one step should
@@ -446,29 +450,25 @@ impl ContextInner {
         }
     }
 
-    /// The persistent recurrent pipeline for an activation, clip, layer width and layout,
-    /// compiled on first use.
+    /// The persistent recurrent pipeline for a simple-cell layer (its activation, slopes per
+    /// unit, clip and width) and a layout, compiled on first use.
     pub(crate) fn persistent_pipeline(
         &self,
-        activation: Activation,
-        clip: Option<f32>,
-        m: usize,
+        layer: &crate::SimpleRnn,
         shape: PersistentShape,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = StepKey::new(
-            activation,
-            clip,
-            Kernel::Persistent {
-                row_wise: match activation {
-                    Activation::Softmax => 1,
-                    Activation::LogSoftmax => 2,
-                    _ => 0,
-                },
-                m: m as u32,
-                shape,
+        let config = layer.config();
+        let kernel = Kernel::Persistent {
+            row_wise: match config.activation {
+                Activation::Softmax => 1,
+                Activation::LogSoftmax => 2,
+                _ => 0,
             },
-        );
-        self.cached_pipeline(key)
+            m: layer.units() as u32,
+            shape,
+            unit_slopes: layer.unit_slopes().is_some(),
+        };
+        self.cached_pipeline(StepKey::new(config.activation, config.clip, kernel))
     }
 
     /// The fused gated-step pipeline for a layer (its cell, activations and options) at
@@ -555,8 +555,13 @@ impl ContextInner {
             ("CLIP", f64::from(f32::from_bits(key.clip))),
         ];
         let (label, module, layout) = match key.kernel {
-            Kernel::PerStep { tile, vectorized } => {
+            Kernel::PerStep {
+                tile,
+                vectorized,
+                unit_slopes,
+            } => {
                 constants.extend([
+                    ("UNIT_SLOPES", f64::from(u8::from(unit_slopes))),
                     ("ROWS", f64::from(tile.rows)),
                     ("QUADS", f64::from(tile.quads)),
                     ("SPLIT", f64::from(tile.split)),
@@ -568,10 +573,16 @@ impl ContextInner {
                     &self.step_pipeline_layout,
                 )
             }
-            Kernel::Persistent { row_wise, m, shape } => {
+            Kernel::Persistent {
+                row_wise,
+                m,
+                shape,
+                unit_slopes,
+            } => {
                 let m = u64::from(m);
                 let u_quads = if shape.u_shared { m * m.div_ceil(4) } else { 1 };
                 constants.extend([
+                    ("UNIT_SLOPES", f64::from(u8::from(unit_slopes))),
                     ("ROW_WISE", f64::from(row_wise)),
                     ("ROWS", f64::from(shape.rows)),
                     ("STATE_FLOATS", shape.state_floats(m as usize) as f64),
@@ -769,20 +780,22 @@ struct StepKey {
 /// Which recurrent kernel, with the constants only it has.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Kernel {
+    /// `recurrent_step.wgsl`; `unit_slopes`: the activation's slope per unit follows U.
     PerStep {
         tile: StepTile,
         vectorized: bool,
+        unit_slopes: bool,
     },
+    /// `recurrent_persistent.wgsl`, with `unit_slopes` as for `PerStep`.
     Persistent {
         row_wise: u32,
         m: u32,
         shape: PersistentShape,
+        unit_slopes: bool,
     },
     /// `rows_activation.wgsl`.
     #[cfg(feature = "keras")]
-    Rows {
-        row_wise: u32,
-    },
+    Rows { row_wise: u32 },
     /// `gated_step.wgsl` or `gated_persistent.wgsl`: the cell (or phase), the gates' and the
     /// cell state's activations (code, alpha and beta, floats by their bits), the options, the
     /// rows per thread, the persistent layout.

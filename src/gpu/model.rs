@@ -21,7 +21,7 @@ use crate::gpu::model_plan::{Builder, Value};
 use crate::gpu::projection::Projection;
 use crate::gpu::rnn::{ChunkBindings, GpuRnn, read_back};
 use crate::keras::host::{batch_norm_affine, check_ids};
-use crate::keras::model::{KerasLayer, KerasModel};
+use crate::keras::model::{ActivationLayer, KerasLayer, KerasModel};
 use crate::keras::tensor::{DType, HostTensor};
 
 /// The weights a model layer keeps on the device (the recurrent layers' are their
@@ -38,6 +38,12 @@ pub(crate) enum GpuLayer {
         bias: wgpu::Buffer,
         d: usize,
         units: usize,
+        /// Its PReLU activation's alpha.
+        then: Option<wgpu::Buffer>,
+    },
+    /// An `Activation` layer: its PReLU activation's alpha.
+    Activation {
+        then: Option<wgpu::Buffer>,
     },
     LayerNormalization {
         gamma: Option<wgpu::Buffer>,
@@ -55,6 +61,8 @@ pub(crate) enum GpuLayer {
     Conv1D {
         kernel: wgpu::Buffer,
         bias: wgpu::Buffer,
+        /// Its PReLU activation's alpha.
+        then: Option<wgpu::Buffer>,
     },
     Plain,
 }
@@ -141,6 +149,16 @@ impl ResidentModel {
         inner.check_alive()?;
         let scope = ErrorScope::push(&inner.device);
         let mut layers = Vec::new();
+        let alpha = |alpha: &ArrayD<f32>| {
+            inner.upload_weights(
+                "model.prelu.alpha",
+                &alpha.iter().copied().collect::<Vec<_>>(),
+            )
+        };
+        let then = |then: &Option<ActivationLayer>| match then {
+            Some(ActivationLayer::PRelu { alpha: a, .. }) => Some(alpha(a)),
+            _ => None,
+        };
         for (index, layer) in model.layers().iter().enumerate() {
             layers.push(match layer {
                 KerasLayer::Embedding { table, .. } => GpuLayer::Embedding {
@@ -151,7 +169,12 @@ impl ResidentModel {
                 KerasLayer::SimpleRnn { .. } | KerasLayer::Bidirectional { .. } => {
                     GpuLayer::Recurrent(rnns[index].clone())
                 }
-                KerasLayer::Dense { kernel, bias, .. } => {
+                KerasLayer::Dense {
+                    kernel,
+                    bias,
+                    then: t,
+                    ..
+                } => {
                     let (d, units) = kernel.dim();
                     let bias = match bias {
                         Some(b) => b.to_vec(),
@@ -162,8 +185,10 @@ impl ResidentModel {
                         bias: inner.upload_weights("model.dense_bias", &bias),
                         d,
                         units,
+                        then: then(t),
                     }
                 }
+                KerasLayer::Activation { then: t, .. } => GpuLayer::Activation { then: then(t) },
                 KerasLayer::LayerNormalization { gamma, beta, .. } => {
                     let upload = |a: &Option<ndarray::ArrayD<f32>>, label| {
                         a.as_ref().map(|a| {
@@ -182,13 +207,13 @@ impl ResidentModel {
                         res: inner.upload_weights("model.batch_norm.res", &res.to_vec()),
                     }
                 }
-                KerasLayer::PRelu { alpha, .. } => GpuLayer::PRelu {
-                    alpha: inner.upload_weights(
-                        "model.prelu.alpha",
-                        &alpha.iter().copied().collect::<Vec<_>>(),
-                    ),
-                },
-                KerasLayer::Conv1D { kernel, bias, .. } => {
+                KerasLayer::PRelu { alpha: a, .. } => GpuLayer::PRelu { alpha: alpha(a) },
+                KerasLayer::Conv1D {
+                    kernel,
+                    bias,
+                    then: t,
+                    ..
+                } => {
                     let filters = kernel.dim().2;
                     let bias = match bias {
                         Some(b) => b.to_vec(),
@@ -200,6 +225,7 @@ impl ResidentModel {
                             &kernel.iter().copied().collect::<Vec<_>>(),
                         ),
                         bias: inner.upload_weights("model.conv1d_bias", &bias),
+                        then: then(t),
                     }
                 }
                 _ => GpuLayer::Plain,

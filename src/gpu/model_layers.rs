@@ -21,7 +21,7 @@ use crate::gpu::rnn::{
 };
 use crate::keras::config::{ConvPadding, MergeKind, MergeMode};
 use crate::keras::host::conv_geometry;
-use crate::keras::model::{KerasLayer, KerasModel};
+use crate::keras::model::{ActivationLayer, KerasLayer, KerasModel};
 use crate::keras::ops::Compare;
 use crate::keras::tensor::{DType, reshape_target};
 
@@ -117,22 +117,33 @@ impl Builder<'_> {
                 vec![self.arithmetic(op::MUL, Input::Tensor(&x), Input::Tensor(&keep))?]
             }
             (
-                KerasLayer::Dense { activation, .. },
+                KerasLayer::Dense {
+                    activation, then, ..
+                },
                 GpuLayer::Dense {
                     kernel,
                     bias,
                     d,
                     units,
+                    then: alpha,
                 },
             ) => {
                 let (kernel, bias, d, units) = (kernel.clone(), bias.clone(), *d, *units);
-                vec![self.dense(&x, &kernel, &bias, d, units, *activation)?]
+                let alpha = alpha.clone();
+                let out = self.dense(&x, &kernel, &bias, d, units, *activation)?;
+                vec![self.activation_after(out, then.as_ref(), alpha.as_ref())?]
             }
-            (KerasLayer::Activation { activation, .. }, _) => {
+            (
+                KerasLayer::Activation {
+                    activation, then, ..
+                },
+                GpuLayer::Activation { then: alpha },
+            ) => {
+                let alpha = alpha.clone();
                 let strides = preferred_strides(&x.shape, DType::F32);
                 let out = self.copy_with(&x, strides, DType::F32)?;
                 self.activation(&out, *activation)?;
-                vec![out]
+                vec![self.activation_after(out, then.as_ref(), alpha.as_ref())?]
             }
             (KerasLayer::Dropout { .. }, _) => vec![x],
             (KerasLayer::RepeatVector { n, .. }, _) => {
@@ -222,22 +233,8 @@ impl Builder<'_> {
                 )?]
             }
             (KerasLayer::PRelu { alpha, .. }, GpuLayer::PRelu { alpha: buffer }) => {
-                let mut shape = vec![1];
-                shape.extend_from_slice(alpha.shape());
-                let strides = standard_strides(&shape);
-                let alpha = Value {
-                    buffer: buffer.clone(),
-                    shape,
-                    strides,
-                    offset: 0,
-                    dtype: DType::F32,
-                };
-                vec![self.elementwise(
-                    op::PRELU,
-                    DType::F32,
-                    DType::F32,
-                    &[Input::Tensor(&x), Input::Tensor(&alpha)],
-                )?]
+                let buffer = buffer.clone();
+                vec![self.prelu(&x, &buffer, alpha.shape())?]
             }
             (
                 KerasLayer::Conv1D {
@@ -246,20 +243,23 @@ impl Builder<'_> {
                     dilation,
                     padding,
                     activation,
+                    then,
                     ..
                 },
                 GpuLayer::Conv1D {
                     kernel: weights,
                     bias,
+                    then: alpha,
                 },
             ) => {
-                let (weights, bias) = (weights.clone(), bias.clone());
+                let (weights, bias, alpha) = (weights.clone(), bias.clone(), alpha.clone());
                 let window = Window {
                     stride: *stride,
                     dilation: *dilation,
                     padding: *padding,
                 };
-                vec![self.conv1d(&x, &weights, &bias, kernel.dim(), window, *activation)?]
+                let out = self.conv1d(&x, &weights, &bias, kernel.dim(), window, *activation)?;
+                vec![self.activation_after(out, then.as_ref(), alpha.as_ref())?]
             }
             (KerasLayer::Softmax { axes, .. }, _) => {
                 vec![self.softmax(&x, axes, call.mask.as_ref())?]
@@ -470,6 +470,42 @@ impl Builder<'_> {
             )?
         };
         Some(back.apply(&out))
+    }
+
+    /// `PReLU` (see `host::prelu`): `alpha`, shaped `shape`, broadcast over the batch.
+    fn prelu(&mut self, x: &Value, alpha: &wgpu::Buffer, shape: &[usize]) -> Option<Value> {
+        let mut shape = shape.to_vec();
+        shape.insert(0, 1);
+        let alpha = Value {
+            buffer: alpha.clone(),
+            strides: standard_strides(&shape),
+            shape,
+            offset: 0,
+            dtype: DType::F32,
+        };
+        self.elementwise(
+            op::PRELU,
+            DType::F32,
+            DType::F32,
+            &[Input::Tensor(x), Input::Tensor(&alpha)],
+        )
+    }
+
+    /// The activation layer a layer calls on its output `x` (see `host::activation_after`),
+    /// a PReLU's alpha on the device in `alpha`; `x` itself without one.
+    fn activation_after(
+        &mut self,
+        x: Value,
+        then: Option<&ActivationLayer>,
+        alpha: Option<&wgpu::Buffer>,
+    ) -> Option<Value> {
+        match then {
+            None => Some(x),
+            Some(ActivationLayer::PRelu { alpha: host, .. }) => {
+                self.prelu(&x, alpha?, host.shape())
+            }
+            Some(ActivationLayer::Softmax { axes, .. }) => self.softmax(&x, axes, None),
+        }
     }
 
     /// The `Softmax` layer (see `host::softmax`).

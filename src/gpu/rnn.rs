@@ -133,7 +133,7 @@ impl GpuRnn {
         let cell = layer.cell();
         let gm = cell.gates() * m;
         check_weights(d, m, cell.gates(), &plan_limits(inner))?;
-        let (activation, clip) = (layer.config().activation, layer.config().clip);
+        let activation = layer.config().activation;
         let projected = layer.projection().is_some();
         let phases = match cell {
             Cell::Simple => 0,
@@ -171,10 +171,7 @@ impl GpuRnn {
         // The tile for one row fits the loop budget at this width, so it runs any batch.
         let fallback = step_tile(1, m, inner.step_device())
             .ok_or_else(|| RnnError::DeviceLimit(format!("no per-step tile runs {m} units")))?;
-        let fallback = (
-            fallback,
-            inner.step_pipeline(activation, clip, fallback, m.is_multiple_of(4))?,
-        );
+        let fallback = (fallback, inner.step_pipeline(&layer, fallback)?);
         let persistent = match inner.options.strategy {
             // The persistent kernel runs the simple cell only.
             _ if cell != Cell::Simple => None,
@@ -187,23 +184,24 @@ impl GpuRnn {
                 .filter(|shape| {
                     persistent_steps_per_dispatch(m, *shape, activation.is_row_wise(), 1) > 0
                 }) {
-                    Some(shape) => Some((
-                        shape,
-                        inner.persistent_pipeline(activation, clip, m, shape)?,
-                    )),
+                    Some(shape) => Some((shape, inner.persistent_pipeline(&layer, shape)?)),
                     None => None,
                 }
             }
         };
         let scope = ErrorScope::push(&inner.device);
         let kernel = inner.upload_weights("rnn.kernel", standard_slice(layer.kernel()));
-        // U, then the cell's vector, then a projection's W_hr, as gated_step.wgsl reads them.
+        // U, then the cell's vector, then a projection's W_hr, as gated_step.wgsl reads them;
+        // for the simple cell U, then its activation's slope per unit (M of them), as the
+        // recurrent kernels' `UNIT_SLOPES` read them.
         let vector = layer.peepholes().or(layer.recurrent_bias());
+        let slopes = layer.slopes_per_unit();
         let u_and_vector: Vec<f32> = standard_slice(layer.recurrent_kernel())
             .iter()
             .chain(vector.into_iter().flatten())
             .chain(layer.projection().map(standard_slice).into_iter().flatten())
             .copied()
+            .chain(slopes.into_iter().flatten())
             .collect();
         let cap = plan_limits(inner).max_binding_bytes;
         if 4 * u_and_vector.len() as u64 > cap {

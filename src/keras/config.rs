@@ -32,6 +32,9 @@ pub struct RnnSpec {
     pub cell: Cell,
     pub units: usize,
     pub activation: Activation,
+    /// A SimpleRNN's `PReLU` activation: `activation` is then `leaky_relu`, whose slope each
+    /// unit takes from the PReLU's alpha.
+    pub prelu: Option<PreluSpec>,
     /// LSTM's and GRU's gate activation (sigmoid for a SimpleRNN, which has none).
     pub recurrent_activation: Activation,
     pub use_bias: bool,
@@ -126,12 +129,18 @@ pub enum LayerSpec {
         name: String,
         units: usize,
         activation: Activation,
+        /// An activation layer object that runs after the layer (see
+        /// [`ActivationLayerSpec`]); its axes are those of the inner layer's call under
+        /// `TimeDistributed`.
+        then: Option<ActivationLayerSpec>,
         use_bias: bool,
         time_distributed: bool,
     },
     Activation {
         name: String,
         activation: Activation,
+        /// An activation layer object given as its `activation`.
+        then: Option<ActivationLayerSpec>,
     },
     Dropout {
         name: String,
@@ -187,6 +196,8 @@ pub enum LayerSpec {
         dilation: usize,
         padding: ConvPadding,
         activation: Activation,
+        /// An activation layer object that runs after the layer.
+        then: Option<ActivationLayerSpec>,
         use_bias: bool,
     },
     /// The Softmax layer: along any axes, with a mask.
@@ -348,36 +359,113 @@ fn bool_field(config: &Value, key: &str, default: bool) -> bool {
     config.get(key).and_then(Value::as_bool).unwrap_or(default)
 }
 
-/// A layer's `activation` as configs write it (see [`activation_value`]).
-fn activation(config: &Value, layer: &str) -> Result<Activation> {
-    activation_value(config.get("activation").unwrap_or(&Value::Null), layer)
+/// A layer's `activation` as configs write it (see [`activation_on`]): the function it applies
+/// to each unit (or row), and the activation layer that runs after it when the object given is
+/// one no such function carries.
+fn activation(config: &Value, layer: &str) -> Result<(Activation, Option<ActivationLayerSpec>)> {
+    Ok(activation_on(
+        config.get("activation").unwrap_or(&Value::Null),
+        layer,
+        None,
+    )?
+    .split())
 }
 
-/// A recurrent layer's activation, applied to *N* × *M* tensors: there a `Softmax(axis=1)`
-/// object acts on the last axis too.
-fn recurrent_activation(value: &Value, layer: &str) -> Result<Activation> {
-    activation_on(value, layer, Some(1))
+/// A recurrent layer's `activation` or `recurrent_activation` (`key`), applied to *N* × *M*
+/// tensors: there a `Softmax(axis=1)` object acts on the last axis too. A `PReLU` object is
+/// `leaky_relu` whose slope each unit takes from its alpha (given back for the caller to take
+/// or refuse); a softmax along other axes is refused.
+fn recurrent_activation(
+    config: &Value,
+    key: &str,
+    layer: &str,
+) -> Result<(Activation, Option<PreluSpec>)> {
+    let value = config.get(key).unwrap_or(&Value::Null);
+    match activation_on(value, layer, Some(1))? {
+        ActivationSpec::Function(a) => Ok((a, None)),
+        ActivationSpec::Layer(ActivationLayerSpec::PRelu(p)) => Ok((
+            Activation::LeakyRelu {
+                negative_slope: 0.0,
+            },
+            Some(p),
+        )),
+        ActivationSpec::Layer(ActivationLayerSpec::Softmax { axes, .. }) => Err(bad(format!(
+            "layer {layer:?}: its {key} Softmax along axis {axes:?} of each step's batch × \
+             units is not supported (a recurrent layer's softmax runs over its units: axis -1 \
+             or 1)"
+        ))),
+    }
 }
 
-/// An activation as configs write it: a name, `null`, a serialized function (an object whose
-/// `config` is the function's name), or an activation layer object (`ELU(alpha=0.5)`, `ReLU`,
-/// `LeakyReLU`, `Softmax`, `Activation`) whose parameters are honoured exactly or refused.
-fn activation_value(value: &Value, layer: &str) -> Result<Activation> {
-    activation_on(value, layer, None)
+/// What a layer's `activation` runs (see [`activation_on`]).
+#[derive(Clone, Debug, PartialEq)]
+enum ActivationSpec {
+    /// A function of each unit, or of each row (softmax over the last axis).
+    Function(Activation),
+    /// An activation layer no function carries.
+    Layer(ActivationLayerSpec),
 }
 
-/// [`activation_value`] for tensors whose last axis is `last` (when known).
-fn activation_on(value: &Value, layer: &str, last: Option<i64>) -> Result<Activation> {
+impl ActivationSpec {
+    /// The function the layer applies, and the activation layer after it: linear then the
+    /// layer, for a layer.
+    fn split(self) -> (Activation, Option<ActivationLayerSpec>) {
+        match self {
+            ActivationSpec::Function(a) => (a, None),
+            ActivationSpec::Layer(l) => (Activation::Linear, Some(l)),
+        }
+    }
+}
+
+/// An activation layer object in a layer's `activation` that no [`Activation`] computes: one
+/// with weights of its own (`Dense(4, activation=PReLU())`), or a softmax along axes other than
+/// the last. Keras calls it on the layer's output, without a mask; it runs after the layer as
+/// the layer of its class would.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActivationLayerSpec {
+    /// `PReLU`.
+    PRelu(PreluSpec),
+    /// `Softmax` along `axes` (negative from the end), one of them not the last.
+    Softmax { name: String, axes: Vec<i64> },
+}
+
+/// Keras's `PReLU` layer given as another layer's activation: `relu(x) - alpha · relu(-x)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreluSpec {
+    /// The activation object's own name.
+    pub name: String,
+    /// Axes (1 and up, of the tensor it is called on) along which one slope is shared.
+    pub shared_axes: Vec<usize>,
+    /// `None` when its alpha is in the weights: Keras built it before the model was saved (its
+    /// config records a `build_config`). Otherwise the value every slope holds: Keras builds
+    /// it on the first call from its `alpha_initializer`, read here only when constant.
+    pub constant: Option<f32>,
+}
+
+/// An activation as configs write it, applied to tensors whose last axis is `last` (when
+/// known): a name, `null`, a serialized function (an object whose `config` is the function's
+/// name), or an activation layer object (`ELU(alpha=0.5)`, `ReLU`, `LeakyReLU`, `Softmax`,
+/// `Activation`, `PReLU`) whose parameters and weights are honoured exactly or refused.
+fn activation_on(value: &Value, layer: &str, last: Option<i64>) -> Result<ActivationSpec> {
     match value {
-        Value::Null => Ok(Activation::Linear),
-        Value::String(name) => named_activation(name, layer),
+        Value::Null => Ok(ActivationSpec::Function(Activation::Linear)),
+        Value::String(name) => named_activation(name, layer).map(ActivationSpec::Function),
         Value::Object(o) => match (o.get("class_name").and_then(Value::as_str), o.get("config")) {
-            (_, Some(Value::String(name))) => named_activation(name, layer),
+            (_, Some(Value::String(name))) => {
+                named_activation(name, layer).map(ActivationSpec::Function)
+            }
+            (Some("PReLU"), Some(config @ Value::Object(_))) => {
+                check_dtype(config, layer)?;
+                Ok(ActivationSpec::Layer(ActivationLayerSpec::PRelu(
+                    prelu_object(config, o.contains_key("build_config"), layer)?,
+                )))
+            }
             (Some(class), Some(config @ Value::Object(_))) => {
                 activation_layer(class, config, layer, last)?.ok_or_else(|| {
                     bad(format!(
                         "layer {layer:?}: activation {class} is not supported (supported objects: \
-                         ELU, ReLU, LeakyReLU, Softmax, Activation, and Keras's named functions)"
+                         ELU, ReLU, LeakyReLU, PReLU, Softmax, Activation, and Keras's named \
+                         functions)"
                     ))
                 })
             }
@@ -393,6 +481,73 @@ fn activation_on(value: &Value, layer: &str, last: Option<i64>) -> Result<Activa
     }
 }
 
+/// A `PReLU` object's config (see [`PreluSpec`]); `built` says whether the object carried a
+/// `build_config`.
+fn prelu_object(config: &Value, built: bool, layer: &str) -> Result<PreluSpec> {
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("p_re_lu")
+        .to_string();
+    only_keys(config, layer, "PReLU activation", PRELU_KEYS)?;
+    let constant = if built {
+        None
+    } else {
+        // Keras 3 writes an initializer as {"class_name", "config"}, tf.keras also by name.
+        let init = config.get("alpha_initializer").unwrap_or(&Value::Null);
+        let class = match init {
+            Value::String(s) => s.as_str(),
+            Value::Null => "Zeros",
+            other => other
+                .get("class_name")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+        };
+        let value = init.get("config").and_then(|c| c.get("value"));
+        Some(match (class, value.and_then(Value::as_f64)) {
+            ("Zeros" | "zeros", _) => 0.0,
+            ("Ones" | "ones", _) => 1.0,
+            ("Constant" | "constant", Some(v)) => v as f32,
+            _ => {
+                return Err(bad(format!(
+                    "layer {layer:?}: its PReLU activation {name:?} was saved before it ran, so \
+                     Keras draws its alpha from the initializer {class} on the first call; only \
+                     a constant one (Zeros, Ones, Constant) gives numbers this crate reproduces"
+                )));
+            }
+        })
+    };
+    Ok(PreluSpec {
+        shared_axes: shared_axes(config, layer)?,
+        constant,
+        name,
+    })
+}
+
+/// The parameters of a `PReLU` config (the regularizer and the constraint act in training
+/// only).
+const PRELU_KEYS: &[&str] = &[
+    "alpha_initializer",
+    "alpha_regularizer",
+    "alpha_constraint",
+    "shared_axes",
+];
+
+/// `PReLU`'s `shared_axes`: axes after the batch.
+fn shared_axes(config: &Value, layer: &str) -> Result<Vec<usize>> {
+    axis_list(config.get("shared_axes"), layer)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            usize::try_from(a).ok().filter(|&a| a >= 1).ok_or_else(|| {
+                bad(format!(
+                    "layer {layer:?}: shared axis {a} is not an axis after the batch"
+                ))
+            })
+        })
+        .collect()
+}
+
 fn named_activation(name: &str, layer: &str) -> Result<Activation> {
     Activation::from_keras_name(name).map_err(|_| {
         bad(format!(
@@ -401,16 +556,16 @@ fn named_activation(name: &str, layer: &str) -> Result<Activation> {
     })
 }
 
-/// The activation an activation layer of class `class` with `config` computes (as an object in
-/// another layer's `activation`, or as a layer of the model) on tensors whose last axis is
-/// `last` (when known); `None` for a class that is not an activation layer. Every parameter is
-/// honoured or refused by name.
+/// What an activation layer of class `class` with `config` computes (as an object in another
+/// layer's `activation`, or as a layer of the model) on tensors whose last axis is `last` (when
+/// known); `None` for a class that is not an activation layer. Every parameter is honoured or
+/// refused by name.
 fn activation_layer(
     class: &str,
     config: &Value,
     layer: &str,
     last: Option<i64>,
-) -> Result<Option<Activation>> {
+) -> Result<Option<ActivationSpec>> {
     let known: &[&str] = match class {
         "ELU" => &["alpha"],
         // tf.keras 2 calls the slope `alpha`.
@@ -421,15 +576,7 @@ fn activation_layer(
         _ => return Ok(None),
     };
     check_dtype(config, layer)?;
-    if let Some(map) = config.as_object()
-        && let Some(key) = map
-            .keys()
-            .find(|k| !known.contains(&k.as_str()) && !LAYER_BOOKKEEPING.contains(&k.as_str()))
-    {
-        return Err(bad(format!(
-            "layer {layer:?}: {class} activation has parameter {key:?}, which this crate does not run"
-        )));
-    }
+    only_keys(config, layer, &format!("{class} activation"), known)?;
     let number = |key: &str| -> Result<Option<f32>> {
         match config.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -441,12 +588,12 @@ fn activation_layer(
             }),
         }
     };
-    let refuse = |what: String| -> Result<Option<Activation>> {
+    let refuse = |what: String| -> Result<Option<ActivationSpec>> {
         Err(bad(format!(
             "layer {layer:?}: {class} activation with {what} is not supported"
         )))
     };
-    Ok(Some(match class {
+    Ok(Some(ActivationSpec::Function(match class {
         "ELU" => Activation::Elu {
             alpha: number("alpha")?.unwrap_or(1.0),
         },
@@ -476,23 +623,31 @@ fn activation_layer(
             }
             Activation::keras_relu(slope, max, threshold)
         }
-        "Softmax" => match config.get("axis") {
-            None | Some(Value::Null) => Activation::Softmax,
-            Some(axis) if axis.as_i64() == Some(-1) || axis.as_i64() == last => Activation::Softmax,
-            Some(axis) => {
-                return refuse(format!(
-                    "axis {} (a layer's activation acts on its last axis; Softmax(axis) as a \
-                     layer takes any)",
-                    shown(axis)
-                ));
+        "Softmax" => {
+            let axes = axis_list(config.get("axis"), layer)?.unwrap_or_else(|| vec![-1]);
+            if axes == [-1] || (axes.len() == 1 && Some(axes[0]) == last) {
+                Activation::Softmax
+            } else {
+                // Along other axes: the Softmax layer, after the layer.
+                return Ok(Some(ActivationSpec::Layer(ActivationLayerSpec::Softmax {
+                    name: config
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("softmax")
+                        .to_string(),
+                    axes,
+                })));
             }
-        },
-        _ => activation_on(
-            config.get("activation").unwrap_or(&Value::Null),
-            layer,
-            last,
-        )?,
-    }))
+        }
+        _ => {
+            return activation_on(
+                config.get("activation").unwrap_or(&Value::Null),
+                layer,
+                last,
+            )
+            .map(Some);
+        }
+    })))
 }
 
 /// Keys every layer config holds that do not change what it computes.
@@ -547,13 +702,24 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
         }
     };
     check_dtype(config, &name)?;
-    let recurrent_activation = match cell {
-        Cell::Simple => Activation::Sigmoid,
-        _ => self::recurrent_activation(
-            config.get("recurrent_activation").unwrap_or(&Value::Null),
-            &name,
-        )?,
+    let (recurrent_activation, gate_prelu) = match cell {
+        Cell::Simple => (Activation::Sigmoid, None),
+        _ => self::recurrent_activation(config, "recurrent_activation", &name)?,
     };
+    let (activation, prelu) = self::recurrent_activation(config, "activation", &name)?;
+    // The gated kernels apply their activations with one set of parameters for every unit.
+    let refused = match (&gate_prelu, &prelu) {
+        (Some(p), _) => Some(("recurrent_activation", p)),
+        (None, Some(p)) if cell != Cell::Simple => Some(("activation", p)),
+        _ => None,
+    };
+    if let Some((key, p)) = refused {
+        return Err(bad(format!(
+            "layer {name:?} ({class}): PReLU {:?} as its {key} is not supported (only a \
+             SimpleRNN's activation takes a slope per unit)",
+            p.name
+        )));
+    }
     // A gated cell's kernel has one third activation parameter, its activation's.
     if matches!(recurrent_activation, Activation::KerasRelu { .. }) {
         return Err(bad(format!(
@@ -565,10 +731,8 @@ fn rnn_spec(layer: &Value) -> Result<RnnSpec> {
         return_state: bool_field(config, "return_state", false),
         cell,
         units: usize_field(config, "units", &name)?,
-        activation: self::recurrent_activation(
-            config.get("activation").unwrap_or(&Value::Null),
-            &name,
-        )?,
+        activation,
+        prelu,
         recurrent_activation,
         use_bias: bool_field(config, "use_bias", true),
         return_sequences: bool_field(config, "return_sequences", false),
@@ -720,24 +884,30 @@ pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
                 merge,
             }
         }
-        "Dense" => LayerSpec::Dense {
-            units: usize_field(config, "units", &name)?,
-            activation: activation(config, &name)?,
-            use_bias: bool_field(config, "use_bias", true),
-            time_distributed: false,
-            name,
-        },
+        "Dense" => {
+            let (activation, then) = activation(config, &name)?;
+            LayerSpec::Dense {
+                units: usize_field(config, "units", &name)?,
+                activation,
+                then,
+                use_bias: bool_field(config, "use_bias", true),
+                time_distributed: false,
+                name,
+            }
+        }
         "TimeDistributed" => {
             let inner = field(config, "layer", &name)?;
             match layer_spec(inner, legacy)? {
                 LayerSpec::Dense {
                     units,
                     activation,
+                    then,
                     use_bias,
                     ..
                 } => LayerSpec::Dense {
                     units,
                     activation,
+                    then,
                     use_bias,
                     time_distributed: true,
                     name,
@@ -750,11 +920,16 @@ pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
                 }
             }
         }
-        "Activation" | "ELU" | "ReLU" | "LeakyReLU" => LayerSpec::Activation {
-            activation: activation_layer(class, config, &name, None)?
-                .expect("an activation layer class"),
-            name,
-        },
+        "Activation" | "ELU" | "ReLU" | "LeakyReLU" => {
+            let (activation, then) = activation_layer(class, config, &name, None)?
+                .expect("an activation layer class")
+                .split();
+            LayerSpec::Activation {
+                activation,
+                then,
+                name,
+            }
+        }
         "Softmax" => {
             only_keys(config, &name, class, &["axis"])?;
             LayerSpec::Softmax {
@@ -763,29 +938,11 @@ pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
             }
         }
         "PReLU" => {
-            only_keys(
-                config,
-                &name,
-                class,
-                &[
-                    "alpha_initializer",
-                    "alpha_regularizer",
-                    "alpha_constraint",
-                    "shared_axes",
-                ],
-            )?;
-            let shared_axes = axis_list(config.get("shared_axes"), &name)?
-                .unwrap_or_default()
-                .into_iter()
-                .map(|a| {
-                    usize::try_from(a).ok().filter(|&a| a >= 1).ok_or_else(|| {
-                        bad(format!(
-                            "layer {name:?}: shared axis {a} is not an axis after the batch"
-                        ))
-                    })
-                })
-                .collect::<Result<_>>()?;
-            LayerSpec::PRelu { name, shared_axes }
+            only_keys(config, &name, class, PRELU_KEYS)?;
+            LayerSpec::PRelu {
+                shared_axes: shared_axes(config, &name)?,
+                name,
+            }
         }
         "Conv1D" => {
             only_keys(
@@ -856,13 +1013,15 @@ pub(crate) fn layer_spec(layer: &Value, legacy: bool) -> Result<LayerSpec> {
                     )));
                 }
             };
+            let (activation, then) = activation(config, &name)?;
             LayerSpec::Conv1D {
                 filters: usize_field(config, "filters", &name)?,
                 kernel_size: one("kernel_size", 0)?,
                 stride,
                 dilation,
                 padding,
-                activation: activation(config, &name)?,
+                activation,
+                then,
                 use_bias: bool_field(config, "use_bias", true),
                 name,
             }

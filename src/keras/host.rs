@@ -7,7 +7,7 @@ use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn, Zip, concatenate};
 use crate::activation::Activation;
 use crate::error::{Result, RnnError};
 use crate::keras::config::{ConvPadding, MergeKind};
-use crate::keras::model::KerasLayer;
+use crate::keras::model::{ActivationLayer, KerasLayer};
 use crate::keras::tensor::{HostTensor, reshape_target, resolve_axis, zip_broadcast};
 
 /// `Embedding`: the rows of `table` for each id (floats truncated to int32, as Keras casts
@@ -428,6 +428,19 @@ pub(crate) fn batch_normalization(
             .expect("one value per channel")
     };
     x * &along(inv) + &along(res)
+}
+
+/// The activation layer a layer calls on its output (`x`), or `x` itself without one.
+pub(crate) fn activation_after(
+    x: ArrayD<f32>,
+    then: Option<&ActivationLayer>,
+) -> Result<ArrayD<f32>> {
+    match then {
+        None => Ok(x),
+        Some(ActivationLayer::PRelu { alpha, .. }) => prelu(&x, alpha),
+        // Keras's layers call their activation without a mask.
+        Some(ActivationLayer::Softmax { axes, .. }) => softmax(&x, axes, None),
+    }
 }
 
 /// `PReLU`: `relu(x) - alpha · relu(-x)`, alpha broadcast over the batch.

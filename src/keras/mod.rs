@@ -18,5 +18,5 @@ pub(crate) mod tensor;
 mod weights;
 
 pub use config::{ConvPadding, MergeKind, MergeMode};
-pub use model::{KerasLayer, KerasModel};
+pub use model::{ActivationLayer, KerasLayer, KerasModel};
 pub use run::{InputArray, KerasRunner, ModelOutput};

@@ -3,12 +3,14 @@
 
 use std::path::Path;
 
-use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
+use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3, IxDyn};
 
 use crate::activation::Activation;
 use crate::error::{Result, RnnError, clip, show_names};
 use crate::keras::calls::{Call, layer_output_types, op_output_types, resolve, show};
-use crate::keras::config::{ConvPadding, LayerSpec, MergeKind, MergeMode, RnnSpec};
+use crate::keras::config::{
+    ActivationLayerSpec, ConvPadding, LayerSpec, MergeKind, MergeMode, RnnSpec,
+};
 use crate::keras::file::open;
 use crate::keras::graph::{TensorRef, parse_model};
 use crate::keras::ops::{KerasOp, Operand};
@@ -74,6 +76,8 @@ pub enum KerasLayer {
         bias: Option<Array1<f32>>,
         /// Applied to each row (softmax across the *U* units).
         activation: Activation,
+        /// An activation layer given as its `activation`, run after it.
+        then: Option<ActivationLayer>,
         /// Wrapped in `TimeDistributed`.
         time_distributed: bool,
     },
@@ -83,6 +87,8 @@ pub enum KerasLayer {
         name: String,
         /// The function.
         activation: Activation,
+        /// An activation layer given as its `activation`, run after `activation` (linear then).
+        then: Option<ActivationLayer>,
     },
     /// `Dropout` and the other noise layers: the identity at inference.
     Dropout {
@@ -190,6 +196,8 @@ pub enum KerasLayer {
         padding: ConvPadding,
         /// Applied to each output step's filters.
         activation: Activation,
+        /// An activation layer given as its `activation`, run after it.
+        then: Option<ActivationLayer>,
     },
     /// The `Softmax` layer, along `axes` (several: as one); under a mask, masked positions
     /// take -1e9 first.
@@ -199,6 +207,41 @@ pub enum KerasLayer {
         /// The axes, negative from the end.
         axes: Vec<i64>,
     },
+}
+
+/// An activation layer that a layer calls on its output: its `activation` given as a layer
+/// object that no [`Activation`] computes (`Dense(4, activation=PReLU())`, a `Softmax(axis=1)`
+/// on a sequence). It runs after the layer as the layer of its class runs, without a mask
+/// (Keras's layers call their activation without one).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ActivationLayer {
+    /// `PReLU`: `relu(x) - alpha · relu(-x)`, `alpha` shaped as the layer's output after the
+    /// batch axis, 1 along shared axes (and along the time axis of a `TimeDistributed` layer,
+    /// which calls it on every step alike).
+    PRelu {
+        /// The activation object's name.
+        name: String,
+        /// The slopes.
+        alpha: ArrayD<f32>,
+    },
+    /// `Softmax` along `axes` of the layer's output (several: as one).
+    Softmax {
+        /// The activation object's name.
+        name: String,
+        /// The axes, from 0.
+        axes: Vec<i64>,
+    },
+}
+
+impl ActivationLayer {
+    /// The number of weights it holds.
+    fn param_count(&self) -> usize {
+        match self {
+            ActivationLayer::PRelu { alpha, .. } => alpha.len(),
+            ActivationLayer::Softmax { .. } => 0,
+        }
+    }
 }
 
 impl KerasLayer {
@@ -284,16 +327,22 @@ impl KerasLayer {
                 + l.recurrent_kernel().len()
                 + l.bias().map_or(0, |b| b.len())
                 + l.recurrent_bias().map_or(0, |b| b.len())
+                + l.unit_slopes().map_or(0, |s| s.len())
         };
+        let then = |t: &Option<ActivationLayer>| t.as_ref().map_or(0, ActivationLayer::param_count);
         match self {
             KerasLayer::Embedding { table, .. } => table.len(),
             KerasLayer::SimpleRnn { layer, .. } => rnn(layer),
             KerasLayer::Bidirectional {
                 forward, backward, ..
             } => rnn(forward) + rnn(backward),
-            KerasLayer::Dense { kernel, bias, .. } => {
-                kernel.len() + bias.as_ref().map_or(0, |b| b.len())
-            }
+            KerasLayer::Dense {
+                kernel,
+                bias,
+                then: t,
+                ..
+            } => kernel.len() + bias.as_ref().map_or(0, |b| b.len()) + then(t),
+            KerasLayer::Activation { then: t, .. } => then(t),
             KerasLayer::LayerNormalization { gamma, beta, .. } => {
                 gamma.as_ref().map_or(0, |g| g.len()) + beta.as_ref().map_or(0, |b| b.len())
             }
@@ -308,9 +357,12 @@ impl KerasLayer {
                     + 2 * moving_mean.len()
             }
             KerasLayer::PRelu { alpha, .. } => alpha.len(),
-            KerasLayer::Conv1D { kernel, bias, .. } => {
-                kernel.len() + bias.as_ref().map_or(0, |b| b.len())
-            }
+            KerasLayer::Conv1D {
+                kernel,
+                bias,
+                then: t,
+                ..
+            } => kernel.len() + bias.as_ref().map_or(0, |b| b.len()) + then(t),
             _ => 0,
         }
     }
@@ -829,6 +881,7 @@ fn build_layer(
             name,
             units,
             activation,
+            then,
             use_bias,
             time_distributed,
         } => {
@@ -845,18 +898,28 @@ fn build_layer(
             } else {
                 None
             };
-            KerasLayer::Dense {
+            let layer = KerasLayer::Dense {
                 name: name.clone(),
                 kernel,
                 bias,
                 activation: *activation,
+                then: None,
                 time_distributed: *time_distributed,
-            }
+            };
+            with_activation_after(layer, then.as_ref(), input, *time_distributed, weight)?
         }
-        LayerSpec::Activation { name, activation } => KerasLayer::Activation {
-            name: name.clone(),
-            activation: *activation,
-        },
+        LayerSpec::Activation {
+            name,
+            activation,
+            then,
+        } => {
+            let layer = KerasLayer::Activation {
+                name: name.clone(),
+                activation: *activation,
+                then: None,
+            };
+            with_activation_after(layer, then.as_ref(), input, false, weight)?
+        }
         LayerSpec::Dropout { name } => KerasLayer::Dropout { name: name.clone() },
         LayerSpec::Merge { name, kind } => KerasLayer::Merge {
             name: name.clone(),
@@ -977,6 +1040,7 @@ fn build_layer(
             dilation,
             padding,
             activation,
+            then,
             use_bias,
         } => {
             let c = sequence_features(input, name)?;
@@ -988,7 +1052,7 @@ fn build_layer(
             } else {
                 None
             };
-            KerasLayer::Conv1D {
+            let layer = KerasLayer::Conv1D {
                 name: name.clone(),
                 kernel,
                 bias,
@@ -996,35 +1060,135 @@ fn build_layer(
                 dilation: *dilation,
                 padding: *padding,
                 activation: *activation,
-            }
+                then: None,
+            };
+            with_activation_after(layer, then.as_ref(), input, false, weight)?
         }
-        LayerSpec::PRelu { name, shared_axes } => {
-            let rank = input.shape.len();
-            if let Some(bad) = shared_axes.iter().find(|&&a| a >= rank) {
-                return Err(config_error(format!(
-                    "layer {name:?}: shared axis {bad} is past its input {}",
-                    show(&input.shape)
-                )));
-            }
-            let mut shape = known_dims(
-                input,
-                &(1..rank)
-                    .filter(|a| !shared_axes.contains(a))
-                    .collect::<Vec<_>>(),
+        LayerSpec::PRelu { name, shared_axes } => KerasLayer::PRelu {
+            name: name.clone(),
+            alpha: weight(&prelu_shape(input, shared_axes, name)?)?,
+        },
+    })
+}
+
+/// The shape of `PReLU`'s alpha for an input of type `input`: the input's after the batch, 1
+/// along the shared axes (as Keras's `PReLU.build`).
+fn prelu_shape(input: &TensorType, shared_axes: &[usize], layer: &str) -> Result<Vec<usize>> {
+    let rank = input.shape.len();
+    if let Some(bad) = shared_axes.iter().find(|&&a| a >= rank) {
+        return Err(config_error(format!(
+            "layer {layer:?}: PReLU's shared axis {bad} is past its input {}",
+            show(&input.shape)
+        )));
+    }
+    let mut shape = known_dims(
+        input,
+        &(1..rank)
+            .filter(|a| !shared_axes.contains(a))
+            .collect::<Vec<_>>(),
+        layer,
+    )?;
+    let mut shared = shared_axes.to_vec();
+    shared.sort_unstable();
+    shared.dedup();
+    for a in shared {
+        shape.insert(a - 1, 1);
+    }
+    Ok(shape)
+}
+
+/// `layer` (built from an input of type `input`, a layer that takes an `activation`) with the
+/// activation layer `spec` it calls on its output, when it has one. Under `TimeDistributed`
+/// (`per_step`) Keras calls it on the inner layer's output, the steps folded into the batch:
+/// its axes and alpha are turned here to the output's.
+fn with_activation_after(
+    mut layer: KerasLayer,
+    spec: Option<&ActivationLayerSpec>,
+    input: &TensorType,
+    per_step: bool,
+    weight: &mut impl FnMut(&[usize]) -> Result<ArrayD<f32>>,
+) -> Result<KerasLayer> {
+    let Some(spec) = spec else {
+        return Ok(layer);
+    };
+    let built = activation_after(spec, &layer, input, per_step, weight)?;
+    if let KerasLayer::Dense { then, .. }
+    | KerasLayer::Conv1D { then, .. }
+    | KerasLayer::Activation { then, .. } = &mut layer
+    {
+        *then = Some(built);
+    }
+    Ok(layer)
+}
+
+/// The activation layer of [`with_activation_after`].
+fn activation_after(
+    spec: &ActivationLayerSpec,
+    layer: &KerasLayer,
+    input: &TensorType,
+    per_step: bool,
+    weight: &mut impl FnMut(&[usize]) -> Result<ArrayD<f32>>,
+) -> Result<ActivationLayer> {
+    let mut output =
+        layer_output_types(layer, std::slice::from_ref(input), None, &[])?.swap_remove(0);
+    if !per_step {
+        return activation_layer(spec, &output, layer.name(), weight);
+    }
+    // The inner call's output: the time axis folded into the batch.
+    output.shape.remove(1);
+    Ok(
+        match activation_layer(spec, &output, layer.name(), weight)? {
+            ActivationLayer::PRelu { name, alpha } => ActivationLayer::PRelu {
                 name,
-            )?;
-            // The slopes' shape: the input's after the batch, 1 along the shared axes.
-            let mut shared = shared_axes.clone();
-            shared.sort_unstable();
-            shared.dedup();
-            for a in shared {
-                shape.insert(a - 1, 1);
+                alpha: alpha.insert_axis(ndarray::Axis(0)),
+            },
+            ActivationLayer::Softmax { name, axes } => {
+                if axes.contains(&0) {
+                    return Err(config_error(format!(
+                        "layer {:?}: its Softmax activation {name:?} along axis 0 of each inner \
+                     call (the batch and the steps together) is not supported",
+                        layer.name()
+                    )));
+                }
+                ActivationLayer::Softmax {
+                    axes: axes.iter().map(|a| a + 1).collect(),
+                    name,
+                }
             }
-            KerasLayer::PRelu {
-                name: name.clone(),
-                alpha: weight(&shape)?,
+        },
+    )
+}
+
+/// The activation layer `spec` called on tensors of type `input` by layer `layer`, its alpha
+/// read through `weight` when it was saved.
+fn activation_layer(
+    spec: &ActivationLayerSpec,
+    input: &TensorType,
+    layer: &str,
+    weight: &mut impl FnMut(&[usize]) -> Result<ArrayD<f32>>,
+) -> Result<ActivationLayer> {
+    Ok(match spec {
+        ActivationLayerSpec::PRelu(p) => {
+            let shape = prelu_shape(input, &p.shared_axes, layer)?;
+            ActivationLayer::PRelu {
+                name: p.name.clone(),
+                alpha: match p.constant {
+                    None => weight(&shape)?,
+                    Some(value) => ArrayD::from_elem(IxDyn(&shape), value),
+                },
             }
         }
+        ActivationLayerSpec::Softmax { name, axes } => ActivationLayer::Softmax {
+            name: name.clone(),
+            axes: axes
+                .iter()
+                .map(|&a| {
+                    resolve_axis(a, input.shape.len(), name)
+                        .map(|a| a as i64)
+                        .map_err(|e| config_error(format!("layer {layer:?}: {e}")))
+                })
+                .collect::<Result<_>>()?,
+        },
     })
 }
 
@@ -1090,5 +1254,26 @@ fn rnn_layer(
         zero_output_for_mask: spec.zero_output_for_mask,
         ..Default::default()
     };
-    SimpleRnn::gated(spec.cell, kernel, recurrent, bias, recurrent_bias, config)
+    let layer = SimpleRnn::gated(spec.cell, kernel, recurrent, bias, recurrent_bias, config)?;
+    let Some(prelu) = &spec.prelu else {
+        return Ok(layer);
+    };
+    // Keras calls it on each step's N × M: one slope per unit, or one for all along axis 1.
+    let shared = &prelu.shared_axes;
+    let slopes = match shared.iter().max() {
+        None => m,
+        Some(1) => 1,
+        Some(_) => {
+            return Err(config_error(format!(
+                "layer {:?}: its PReLU activation {:?} shares axes {shared:?}, past the units \
+                 of each step",
+                spec.name, prelu.name
+            )));
+        }
+    };
+    let alpha = match prelu.constant {
+        None => into1(weight(&[slopes])?)?,
+        Some(value) => Array1::from_elem(slopes, value),
+    };
+    layer.with_unit_slopes(alpha)
 }

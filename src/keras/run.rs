@@ -471,11 +471,18 @@ impl KerasRunner {
                 kernel,
                 bias,
                 activation,
+                then,
                 ..
-            } => f32_out(host::dense(x.to_f32(), kernel, bias.as_ref(), *activation)),
-            KerasLayer::Activation { activation, .. } => {
-                f32_out(host::activation(x.to_f32(), *activation))
-            }
+            } => f32_out(host::activation_after(
+                host::dense(x.to_f32(), kernel, bias.as_ref(), *activation),
+                then.as_ref(),
+            )?),
+            KerasLayer::Activation {
+                activation, then, ..
+            } => f32_out(host::activation_after(
+                host::activation(x.to_f32(), *activation),
+                then.as_ref(),
+            )?),
             KerasLayer::Dropout { .. } => Ok(vec![x]),
             KerasLayer::RepeatVector { n, .. } => f32_out(host::repeat_vector(&x.to_f32(), *n)?),
             KerasLayer::GlobalPooling { max, keepdims, .. } => f32_out(host::global_pooling(
@@ -515,15 +522,19 @@ impl KerasRunner {
                 dilation,
                 padding,
                 activation,
+                then,
                 ..
-            } => f32_out(host::conv1d(
-                &x.to_f32(),
-                kernel,
-                bias.as_ref(),
-                *stride,
-                *dilation,
-                *padding,
-                *activation,
+            } => f32_out(host::activation_after(
+                host::conv1d(
+                    &x.to_f32(),
+                    kernel,
+                    bias.as_ref(),
+                    *stride,
+                    *dilation,
+                    *padding,
+                    *activation,
+                )?,
+                then.as_ref(),
             )?),
             KerasLayer::Softmax { axes, .. } => {
                 f32_out(host::softmax(&x.to_f32(), axes, mask_tensor)?)

@@ -11,7 +11,7 @@ use crate::error::{Result, RnnError, clip};
 const MAX_GROUP_DEPTH: usize = 32;
 /// How many groups a weights file may hold (a few per layer).
 const MAX_GROUPS: usize = 100_000;
-use crate::keras::config::LayerSpec;
+use crate::keras::config::{ActivationLayerSpec, LayerSpec, RnnSpec};
 
 /// Where a model's weights live.
 pub enum WeightStore {
@@ -159,11 +159,14 @@ impl WeightStore {
     pub fn locate(&self, specs: &[&LayerSpec]) -> Result<Vec<Vec<String>>> {
         let count = |spec: &LayerSpec| match spec {
             LayerSpec::Embedding { .. } => 1,
-            LayerSpec::SimpleRnn(r) => 2 + usize::from(r.use_bias),
+            LayerSpec::SimpleRnn(r) => rnn_count(r),
             LayerSpec::Bidirectional {
                 forward, backward, ..
-            } => 4 + usize::from(forward.use_bias) + usize::from(backward.use_bias),
-            LayerSpec::Dense { use_bias, .. } => 1 + usize::from(*use_bias),
+            } => rnn_count(forward) + rnn_count(backward),
+            LayerSpec::Dense { use_bias, then, .. } | LayerSpec::Conv1D { use_bias, then, .. } => {
+                1 + usize::from(*use_bias) + then_count(then)
+            }
+            LayerSpec::Activation { then, .. } => then_count(then),
             LayerSpec::LayerNormalization {
                 center,
                 scale,
@@ -174,7 +177,6 @@ impl WeightStore {
                 2 + usize::from(*center) + usize::from(*scale)
             }
             LayerSpec::PRelu { .. } => 1,
-            LayerSpec::Conv1D { use_bias, .. } => 1 + usize::from(*use_bias),
             _ => 0,
         };
         match self {
@@ -199,23 +201,45 @@ impl WeightStore {
                         let vars = |sub: &str, n: usize| -> Vec<String> {
                             (0..n).map(|i| format!("{group}/{sub}vars/{i}")).collect()
                         };
+                        // A layer's weights, then its activation object's (Keras saves the
+                        // object under the attribute `activation` of the layer, a recurrent
+                        // layer's too, not of its cell).
+                        let with_activation = |sub: &str, own: usize, activation: usize| {
+                            let mut paths = vars(sub, own);
+                            paths.extend(vars(&format!("{sub}activation/"), activation));
+                            paths
+                        };
+                        let rnn = |sub: &str, r: &RnnSpec| {
+                            let mut paths =
+                                vars(&format!("{sub}cell/"), 2 + usize::from(r.use_bias));
+                            paths.extend(vars(&format!("{sub}activation/"), slope_count(r)));
+                            paths
+                        };
                         match *spec {
-                            LayerSpec::SimpleRnn(r) => vars("cell/", 2 + usize::from(r.use_bias)),
+                            LayerSpec::SimpleRnn(r) => rnn("", r),
                             LayerSpec::Bidirectional {
                                 forward, backward, ..
                             } => {
-                                let mut paths =
-                                    vars("forward_layer/cell/", 2 + usize::from(forward.use_bias));
-                                paths.extend(vars(
-                                    "backward_layer/cell/",
-                                    2 + usize::from(backward.use_bias),
-                                ));
+                                let mut paths = rnn("forward_layer/", forward);
+                                paths.extend(rnn("backward_layer/", backward));
                                 paths
                             }
                             LayerSpec::Dense {
-                                time_distributed: true,
+                                time_distributed,
+                                use_bias,
+                                then,
                                 ..
-                            } => vars("layer/", count(spec)),
+                            } => with_activation(
+                                if *time_distributed { "layer/" } else { "" },
+                                1 + usize::from(*use_bias),
+                                then_count(then),
+                            ),
+                            LayerSpec::Conv1D { use_bias, then, .. } => {
+                                with_activation("", 1 + usize::from(*use_bias), then_count(then))
+                            }
+                            LayerSpec::Activation { then, .. } => {
+                                with_activation("", 0, then_count(then))
+                            }
                             _ => vars("", count(spec)),
                         }
                     })
@@ -251,6 +275,22 @@ impl WeightStore {
                 .collect(),
         }
     }
+}
+
+/// The weights a recurrent layer stores: kernel, recurrent kernel, bias, and its PReLU
+/// activation's alpha when Keras built it before saving.
+fn rnn_count(r: &RnnSpec) -> usize {
+    2 + usize::from(r.use_bias) + slope_count(r)
+}
+
+/// 1 when a recurrent layer's PReLU activation has its alpha in the weights.
+fn slope_count(r: &RnnSpec) -> usize {
+    usize::from(r.prelu.as_ref().is_some_and(|p| p.constant.is_none()))
+}
+
+/// 1 when a layer's activation object is a PReLU whose alpha is in the weights.
+fn then_count(then: &Option<ActivationLayerSpec>) -> usize {
+    usize::from(matches!(then, Some(ActivationLayerSpec::PRelu(p)) if p.constant.is_none()))
 }
 
 #[cfg(test)]
