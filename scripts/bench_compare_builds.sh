@@ -25,10 +25,10 @@ if [[ $cell == simple ]]; then
     )
 else
     shapes=(
-        "1 1000 32 128 per-step,persistent"
-        "8 500 64 64 per-step,persistent"
-        "64 100 64 256 per-step,persistent"
-        "256 200 128 512 per-step"
+        "1 1000 32 128 per-step,persistent,auto"
+        "8 500 64 64 per-step,persistent,auto"
+        "64 100 64 256 per-step,persistent,auto"
+        "256 200 128 512 per-step,auto"
     )
 fi
 
