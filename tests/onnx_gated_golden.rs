@@ -8,13 +8,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::onnx::attributes;
 use common::{assert_close, gpu_with};
 use ndarray::{Array2, Array3, ArrayD};
 use serde_json::Value;
-use wgpu_rnn::{
-    Backend, OnnxDirection, OnnxRnn, OnnxRnnAttributes, StepStrategy, read_npy_f32,
-    read_npy_lengths,
-};
+use wgpu_rnn::{Backend, OnnxRnn, OnnxRnnAttributes, StepStrategy, read_npy_f32, read_npy_lengths};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx_gated")
@@ -24,33 +22,6 @@ fn cases() -> Vec<Value> {
     let text = std::fs::read_to_string(fixtures().join("manifest.json")).expect("manifest.json");
     let v: Value = serde_json::from_str(&text).expect("JSON");
     v["cases"].as_array().expect("cases").clone()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .map(|a| a.iter().map(|x| x.as_f64().unwrap() as f32).collect())
-        .unwrap_or_default()
-}
-
-fn attributes(a: &Value) -> OnnxRnnAttributes {
-    let names: Vec<&str> = a["activations"]
-        .as_array()
-        .map(|v| v.iter().map(|s| s.as_str().unwrap()).collect())
-        .unwrap_or_default();
-    OnnxRnnAttributes {
-        activations: OnnxRnnAttributes::activations_from(
-            &names,
-            &floats(&a["activation_alpha"]),
-            &floats(&a["activation_beta"]),
-        )
-        .unwrap(),
-        clip: a["clip"].as_f64().map(|c| c as f32),
-        direction: OnnxDirection::parse(a["direction"].as_str().unwrap_or("forward")).unwrap(),
-        hidden_size: a["hidden_size"].as_u64().map(|h| h as usize),
-        layout: a["layout"].as_u64().unwrap_or(0) as u8,
-        input_forget: a["input_forget"].as_u64().unwrap_or(0) == 1,
-        linear_before_reset: a["linear_before_reset"].as_u64().unwrap_or(0) == 1,
-    }
 }
 
 /// Runs every case on `backend`; returns how many ran of each operator.

@@ -6,12 +6,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::onnx::attributes;
 use common::{assert_close, gpu};
 use ndarray::{Array2, Array3, ArrayD};
 use serde_json::Value;
 use wgpu_rnn::{
-    Backend, Nonlinearity, OnnxDirection, OnnxRnn, OnnxRnnAttributes, TorchRnn, TorchRnnConfig,
-    read_npy_f32, read_npy_lengths,
+    Backend, Nonlinearity, OnnxRnn, TorchRnn, TorchRnnConfig, read_npy_f32, read_npy_lengths,
 };
 
 fn fixtures(kind: &str) -> PathBuf {
@@ -85,12 +85,6 @@ fn gpu_matches_pytorch() {
     check_torch(&Backend::Gpu(gpu().clone()));
 }
 
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .map(|a| a.iter().map(|x| x.as_f64().unwrap() as f32).collect())
-        .unwrap_or_default()
-}
-
 fn check_onnx(backend: &Backend) {
     let cases = manifest("onnx");
     assert!(cases.iter().filter(|c| c["source"] == "onnx-node").count() >= 6);
@@ -98,23 +92,7 @@ fn check_onnx(backend: &Backend) {
         let name = case["name"].as_str().unwrap();
         let dir = fixtures("onnx").join(name);
         let a = &case["attributes"];
-        let names: Vec<&str> = a["activations"]
-            .as_array()
-            .map(|v| v.iter().map(|s| s.as_str().unwrap()).collect())
-            .unwrap_or_default();
-        let attributes = OnnxRnnAttributes {
-            activations: OnnxRnnAttributes::activations_from(
-                &names,
-                &floats(&a["activation_alpha"]),
-                &floats(&a["activation_beta"]),
-            )
-            .unwrap(),
-            clip: a["clip"].as_f64().map(|c| c as f32),
-            direction: OnnxDirection::parse(a["direction"].as_str().unwrap_or("forward")).unwrap(),
-            hidden_size: a["hidden_size"].as_u64().map(|h| h as usize),
-            layout: a["layout"].as_u64().unwrap_or(0) as u8,
-            ..Default::default()
-        };
+        let attributes = attributes(a);
         let has = |input: &str| {
             case["inputs"]
                 .as_array()

@@ -2,6 +2,9 @@
 //! and seeded random layers.
 #![allow(dead_code)]
 
+#[cfg(feature = "onnx")]
+pub mod onnx;
+
 use std::sync::OnceLock;
 
 use ndarray::{Array1, Array2, Array3, ArrayViewD};
