@@ -159,7 +159,7 @@ impl CpuRnn {
             Option<ArrayViewMut3<'v, f32>>,
             Option<ArrayViewMut2<'v, f32>>,
         );
-        let run = |(i, (final_state, sequences, final_cell)): (usize, Outputs<'_>)| {
+        let run = |(i, (mut final_state, mut sequences, mut final_cell)): (usize, Outputs<'_>)| {
             let slice = Slice {
                 b0: i * rows,
                 input: input.view(),
@@ -174,10 +174,11 @@ impl CpuRnn {
                 true => self.split_workers(rayon::current_num_threads(), t),
                 false => 1,
             };
+            let outputs = (&mut final_state, &mut sequences, &mut final_cell);
+            if workers > 1 && self.run_split(workers, &slice, outputs) {
+                return;
+            }
             match layer.cell() {
-                _ if workers > 1 => {
-                    self.run_split(workers, slice, final_state, sequences, final_cell)
-                }
                 Cell::Simple => self.run_slice(slice, final_state, sequences),
                 cell => self.run_gated_slice(cell, slice, final_state, sequences, final_cell),
             }

@@ -4,7 +4,7 @@
 //! product is a vector times the recurrent kernel, which one core can only stream from its own
 //! cache (an LSTM of 128 units spent 78 % of its time there); split, each core streams its part.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 
 use crossbeam_utils::Backoff;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, ArrayViewMut3, s};
@@ -50,15 +50,19 @@ impl CpuRnn {
 
     /// Runs the one sequence of `slice` on `workers` threads (this one and `workers - 1`
     /// started for the call), each owning a range of the units; the results are those of
-    /// [`CpuRnn::run_slice`] and [`CpuRnn::run_gated_slice`].
+    /// [`CpuRnn::run_slice`] and [`CpuRnn::run_gated_slice`]. Returns false, having computed
+    /// nothing, when the system would not start a thread (the caller then runs the slice on
+    /// this one).
     pub(super) fn run_split(
         &self,
         workers: usize,
-        slice: Slice<'_, '_>,
-        mut final_state: ArrayViewMut2<'_, f32>,
-        sequences: Option<ArrayViewMut3<'_, f32>>,
-        final_cell: Option<ArrayViewMut2<'_, f32>>,
-    ) {
+        slice: &Slice<'_, '_>,
+        (final_state, sequences, final_cell): (
+            &mut ArrayViewMut2<'_, f32>,
+            &mut Option<ArrayViewMut3<'_, f32>>,
+            &mut Option<ArrayViewMut2<'_, f32>>,
+        ),
+    ) -> bool {
         let m = self.layer.units();
         // Ranges a multiple of 16 units wide (whole vectors), the last one taking the rest.
         let per = (m / workers).next_multiple_of(16).min(m);
@@ -71,33 +75,52 @@ impl CpuRnn {
             // Two buffers: step s reads one while the workers write step s + 1's into the other.
             h: [0, 1].map(|_| h0.iter().map(|v| AtomicU32::new(v.to_bits())).collect()),
             barrier: StepBarrier::new(ranges.len()),
+            start: AtomicU8::new(WAIT),
         };
-        let mut cells: Vec<Vec<f32>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = ranges[1..]
-                .iter()
-                .map(|&range| {
-                    let (shared, slice) = (&shared, &slice);
-                    scope.spawn(move || self.split_worker(range, slice, shared, None))
-                })
-                .collect();
-            let first = self.split_worker(ranges[0], &slice, &shared, sequences);
-            std::iter::once(first)
-                .chain(
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("a worker panicked")),
-                )
-                .collect()
+        let cells: Option<Vec<Vec<f32>>> = std::thread::scope(|scope| {
+            // Every worker waits for the start, so that none reaches the first barrier before
+            // all of them exist: a worker that failed to start would leave the others waiting
+            // there for ever.
+            let mut handles = Vec::with_capacity(ranges.len() - 1);
+            for &range in &ranges[1..] {
+                let shared = &shared;
+                let started = std::thread::Builder::new()
+                    .name("wgpu-rnn-cpu".into())
+                    .spawn_scoped(scope, move || {
+                        shared
+                            .started()
+                            .then(|| self.split_worker(range, slice, shared, None))
+                    });
+                match started {
+                    Ok(handle) => handles.push(handle),
+                    Err(_) => {
+                        shared.start.store(ABORT, Ordering::Release);
+                        return None;
+                    }
+                }
+            }
+            shared.start.store(GO, Ordering::Release);
+            let first = self.split_worker(ranges[0], slice, &shared, sequences.as_mut());
+            let rest = handles.into_iter().map(|h| {
+                h.join()
+                    .expect("a worker panicked")
+                    .expect("every worker started")
+            });
+            Some(std::iter::once(first).chain(rest).collect())
         });
+        let Some(mut cells) = cells else {
+            return false;
+        };
         let t = slice.input.dim().1;
         final_state
             .iter_mut()
             .zip(&shared.h[t % 2])
             .for_each(|(o, v)| *o = f32::from_bits(v.load(Ordering::Relaxed)));
-        if let Some(mut final_cell) = final_cell {
+        if let Some(final_cell) = final_cell {
             let c: Vec<f32> = cells.drain(..).flatten().collect();
             final_cell.iter_mut().zip(&c).for_each(|(o, v)| *o = *v);
         }
+        true
     }
 
     /// One worker of [`CpuRnn::run_split`]: every step of units `j0 .. j1`. The first worker
@@ -107,7 +130,7 @@ impl CpuRnn {
         (j0, j1): (usize, usize),
         slice: &Slice<'_, '_>,
         shared: &Shared,
-        mut sequences: Option<ArrayViewMut3<'_, f32>>,
+        mut sequences: Option<&mut ArrayViewMut3<'_, f32>>,
     ) -> Vec<f32> {
         let layer = &self.layer;
         let (cell, d, m) = (layer.cell(), layer.input_dim(), layer.units());
@@ -207,11 +230,30 @@ impl CpuRnn {
     }
 }
 
-/// The state the workers exchange, and the barrier that ends each step.
+/// The state the workers exchange, the barrier that ends each step, and the start gate.
 struct Shared {
     /// The state, as f32 bits, in two buffers that alternate by step.
     h: [Vec<AtomicU32>; 2],
     barrier: StepBarrier,
+    /// [`WAIT`] until every worker exists, then [`GO`], or [`ABORT`] when one could not start.
+    start: AtomicU8,
+}
+
+const WAIT: u8 = 0;
+const GO: u8 = 1;
+const ABORT: u8 = 2;
+
+impl Shared {
+    /// Waits at the start gate: true to run, false when the run was called off.
+    fn started(&self) -> bool {
+        let backoff = Backoff::new();
+        loop {
+            match self.start.load(Ordering::Acquire) {
+                WAIT => backoff.snooze(),
+                state => return state == GO,
+            }
+        }
+    }
 }
 
 /// Writes the state after processing step `step` into the sequence output, where the schedule
