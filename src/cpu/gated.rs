@@ -1,11 +1,11 @@
 //! The CPU step of the gated cells (LSTM, both GRUs), as `src/cell.rs` describes them.
 
-use ndarray::{ArrayViewMut2, ArrayViewMut3, s};
+use ndarray::{ArrayViewMut2, ArrayViewMut3};
 
 use super::kernels::{
     lstm_row_standard, matmul_acc_strided, matmul_strided, padded_stride, tanh_in_place,
 };
-use super::{CpuRnn, PARALLEL_STEP_FLOPS, Slice, fill_rows};
+use super::{CpuRnn, PARALLEL_STEP_FLOPS, Slice, fill_rows, store_step};
 use crate::activation::Activation;
 use crate::cell::Cell;
 use crate::layer::{SimpleRnn, state_rows};
@@ -32,7 +32,6 @@ impl CpuRnn {
         let (b0, nb) = (slice.b0, final_state.nrows());
         let schedule = slice.schedule;
         let recurrent_kernel = self.weights.recurrent.strided();
-        let carried = schedule.padded_output_is_state();
         // h is P wide for a projected LSTM; the cell's own output o·act(c), M wide, goes to
         // `full` and through the projection.
         let width = layer.state_size();
@@ -63,6 +62,7 @@ impl CpuRnn {
             Cell::Lstm => ((&self.weights.kernel, None), lstm_bias(self.bias(), gm)),
             _ => ((&self.weights.kernel, self.bias()), Vec::new()),
         };
+        let bias = layer.recurrent_bias().map(|b| b.as_slice().expect("owned"));
         for s0 in (0..t).step_by(chunk) {
             let ns = chunk.min(t - s0);
             let p = &mut p[..ns * nb * ps];
@@ -71,7 +71,6 @@ impl CpuRnn {
                 let parallel = slice.parallel_gemm && nb * m * gm >= PARALLEL_STEP_FLOPS;
                 let real = &real[s * nb..(s + 1) * nb];
                 let p = &mut p[s * nb * ps..(s + 1) * nb * ps];
-                let bias = layer.recurrent_bias().map(|b| b.as_slice().expect("owned"));
                 match cell {
                     Cell::Lstm => {
                         matmul_acc_strided(
@@ -139,13 +138,7 @@ impl CpuRnn {
                     }
                 }
                 if let Some(seq) = sequences.as_mut() {
-                    for b in (0..nb).filter(|&b| real[b] || carried) {
-                        let at = schedule.output_position(b0 + b, s0 + s);
-                        seq.slice_mut(s![b, at, ..])
-                            .iter_mut()
-                            .zip(&h[b * width..][..width])
-                            .for_each(|(o, v)| *o = *v);
-                    }
+                    store_step(seq, schedule, (b0, s0 + s), &h, real);
                 }
             }
         }

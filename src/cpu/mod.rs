@@ -218,7 +218,6 @@ impl CpuRnn {
         let (b0, nb) = (slice.b0, final_state.nrows());
         let schedule = slice.schedule;
         let recurrent_kernel = self.weights.recurrent.strided();
-        let carried = schedule.padded_output_is_state();
 
         // Time is processed in chunks so that memory stays bounded for any length; within a
         // chunk, P is time-major, so step s of the slice is one contiguous nb × m block that the
@@ -259,20 +258,37 @@ impl CpuRnn {
                     simple_step_row(row, layer, 0);
                 }
                 if let Some(seq) = sequences.as_mut() {
-                    for (b, row) in current.chunks_exact(m).enumerate() {
-                        if real[s * nb + b] || carried {
-                            let at = schedule.output_position(b0 + b, s0 + s);
-                            seq.slice_mut(s![b, at, ..])
-                                .iter_mut()
-                                .zip(row)
-                                .for_each(|(o, v)| *o = *v);
-                        }
-                    }
+                    let real = &real[s * nb..(s + 1) * nb];
+                    store_step(seq, schedule, (b0, s0 + s), current, real);
                 }
             }
             h.copy_from_slice(&p[(ns - 1) * nb * m..]);
         }
         final_state.iter_mut().zip(&h).for_each(|(o, v)| *o = *v);
+    }
+}
+
+/// Writes the slice's state after processing step `step` (`rows`, one row of the output's width
+/// per batch row from `b0`) into its sequence output where the schedule puts each row: at a real
+/// step (`real[b]`), and at a padded one when the schedule outputs the carried state (else the
+/// zeros stay).
+fn store_step(
+    seq: &mut ArrayViewMut3<'_, f32>,
+    schedule: &Schedule<'_>,
+    (b0, step): (usize, usize),
+    rows: &[f32],
+    real: &[bool],
+) {
+    let carried = schedule.padded_output_is_state();
+    let width = seq.dim().2;
+    for (b, row) in rows.chunks_exact(width).enumerate() {
+        if real[b] || carried {
+            let at = schedule.output_position(b0 + b, step);
+            seq.slice_mut(s![b, at, ..])
+                .iter_mut()
+                .zip(row)
+                .for_each(|(o, v)| *o = *v);
+        }
     }
 }
 

@@ -7,11 +7,11 @@
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 
 use crossbeam_utils::Backoff;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, ArrayViewMut3, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, ArrayViewMut3};
 
 use super::gated::{GateFunctions, gru_step_row, lstm_bias, lstm_step_row};
 use super::kernels::{PaddedRows, matmul_acc_strided, padded_stride};
-use super::{CpuRnn, Slice, fill_rows, simple_step_row};
+use super::{CpuRnn, Slice, fill_rows, simple_step_row, store_step};
 use crate::cell::Cell;
 use crate::layer::state_rows;
 
@@ -112,10 +112,12 @@ impl CpuRnn {
             return false;
         };
         let t = slice.input.dim().1;
-        final_state
-            .iter_mut()
-            .zip(&shared.h[t % 2])
-            .for_each(|(o, v)| *o = f32::from_bits(v.load(Ordering::Relaxed)));
+        load(
+            final_state
+                .as_slice_mut()
+                .expect("a row of the final state"),
+            &shared.h[t % 2],
+        );
         if let Some(final_cell) = final_cell {
             let c: Vec<f32> = cells.drain(..).flatten().collect();
             final_cell.iter_mut().zip(&c).for_each(|(o, v)| *o = *v);
@@ -154,7 +156,6 @@ impl CpuRnn {
             Cell::Lstm => ((&kernel, None), lstm_bias(bias, gu)),
             _ => ((&kernel, bias), Vec::new()),
         };
-        let carried = slice.schedule.padded_output_is_state();
 
         let (_, t, _) = slice.input.dim();
         let ps = padded_stride(gu);
@@ -174,11 +175,9 @@ impl CpuRnn {
             for s in 0..ns {
                 let step = s0 + s;
                 let (read, write) = (&shared.h[step % 2], &shared.h[(step + 1) % 2]);
-                h.iter_mut()
-                    .zip(read)
-                    .for_each(|(h, v)| *h = f32::from_bits(v.load(Ordering::Relaxed)));
+                load(&mut h, read);
                 if let Some(seq) = sequences.as_mut().filter(|_| step > 0) {
-                    write_output(seq, slice, step - 1, &h, carried);
+                    write_output(seq, slice, step - 1, &h);
                 }
                 own.copy_from_slice(&h[j0..j1]);
                 if real[s] {
@@ -220,11 +219,8 @@ impl CpuRnn {
             }
         }
         if let Some(seq) = sequences.as_mut() {
-            let last = &shared.h[t % 2];
-            h.iter_mut()
-                .zip(last)
-                .for_each(|(h, v)| *h = f32::from_bits(v.load(Ordering::Relaxed)));
-            write_output(seq, slice, t - 1, &h, carried);
+            load(&mut h, &shared.h[t % 2]);
+            write_output(seq, slice, t - 1, &h);
         }
         c
     }
@@ -256,22 +252,17 @@ impl Shared {
     }
 }
 
-/// Writes the state after processing step `step` into the sequence output, where the schedule
-/// puts it (a padded step outputs the carried state or leaves the zeros).
-fn write_output(
-    seq: &mut ArrayViewMut3<'_, f32>,
-    slice: &Slice<'_, '_>,
-    step: usize,
-    h: &[f32],
-    carried: bool,
-) {
-    if slice.schedule.input_time(0, step).is_some() || carried {
-        let at = slice.schedule.output_position(0, step);
-        seq.slice_mut(s![0, at, ..])
-            .iter_mut()
-            .zip(h)
-            .for_each(|(o, v)| *o = *v);
-    }
+/// Copies the exchanged state into `h`.
+fn load(h: &mut [f32], shared: &[AtomicU32]) {
+    h.iter_mut()
+        .zip(shared)
+        .for_each(|(h, v)| *h = f32::from_bits(v.load(Ordering::Relaxed)));
+}
+
+/// Writes the lone sequence's state after processing step `step` into its output.
+fn write_output(seq: &mut ArrayViewMut3<'_, f32>, slice: &Slice<'_, '_>, step: usize, h: &[f32]) {
+    let real = slice.schedule.input_time(slice.b0, step).is_some();
+    store_step(seq, slice.schedule, (slice.b0, step), h, &[real]);
 }
 
 /// The columns of units `j0 .. j1` in each of the `gates` blocks of `m` columns of `a`, packed
