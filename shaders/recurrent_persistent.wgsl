@@ -4,27 +4,14 @@
 // such dispatches so that no invocation loops past the loop budget; the state passes from one to
 // the next through h_in and h_out. Sequences are independent, so workgroups never wait on
 // each other. U is staged in workgroup memory too when it fits (U_SHARED). Each thread computes a
-// quad of columns of a row at a time, so that every value of h it reads feeds four sums. Same bindings as
-// recurrent_step.wgsl; P, Y and the mask are time-major (step s of row n at (s · n_rows + n) · m).
-// `activate` comes from activations.wgsl and `Step` from step_params.wgsl, prepended when the
-// module is built.
+// quad of columns of a row at a time, so that every value of h it reads feeds four sums. Up to 128
+// units (not row-wise) recurrent_resident.wgsl runs instead, U in registers.
+// `WG` (gpu::plan), `activate`, `Step` and the bindings (persistent_common.wgsl) are prepended
+// when the module is built.
 //
 // Softmax and log-softmax (ROW_WISE 1 and 2) run as linear, then each row is reduced in
 // workgroup memory, all in the same step.
 
-@group(0) @binding(0) var<storage, read> u: array<f32>;
-@group(0) @binding(1) var<storage, read> p: array<f32>;
-@group(0) @binding(2) var<storage, read> h_in: array<f32>;
-@group(0) @binding(3) var<storage, read_write> h_out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<uniform> params: Step;
-@group(0) @binding(6) var<storage, read> mask: array<u32>;
-
-// ONNX's clip on the pre-activation; 0 means none.
-override CLIP: f32 = 0.0;
-// Keras's PReLU as the activation: ACTIVATION is leaky_relu and each unit takes its own slope,
-// stored after U in U's buffer.
-override UNIT_SLOPES: bool = false;
 // 0: ACTIVATION elementwise; 1: softmax across each row; 2: log-softmax.
 override ROW_WISE: u32 = 0u;
 // Batch rows one workgroup owns.
@@ -36,8 +23,6 @@ override STATE_FLOATS: u32 = 2u;
 // is m × ceil(m / 4) then, else 1.
 override U_SHARED: bool = false;
 override U_QUADS: u32 = 1u;
-
-const WG: u32 = 256u;
 
 var<workgroup> h: array<f32, STATE_FLOATS>;
 var<workgroup> u_shared: array<vec4<f32>, U_QUADS>;
@@ -61,21 +46,7 @@ fn u_quad(k: u32, c: u32) -> vec4<f32> {
     );
 }
 
-fn is_padded(time: u32, row: u32) -> bool {
-    return (params.flags & 8u) != 0u && mask[time * params.n + row] == 0u;
-}
-
-// The input time step s reads.
-fn time_of(s: u32) -> u32 {
-    return select(s, params.t_len - 1u - s, (params.flags & 32u) != 0u);
-}
-
-// Where step s stores its output.
-fn out_of(s: u32) -> u32 {
-    return select(s, params.t_len - 1u - s, (params.flags & 64u) != 0u);
-}
-
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -145,21 +116,16 @@ fn main(
             for (var j = 0u; j < width; j = j + 1u) {
                 // Summed before P is added, as the CPU reference's GEMM does: the same rounding.
                 var z = p[(time * n + row) * m + c0 + j] + acc[j];
-                if (CLIP > 0.0) {
-                    z = clamp(z, -CLIP, CLIP);
-                }
                 if (ROW_WISE == 0u) {
-                    var v: f32;
-                    if (UNIT_SLOPES) {
-                        v = activate_with(ACTIVATION, u[m * m + c0 + j], ACT_BETA, z);
-                    } else {
-                        v = activate(z);
-                    }
+                    let v = finish_unit(z, c0 + j);
                     h[dst + e + j] = v;
                     if (write_seq) {
                         y[at + j] = v;
                     }
                 } else {
+                    if (CLIP > 0.0) {
+                        z = clamp(z, -CLIP, CLIP);
+                    }
                     h[dst + e + j] = z;
                 }
             }

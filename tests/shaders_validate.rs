@@ -5,7 +5,7 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 #[test]
 fn every_shader_module_validates() {
     let modules = wgpu_rnn::gpu::shaders::all_modules();
-    assert_eq!(modules.len(), 15);
+    assert_eq!(modules.len(), 16);
     for (label, source) in modules {
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&source)));

@@ -133,6 +133,7 @@ pub(crate) struct ContextInner {
     /// The per-step kernel: `[U element-wise, U as vec4]`.
     step_modules: [wgpu::ShaderModule; 2],
     persistent_module: wgpu::ShaderModule,
+    resident_module: wgpu::ShaderModule,
     gated_pipeline_layout: wgpu::PipelineLayout,
     gated_module: wgpu::ShaderModule,
     gated_persistent_module: wgpu::ShaderModule,
@@ -343,6 +344,11 @@ impl GpuContext {
             "rnn.recurrent_persistent",
             &shaders::recurrent_persistent_module(),
         );
+        let resident_module = module(
+            &device,
+            "rnn.recurrent_resident",
+            &shaders::recurrent_resident_module(),
+        );
         #[cfg(feature = "keras")]
         let model = ModelKernels::new(&device);
         scope.pop().await?;
@@ -366,6 +372,7 @@ impl GpuContext {
                 step_pipeline_layout,
                 step_modules,
                 persistent_module,
+                resident_module,
                 gated_pipeline_layout,
                 gated_module,
                 gated_persistent_module,
@@ -570,6 +577,28 @@ impl ContextInner {
                 (
                     "rnn.recurrent_step",
                     &self.step_modules[usize::from(vectorized)],
+                    &self.step_pipeline_layout,
+                )
+            }
+            // The resident kernel never reduces rows (`persistent_shape`).
+            Kernel::Persistent {
+                m,
+                shape,
+                unit_slopes,
+                ..
+            } if shape.resident => {
+                let m = m as usize;
+                constants.extend([
+                    ("UNIT_SLOPES", f64::from(u8::from(unit_slopes))),
+                    ("ROWS", f64::from(shape.rows)),
+                    ("SLICES", shape.slices(m) as f64),
+                    ("QUADS", shape.quads(m) as f64),
+                    ("STATE_QUADS", (shape.state_floats(m) / 4) as f64),
+                    ("PARTIALS", shape.partials(m) as f64),
+                ]);
+                (
+                    "rnn.recurrent_resident",
+                    &self.resident_module,
                     &self.step_pipeline_layout,
                 )
             }
@@ -786,7 +815,8 @@ enum Kernel {
         vectorized: bool,
         unit_slopes: bool,
     },
-    /// `recurrent_persistent.wgsl`, with `unit_slopes` as for `PerStep`.
+    /// `recurrent_persistent.wgsl`, or `recurrent_resident.wgsl` for a resident `shape`, with
+    /// `unit_slopes` as for `PerStep`.
     Persistent {
         row_wise: u32,
         m: u32,

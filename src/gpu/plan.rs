@@ -213,48 +213,102 @@ pub(crate) fn step_workgroups(nb: usize, m: usize) -> (u64, u64) {
     ((m as u64).div_ceil(4), (nb as u64).clamp(1, STEP_FOLD_ROWS))
 }
 
-/// Threads in one workgroup of the persistent kernel (`shaders/recurrent_persistent.wgsl`).
+/// Threads in one workgroup of the persistent kernels (`shaders/recurrent_persistent.wgsl`,
+/// `recurrent_resident.wgsl`), prepended to both as `WG`.
 pub(crate) const PERSISTENT_THREADS: u64 = 256;
 
-/// How the persistent kernel is laid out for a layer of `m` units: batch rows per workgroup and
-/// whether U is staged in workgroup memory.
+/// Rows of U one thread of the register-resident persistent kernel holds
+/// (`shaders/recurrent_resident.wgsl`, which spells out that many quads and asserts the value).
+pub(crate) const RESIDENT_K: u64 = 16;
+
+/// How the persistent kernel is laid out for a layer of `m` units: which kernel, batch rows per
+/// workgroup and whether U is staged in workgroup memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PersistentShape {
     pub rows: u32,
+    /// `recurrent_persistent.wgsl` only: U in workgroup memory rather than read from its buffer.
     pub u_shared: bool,
+    /// `recurrent_resident.wgsl`: U in registers, a row's product split over
+    /// [`PersistentShape::slices`] × [`PersistentShape::quads`] threads.
+    pub resident: bool,
 }
 
 impl PersistentShape {
-    /// Floats of workgroup memory the state takes: two buffers of `rows` × `m`.
+    /// Floats of workgroup memory the state takes: two buffers of `rows` rows, each `m` wide
+    /// (the resident kernel's padded to whole slices of U).
     pub(crate) fn state_floats(self, m: usize) -> u64 {
-        2 * u64::from(self.rows) * m as u64
+        let width = if self.resident {
+            self.slices(m) * RESIDENT_K
+        } else {
+            m as u64
+        };
+        2 * u64::from(self.rows) * width
+    }
+
+    /// Slices of [`RESIDENT_K`] rows of U across which the resident kernel splits a row's product.
+    pub(crate) fn slices(self, m: usize) -> u64 {
+        (m as u64).div_ceil(RESIDENT_K)
+    }
+
+    /// Quads of columns of `m` units.
+    pub(crate) fn quads(self, m: usize) -> u64 {
+        (m as u64).div_ceil(4)
+    }
+
+    /// Partial sums (quads) the resident kernel keeps in workgroup memory: one per thread of its
+    /// rows.
+    pub(crate) fn partials(self, m: usize) -> u64 {
+        u64::from(self.rows) * self.slices(m) * self.quads(m)
     }
 }
 
 /// The persistent layout for `m` units in `storage_bytes` of workgroup memory, or `None` when not
-/// even one row's state (twice, read and written in alternate steps) fits.
+/// even one row's state (twice, read and written in alternate steps) fits. `row_wise` for
+/// softmax and log-softmax, which only `recurrent_persistent.wgsl` reduces.
 ///
-/// Rows per workgroup aim at one (row, unit) item per thread, so a workgroup's 256 threads are busy
-/// without taking batch rows that other workgroups could run in parallel; U is staged in workgroup
-/// memory when it fits beside one row's state, and the rows are then cut to what is left.
-pub(crate) fn persistent_shape(m: usize, storage_bytes: u64) -> Option<PersistentShape> {
-    let m = m as u64;
-    // Room for the alignment of the four workgroup arrays.
+/// Up to 128 units (a row's slices times quads within the workgroup) U fits in the registers of
+/// one workgroup and the resident kernel runs the layer; past that, or row-wise, U is staged in
+/// workgroup memory when it fits beside one row's state, else read from its buffer. Rows per
+/// workgroup aim at one item per thread, so that a workgroup's 256 threads are busy without
+/// taking batch rows that other workgroups could run in parallel, within the workgroup memory.
+pub(crate) fn persistent_shape(
+    m: usize,
+    storage_bytes: u64,
+    row_wise: bool,
+) -> Option<PersistentShape> {
+    let m64 = m as u64;
+    // Room for the alignment of the workgroup arrays.
     let storage_bytes = storage_bytes.saturating_sub(64);
+    let per_row = m64.div_ceil(RESIDENT_K) * m64.div_ceil(4);
+    if !row_wise && per_row <= PERSISTENT_THREADS {
+        let shape = PersistentShape {
+            rows: 1,
+            u_shared: false,
+            resident: true,
+        };
+        // Per row: two padded state rows and a partial sum per thread.
+        let row_bytes = 4 * shape.state_floats(m) + 16 * per_row;
+        let rows = (PERSISTENT_THREADS / per_row).min(storage_bytes / row_bytes);
+        return (rows > 0).then_some(PersistentShape {
+            rows: rows as u32,
+            ..shape
+        });
+    }
     // Per row: two state rows and the row's softmax max and sum.
-    let row_bytes = 4 * (2 * m + 2);
+    let row_bytes = 4 * (2 * m64 + 2);
     if row_bytes + 4 > storage_bytes {
         return None;
     }
     // U as quads of columns, each row padded to a whole quad.
-    let u_bytes = 16 * m * m.div_ceil(4);
+    let u_bytes = 16 * m64 * m64.div_ceil(4);
     let u_shared = u_bytes + row_bytes <= storage_bytes;
     let left = storage_bytes - if u_shared { u_bytes } else { 4 };
-    let wanted = (PERSISTENT_THREADS / m).max(1);
+    let wanted = (PERSISTENT_THREADS / m64).max(1);
     let rows = wanted.min(left / row_bytes).max(1);
     Some(PersistentShape {
         rows: rows as u32,
         u_shared,
+        resident: false,
     })
 }
 
@@ -517,6 +571,15 @@ pub(crate) fn gemm_dispatches(
 /// for softmax and log-softmax, which reduce each row in the kernel.
 fn persistent_iterations(m: u64, shape: PersistentShape, row_wise: bool) -> (u64, u64) {
     let items = (u64::from(shape.rows) * m).div_ceil(PERSISTENT_THREADS);
+    if shape.resident {
+        let quads = (u64::from(shape.rows) * shape.quads(m as usize)).div_ceil(PERSISTENT_THREADS);
+        // Per quad of columns: the slices summed, then four stores (or four kept).
+        let per_step = 1 + quads * (shape.slices(m as usize) + 4 + 4 + 1) + 1;
+        // U's sixteen quads of four loads, zeroing both state buffers, loading and storing one.
+        let staging = RESIDENT_K * 5;
+        let zeroing = (shape.state_floats(m as usize) / 4).div_ceil(PERSISTENT_THREADS) + 1;
+        return (per_step, staging + zeroing + 2 * (items + 1));
+    }
     // Each thread computes a quad of columns at a time: the k loop, then four stores.
     let quad_items = (u64::from(shape.rows) * m.div_ceil(4)).div_ceil(PERSISTENT_THREADS);
     let mut per_step = 1 + quad_items * (m + 6) + 1;
@@ -878,33 +941,62 @@ mod tests {
 
     #[test]
     fn persistent_shape_fills_the_threads_within_workgroup_memory() {
-        // lavapipe's 32 KiB: U of 32 units fits (4 KiB), rows aim at 256 items per workgroup.
-        let s = persistent_shape(32, 32 << 10).unwrap();
+        // Up to 128 units U stays in registers: a row takes slices × quads threads and rows
+        // fill the 256 threads.
+        let resident = |rows| PersistentShape {
+            rows,
+            u_shared: false,
+            resident: true,
+        };
+        assert_eq!(persistent_shape(128, 16 << 10, false), Some(resident(1)));
+        assert_eq!(persistent_shape(64, 16 << 10, false), Some(resident(4)));
+        assert_eq!(persistent_shape(32, 16 << 10, false), Some(resident(16)));
+        // 129 units would take 9 × 33 threads a row.
+        assert!(!persistent_shape(129, 16 << 10, false).unwrap().resident);
+        // Tiny rows are cut to the workgroup memory: 2 × 16 + 16 floats' worth each.
+        let s = persistent_shape(1, 16 << 10, false).unwrap();
+        assert_eq!(s, resident(((16 << 10) - 64) / (4 * 32 + 16)));
+        // Softmax rows run on the workgroup-memory kernel. lavapipe's 32 KiB: U of 32 units fits
+        // (4 KiB), rows aim at 256 items per workgroup.
+        let s = persistent_shape(32, 32 << 10, true).unwrap();
         assert_eq!(
             s,
             PersistentShape {
                 rows: 8,
-                u_shared: true
+                u_shared: true,
+                resident: false
             }
         );
         // U of 128 units (64 KiB) does not: it is read from the storage buffer.
-        let s = persistent_shape(128, 32 << 10).unwrap();
+        let s = persistent_shape(128, 32 << 10, true).unwrap();
         assert_eq!(
             s,
             PersistentShape {
                 rows: 2,
-                u_shared: false
+                u_shared: false,
+                resident: false
             }
         );
         // U of 64 units takes 16 KiB of 16 KiB plus the state: not shared.
-        assert!(!persistent_shape(64, 16 << 10).unwrap().u_shared);
+        assert!(!persistent_shape(64, 16 << 10, true).unwrap().u_shared);
         // The state of one row of 4096 units (32 KiB twice) does not fit.
-        assert_eq!(persistent_shape(4096, 32 << 10), None);
-        for m in [1, 3, 8, 100, 1000, 2000] {
-            let s = persistent_shape(m, 16 << 10).unwrap();
-            let u = if s.u_shared { 4 * m * m.div_ceil(4) } else { 1 } as u64;
-            assert!(4 * (s.state_floats(m) + 2 * u64::from(s.rows) + u) + 64 <= 16 << 10);
-            assert!(s.rows >= 1);
+        assert_eq!(persistent_shape(4096, 32 << 10, false), None);
+        for row_wise in [false, true] {
+            for m in [1, 3, 8, 100, 128, 129, 1000, 2000] {
+                let s = persistent_shape(m, 16 << 10, row_wise).unwrap();
+                let u = if s.u_shared { 4 * m * m.div_ceil(4) } else { 1 } as u64;
+                let extra = if s.resident {
+                    4 * s.partials(m)
+                } else {
+                    2 * u64::from(s.rows) + u
+                };
+                assert!(4 * (s.state_floats(m) + extra) + 64 <= 16 << 10, "m={m}");
+                assert!(s.rows >= 1);
+                assert_eq!(s.resident, !row_wise && m <= 128, "m={m}");
+                if s.resident {
+                    assert!(s.partials(m) <= PERSISTENT_THREADS, "m={m}");
+                }
+            }
         }
     }
 
@@ -962,7 +1054,7 @@ mod tests {
     fn persistent_dispatches_stay_within_the_loop_budget() {
         for m in [1, 8, 16, 64, 100, 128, 256, 500, 1024, 2000] {
             for row_wise in [false, true] {
-                let Some(shape) = persistent_shape(m, 32 << 10) else {
+                let Some(shape) = persistent_shape(m, 32 << 10, row_wise) else {
                     continue;
                 };
                 let steps = persistent_steps_per_dispatch(m, shape, row_wise, 1);
@@ -975,11 +1067,11 @@ mod tests {
             }
         }
         // Small layers run hundreds of steps per dispatch, wide ones few or none.
-        let small = persistent_shape(16, 32 << 10).unwrap();
+        let small = persistent_shape(16, 32 << 10, false).unwrap();
         assert!(persistent_steps_per_dispatch(16, small, false, 1) >= 500);
-        let wide = persistent_shape(4000, 64 << 10).unwrap();
+        let wide = persistent_shape(4000, 64 << 10, false).unwrap();
         assert_eq!(persistent_steps_per_dispatch(4000, wide, false, 1), 1);
-        let wider = persistent_shape(6000, 64 << 10).unwrap();
+        let wider = persistent_shape(6000, 64 << 10, false).unwrap();
         assert_eq!(persistent_steps_per_dispatch(6000, wider, false, 1), 0);
         // Many rows bound the steps by the work of the dispatch.
         let steps = persistent_steps_per_dispatch(64, small, false, 1 << 20);

@@ -180,6 +180,7 @@ impl GpuRnn {
                 match persistent_shape(
                     m,
                     u64::from(inner.limits.max_compute_workgroup_storage_size),
+                    activation.is_row_wise(),
                 )
                 .filter(|shape| {
                     persistent_steps_per_dispatch(m, *shape, activation.is_row_wise(), 1) > 0

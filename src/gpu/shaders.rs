@@ -35,9 +35,17 @@ pub const RECURRENT_STEP_VEC4: &str = include_str!("../../shaders/recurrent_step
 /// The per-step kernel's U and h as `f32`, a quad as four clamped loads: any *M*.
 pub const RECURRENT_STEP_SCALAR: &str = include_str!("../../shaders/recurrent_step_scalar.wgsl");
 
+/// What the persistent simple-cell kernels share: bindings, options, the walk through time.
+pub const PERSISTENT_COMMON: &str = include_str!("../../shaders/persistent_common.wgsl");
+
 /// Every step of a chunk in one dispatch, each workgroup looping over time for its own batch rows
-/// with the state in workgroup memory (needs [`ACTIVATIONS`] and [`STEP_PARAMS`]).
+/// with the state in workgroup memory (needs what [`recurrent_persistent_module`] prepends).
 pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
+
+/// Every step of a chunk in one dispatch for layers of up to 128 units, U held in registers and
+/// each row's product split over a workgroup's threads (needs what [`recurrent_resident_module`]
+/// prepends).
+pub const RECURRENT_RESIDENT: &str = include_str!("../../shaders/recurrent_resident.wgsl");
 
 /// The gated-cell kernels' bindings, layer constants and gate activations (needs
 /// [`ACTIVATIONS`] and [`STEP_PARAMS`]).
@@ -111,9 +119,25 @@ pub fn recurrent_step_module(vectorized: bool) -> String {
     format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{loads}\n{RECURRENT_STEP}")
 }
 
-/// The persistent recurrent module as compiled: the activations, the step parameters, the kernel.
+/// The persistent recurrent module as compiled: its workgroup size (from `gpu::plan`), the
+/// activations, the step parameters, what the persistent kernels share, the kernel.
 pub fn recurrent_persistent_module() -> String {
-    format!("{ACTIVATIONS}\n{STEP_PARAMS}\n{RECURRENT_PERSISTENT}")
+    use crate::gpu::plan::PERSISTENT_THREADS;
+    format!(
+        "const WG: u32 = {PERSISTENT_THREADS}u;\n\
+         {ACTIVATIONS}\n{STEP_PARAMS}\n{PERSISTENT_COMMON}\n{RECURRENT_PERSISTENT}"
+    )
+}
+
+/// The register-resident persistent module as compiled: its workgroup size and rows of U per
+/// thread (from `gpu::plan`), the activations, the step parameters, what the persistent kernels
+/// share, the kernel.
+pub fn recurrent_resident_module() -> String {
+    use crate::gpu::plan::{PERSISTENT_THREADS, RESIDENT_K};
+    format!(
+        "const WG: u32 = {PERSISTENT_THREADS}u;\nconst RESIDENT_K: u32 = {RESIDENT_K}u;\n\
+         {ACTIVATIONS}\n{STEP_PARAMS}\n{PERSISTENT_COMMON}\n{RECURRENT_RESIDENT}"
+    )
 }
 
 /// The gated-step module as compiled: the activations, the step parameters, what the gated
@@ -138,6 +162,7 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("rnn.recurrent_step", recurrent_step_module(false)),
         ("rnn.recurrent_step.vec4", recurrent_step_module(true)),
         ("rnn.recurrent_persistent", recurrent_persistent_module()),
+        ("rnn.recurrent_resident", recurrent_resident_module()),
         ("rnn.softmax_rows", softmax_rows_module()),
         ("rnn.gated_step", gated_step_module()),
         ("rnn.gated_persistent", gated_persistent_module()),
