@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use crate::cell::Cell;
 use crate::error::{Result, RnnError};
 use crate::gpu::context::{ContextInner, ErrorScope, StepStrategy, poisoned};
-use crate::gpu::plan::{StepDevice, StepTile, grid, step_tile, step_tile_candidates};
+use crate::gpu::plan::{
+    StepDevice, StepTile, grid, measure_steps, step_tile, step_tile_candidates,
+};
 use crate::gpu::rnn::{GpuRnn, StepParams, bind_group, dynamic_params};
 use crate::layer::SimpleRnn;
 
@@ -184,13 +186,10 @@ fn cache() -> &'static Mutex<HashMap<ShapeClass, StepChoice>> {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// Steps one timed run holds at most.
-const MEASURE_STEPS: usize = 8;
-
-/// About how long one timed run of a candidate may take: enough steps that launches and
-/// barriers weigh as in a long sequence, few enough that the measurement stays a fraction of a
-/// forward.
-const MEASURE_TARGET: Duration = Duration::from_millis(20);
+/// About how long one timed run of a candidate may take: enough steps that launches, barriers
+/// and a persistent dispatch's staging weigh as in a long sequence, few enough that the
+/// measurement stays small beside a forward.
+const MEASURE_TARGET: Duration = Duration::from_millis(5);
 
 /// The fastest of `candidates` for `nb` rows on this adapter: from the cache, or timed now.
 fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepChoice> {
@@ -220,15 +219,18 @@ fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepCh
         Some(bench) => bench.time(choice, steps),
         None => rnn.time_gated_steps(nb, steps, choice == StepChoice::Persistent),
     };
-    // One step each: warms every pipeline and gives the scale; candidates four times slower
-    // than the best are not timed further.
+    // One step each, twice: the first compiles the kernels (llvmpipe compiles at the first
+    // dispatch), the second gives the scale; candidates four times slower than the best are not
+    // timed further.
     let mut first = Vec::with_capacity(candidates.len());
     for c in candidates {
+        time(*c, 1)?;
         first.push(time(*c, 1)?);
     }
     let best_first = first.iter().min().copied().unwrap_or_default();
+    let most = measure_steps(nb, rnn.layer().units() * rnn.layer().cell().gates());
     let steps = (MEASURE_TARGET.as_secs_f64() / best_first.as_secs_f64().max(1e-6))
-        .clamp(1.0, MEASURE_STEPS as f64) as usize;
+        .clamp(1.0, most as f64) as usize;
     let mut timed: Vec<(StepChoice, Duration)> = candidates
         .iter()
         .zip(&first)
@@ -249,8 +251,8 @@ fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepCh
     Ok(choice)
 }
 
-/// Scratch buffers for timing the steps of `nb` rows: a zero projection of
-/// [`MEASURE_STEPS`] steps, two states, and the step parameters; the layer's own U.
+/// Scratch buffers for timing the steps of `nb` rows: a zero projection of as many steps as
+/// [`measure_steps`] allows, two states, and the step parameters; the layer's own U.
 struct Bench<'a> {
     rnn: &'a GpuRnn,
     nb: usize,
@@ -275,18 +277,15 @@ impl<'a> Bench<'a> {
         };
         use wgpu::BufferUsages as U;
         let rows = nb as u64 * m;
-        let projected = buffer(
-            "rnn.auto.projected",
-            4 * MEASURE_STEPS as u64 * rows,
-            U::STORAGE,
-        );
+        let steps = measure_steps(nb, m as usize);
+        let projected = buffer("rnn.auto.projected", 4 * steps as u64 * rows, U::STORAGE);
         let state = [0, 1].map(|_| buffer("rnn.auto.state", 4 * rows, U::STORAGE));
         let sequence = buffer("rnn.auto.sequence", 4, U::STORAGE);
         let mask = buffer("rnn.auto.mask", 4, U::STORAGE);
         let stride = inner.params_stride();
         let params = buffer(
             "rnn.auto.step_params",
-            rnn.params_slots(MEASURE_STEPS) * stride,
+            rnn.params_slots(steps) * stride,
             U::UNIFORM | U::COPY_DST,
         );
         let step = [0, 1].map(|i| {

@@ -329,6 +329,15 @@ pub(crate) fn grid(groups: u64, max_per_dimension: u64) -> (u32, u32) {
 /// Time steps one submission encodes at most: bounds the per-step parameter buffer.
 pub(crate) const MAX_STEPS_PER_CHUNK: u64 = 4096;
 
+/// Steps `Auto` times a candidate for at most, for `nb` rows of `width` projected columns:
+/// 64 where the scratch projection takes at most 4 MiB, fewer (but 8 at the least) for wider
+/// batches, whose steps are long enough that 8 weigh launches as a long sequence does.
+pub(crate) fn measure_steps(nb: usize, width: usize) -> usize {
+    const BYTES: u64 = 4 << 20;
+    let per_step = 4 * (nb as u64).max(1) * (width as u64).max(1);
+    (BYTES / per_step).clamp(8, 64) as usize
+}
+
 /// Loop iterations, all loops together, that one invocation may run in one dispatch.
 ///
 /// lavapipe (llvmpipe) silently leaves every loop of an invocation once it has run 65,535
@@ -998,6 +1007,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn auto_times_more_steps_of_small_batches_within_its_scratch_memory() {
+        assert_eq!(measure_steps(1, 128), 64);
+        assert_eq!(measure_steps(64, 256), 64);
+        assert_eq!(measure_steps(128, 256), 32);
+        assert_eq!(measure_steps(256, 4 * 512), 8);
+        assert_eq!(measure_steps(1 << 20, 1 << 12), 8);
     }
 
     #[test]
