@@ -120,6 +120,10 @@ fn thousands_of_steps_at_small_batches() {
     long_case((1, 3000, 4, 64), 1);
     long_case((2, 4000, 3, 16), 2);
     long_case((4, 1200, 5, 64), 3);
+    // The widest layer whose U the persistent kernel keeps in registers, over three of its
+    // dispatches, with an input twice as wide; and a width of no whole slice or quad.
+    long_case((1, 2500, 260, 128), 11);
+    long_case((3, 2000, 7, 101), 12);
 }
 
 #[test]
