@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::{assert_close, assert_same_output, gpu_with, random_layer, rng, uniform2, uniform3};
+use common::{
+    assert_close, assert_same_output, contexts_for, gpu_with, random_layer, rng, uniform2, uniform3,
+};
 use ndarray::{Array2, Array3, ArrayD};
 use rand::RngExt;
 use wgpu_rnn::{
@@ -95,9 +97,9 @@ fn long_case((n, t, d, m): (usize, usize, usize, usize), seed: u64) {
         seq64.view().into_dyn(),
         &format!("cpu {shape}"),
     );
-    for strategy in EVERY_STRATEGY {
-        let what = format!("{strategy:?} {shape}");
-        let g = GpuRnn::new(gpu_with(strategy), layer.clone())
+    for (strategy, ctx) in contexts_for(&EVERY_STRATEGY) {
+        let what = format!("{strategy} {shape}");
+        let g = GpuRnn::new(ctx, layer.clone())
             .unwrap()
             .forward(x.view(), Some(h0.view()))
             .unwrap();
@@ -165,14 +167,14 @@ fn long_row_wise_softmax_and_masks_under_every_strategy() {
         let lengths = [t, 1700, 2333];
         let mask = Array2::from_shape_fn((n, t), |_| r.random_range(0.0..1.0) < 0.8);
         let cpu = CpuRnn::new(layer.clone());
-        for strategy in EVERY_STRATEGY {
-            let g = GpuRnn::new(gpu_with(strategy), layer.clone()).unwrap();
+        for (strategy, ctx) in contexts_for(&EVERY_STRATEGY) {
+            let g = GpuRnn::new(ctx, layer.clone()).unwrap();
             for padding in [
                 Padding::None,
                 Padding::Lengths(&lengths),
                 Padding::Mask(mask.view()),
             ] {
-                let what = format!("{strategy:?} {activation:?} {padding:?}");
+                let what = format!("{strategy} {activation:?} {padding:?}");
                 let want = cpu.forward_padded(x.view(), None, padding).unwrap();
                 let got = g.forward_padded(x.view(), None, padding).unwrap();
                 assert_same_output(&got, &want, &what);

@@ -7,14 +7,15 @@
 mod common;
 
 use common::{
-    assert_close, assert_same_output, context, gpu, gpu_with, random_layer, rng, uniform2, uniform3,
+    assert_close, assert_same_output, context, contexts_for, gpu, random_layer, rng, uniform2,
+    uniform3,
 };
 use ndarray::{Array1, Array2};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use wgpu_rnn::{
-    Activation, CpuRnn, GpuContext, GpuOptions, GpuRnn, OutputOrder, Padding, SimpleRnn,
-    SimpleRnnConfig, StepStrategy,
+    Activation, CpuRnn, GpuOptions, GpuRnn, OutputOrder, Padding, SimpleRnn, SimpleRnnConfig,
+    StepStrategy,
 };
 
 const STRATEGIES: [StepStrategy; 3] = [
@@ -46,12 +47,12 @@ fn compare_layer(layer: SimpleRnn, n: usize, t: usize, with_h0: bool, r: &mut St
     let cpu = CpuRnn::new(layer.clone())
         .forward(x.view(), h0.as_ref().map(|h| h.view()))
         .unwrap();
-    for strategy in STRATEGIES {
-        let g = GpuRnn::new(gpu_with(strategy), layer.clone())
+    for (strategy, ctx) in contexts_for(&STRATEGIES) {
+        let g = GpuRnn::new(ctx, layer.clone())
             .unwrap()
             .forward(x.view(), h0.as_ref().map(|h| h.view()))
             .unwrap();
-        let what = format!("{strategy:?} N={n} T={t} D={d} M={m} {config:?} {note} h0={with_h0}");
+        let what = format!("{strategy} N={n} T={t} D={d} M={m} {config:?} {note} h0={with_h0}");
         assert_same_output(&g, &cpu, &what);
     }
 }
@@ -232,7 +233,7 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
     });
     let x = uniform3(&mut r, (n, t, d), 1.5);
     let h0 = uniform2(&mut r, (n, m), 1.0);
-    let contexts: Vec<&GpuContext> = STRATEGIES.iter().map(|s| gpu_with(*s)).collect();
+    let contexts = contexts_for(&STRATEGIES);
     for activation in [Activation::Tanh, Activation::Softmax] {
         for go_backwards in [false, true] {
             for output_order in [OutputOrder::Processing, OutputOrder::Input] {
@@ -250,10 +251,10 @@ fn padded_sequences_lengths_and_masks_in_every_direction_and_order() {
                     };
                     let layer = random_layer(&mut r, d, m, true, config);
                     let cpu = CpuRnn::new(layer.clone());
-                    for (ctx, strategy) in contexts.iter().zip(STRATEGIES) {
+                    for (strategy, ctx) in &contexts {
                         let g = GpuRnn::new(ctx, layer.clone()).unwrap();
                         for padding in [Padding::Lengths(&lengths), Padding::Mask(mask.view())] {
-                            let what = format!("{strategy:?} {config:?} {padding:?}");
+                            let what = format!("{strategy} {config:?} {padding:?}");
                             let want = cpu
                                 .forward_padded(x.view(), Some(h0.view()), padding)
                                 .unwrap();

@@ -1,15 +1,24 @@
 //! Every WGSL module the crate compiles parses and validates with naga, without a GPU.
 
-use naga::valid::{Capabilities, ValidationFlags, Validator};
+use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags, Validator};
 
 #[test]
 fn every_shader_module_validates() {
     let modules = wgpu_rnn::gpu::shaders::all_modules();
-    assert_eq!(modules.len(), 16);
+    assert_eq!(modules.len(), 17);
     for (label, source) in modules {
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&source)));
-        Validator::new(ValidationFlags::all(), Capabilities::empty())
+        // Only the modules named for subgroups may use them.
+        let mut validator = if label.ends_with(".subgroups") {
+            let mut v = Validator::new(ValidationFlags::all(), Capabilities::SUBGROUP);
+            v.subgroup_stages(ShaderStages::COMPUTE)
+                .subgroup_operations(SubgroupOperationSet::all());
+            v
+        } else {
+            Validator::new(ValidationFlags::all(), Capabilities::empty())
+        };
+        validator
             .validate(&module)
             .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&source)));
     }

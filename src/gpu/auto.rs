@@ -168,8 +168,8 @@ pub(crate) fn sliced_tile(nb: usize, m: usize, device: StepDevice, plans: &StepP
 }
 
 /// What the adapter-wide cache is keyed by: the adapter, the cell, the layer width, the batch rounded up
-/// to a power of two, whether the activation reduces each row (softmax), and whether the
-/// persistent kernel was a candidate.
+/// to a power of two, whether the activation reduces each row (softmax), whether the
+/// persistent kernel was a candidate, and whether subgroups were allowed.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ShapeClass {
     adapter: String,
@@ -178,6 +178,7 @@ struct ShapeClass {
     rows: usize,
     row_wise: bool,
     persistent: bool,
+    subgroups: Option<bool>,
 }
 
 /// Decisions by adapter and shape class, for every context of the process.
@@ -205,6 +206,7 @@ fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepCh
         rows: nb.next_power_of_two(),
         row_wise: rnn.layer().config().activation.is_row_wise(),
         persistent: candidates.contains(&StepChoice::Persistent),
+        subgroups: inner.options.subgroups,
     };
     if let Some(c) = cache().lock().map_err(poisoned)?.get(&class) {
         return Ok(*c);

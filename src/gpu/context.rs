@@ -73,6 +73,14 @@ pub struct GpuOptions {
     pub max_chunk_bytes: Option<u64>,
     /// How the recurrent steps are scheduled. Default: [`StepStrategy::Auto`].
     pub strategy: StepStrategy,
+    /// Whether to use subgroup operations where the adapter has them (wgpu's `SUBGROUP`
+    /// feature): the persistent kernel for layers of up to 128 units then sums its partial
+    /// products by shuffles, one barrier a step instead of two. It checks once per dispatch
+    /// that the subgroups are laid out as it assumes and sums through workgroup memory
+    /// otherwise. `None` (the default): on GPUs, not on CPU adapters (lavapipe, WARP), whose
+    /// subgroups are the SIMD lanes of one core and where the layout the shuffles need was
+    /// measured slower; `Some(true)`: wherever the adapter has them; `Some(false)`: never.
+    pub subgroups: Option<bool>,
 }
 
 impl GpuOptions {
@@ -89,6 +97,7 @@ impl Default for GpuOptions {
             force_fallback_adapter: false,
             max_chunk_bytes: Some(Self::DEFAULT_MAX_CHUNK_BYTES),
             strategy: StepStrategy::Auto,
+            subgroups: None,
         }
     }
 }
@@ -133,7 +142,12 @@ pub(crate) struct ContextInner {
     /// The per-step kernel: `[U element-wise, U as vec4]`.
     step_modules: [wgpu::ShaderModule; 2],
     persistent_module: wgpu::ShaderModule,
+    /// `recurrent_resident.wgsl`, its slices summed by subgroup shuffles where the device has
+    /// them ([`GpuOptions::subgroups`]).
     resident_module: wgpu::ShaderModule,
+    /// Whether the resident kernel sums its slices by subgroup shuffles
+    /// ([`GpuOptions::subgroups`]).
+    shuffle_slices: bool,
     gated_pipeline_layout: wgpu::PipelineLayout,
     gated_module: wgpu::ShaderModule,
     gated_persistent_module: wgpu::ShaderModule,
@@ -166,10 +180,16 @@ impl GpuContext {
         let adapter = select_adapter(&instance, &options).await?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let subgroups = options.subgroups != Some(false)
+            && adapter.features().contains(wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-rnn"),
-                required_features: wgpu::Features::empty(),
+                required_features: if subgroups {
+                    wgpu::Features::SUBGROUP
+                } else {
+                    wgpu::Features::empty()
+                },
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -344,10 +364,16 @@ impl GpuContext {
             "rnn.recurrent_persistent",
             &shaders::recurrent_persistent_module(),
         );
+        // Present only where `new` asked for it: the adapter has it and the options allow it.
+        let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
+        let shuffle_slices = subgroups
+            && options
+                .subgroups
+                .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
         let resident_module = module(
             &device,
             "rnn.recurrent_resident",
-            &shaders::recurrent_resident_module(),
+            &shaders::recurrent_resident_module(subgroups),
         );
         #[cfg(feature = "keras")]
         let model = ModelKernels::new(&device);
@@ -373,6 +399,7 @@ impl GpuContext {
                 step_modules,
                 persistent_module,
                 resident_module,
+                shuffle_slices,
                 gated_pipeline_layout,
                 gated_module,
                 gated_persistent_module,
@@ -595,6 +622,7 @@ impl ContextInner {
                     ("QUADS", shape.quads(m) as f64),
                     ("STATE_QUADS", (shape.state_floats(m) / 4) as f64),
                     ("PARTIALS", shape.partials(m) as f64),
+                    ("SHUFFLED", f64::from(u8::from(self.shuffle_slices))),
                 ]);
                 (
                     "rnn.recurrent_resident",

@@ -245,9 +245,10 @@ impl PersistentShape {
         2 * u64::from(self.rows) * width
     }
 
-    /// Slices of [`RESIDENT_K`] rows of U across which the resident kernel splits a row's product.
+    /// Slices of [`RESIDENT_K`] rows of U across which the resident kernel splits a row's
+    /// product: a power of two, so that subgroup shuffles can sum them (8 at 128 units).
     pub(crate) fn slices(self, m: usize) -> u64 {
-        (m as u64).div_ceil(RESIDENT_K)
+        (m as u64).div_ceil(RESIDENT_K).next_power_of_two()
     }
 
     /// Quads of columns of `m` units.
@@ -279,13 +280,13 @@ pub(crate) fn persistent_shape(
     let m64 = m as u64;
     // Room for the alignment of the workgroup arrays.
     let storage_bytes = storage_bytes.saturating_sub(64);
-    let per_row = m64.div_ceil(RESIDENT_K) * m64.div_ceil(4);
+    let shape = PersistentShape {
+        rows: 1,
+        u_shared: false,
+        resident: true,
+    };
+    let per_row = shape.slices(m) * shape.quads(m);
     if !row_wise && per_row <= PERSISTENT_THREADS {
-        let shape = PersistentShape {
-            rows: 1,
-            u_shared: false,
-            resident: true,
-        };
         // Per row: two padded state rows and a partial sum per thread.
         let row_bytes = 4 * shape.state_floats(m) + 16 * per_row;
         let rows = (PERSISTENT_THREADS / per_row).min(storage_bytes / row_bytes);
@@ -960,7 +961,7 @@ mod tests {
         assert_eq!(persistent_shape(128, 16 << 10, false), Some(resident(1)));
         assert_eq!(persistent_shape(64, 16 << 10, false), Some(resident(4)));
         assert_eq!(persistent_shape(32, 16 << 10, false), Some(resident(16)));
-        // 129 units would take 9 × 33 threads a row.
+        // 129 units would take 16 × 33 threads a row.
         assert!(!persistent_shape(129, 16 << 10, false).unwrap().resident);
         // Tiny rows are cut to the workgroup memory: 2 × 16 + 16 floats' worth each.
         let s = persistent_shape(1, 16 << 10, false).unwrap();

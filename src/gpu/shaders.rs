@@ -47,6 +47,12 @@ pub const RECURRENT_PERSISTENT: &str = include_str!("../../shaders/recurrent_per
 /// prepends).
 pub const RECURRENT_RESIDENT: &str = include_str!("../../shaders/recurrent_resident.wgsl");
 
+/// The resident kernel's slice sums by subgroup shuffles, where the adapter has subgroups.
+pub const RESIDENT_SUBGROUPS: &str = include_str!("../../shaders/resident_subgroups.wgsl");
+
+/// The resident kernel's slice sums without subgroups: through workgroup memory.
+pub const RESIDENT_PLAIN: &str = include_str!("../../shaders/resident_plain.wgsl");
+
 /// The gated-cell kernels' bindings, layer constants and gate activations (needs
 /// [`ACTIVATIONS`] and [`STEP_PARAMS`]).
 pub const GATED_COMMON: &str = include_str!("../../shaders/gated_common.wgsl");
@@ -129,13 +135,15 @@ pub fn recurrent_persistent_module() -> String {
     )
 }
 
-/// The register-resident persistent module as compiled: its workgroup size and rows of U per
+/// The register-resident persistent module as compiled: its slice sums (with subgroup
+/// operations when `subgroups`), its workgroup size and rows of U per
 /// thread (from `gpu::plan`), the activations, the step parameters, what the persistent kernels
 /// share, the kernel.
-pub fn recurrent_resident_module() -> String {
+pub fn recurrent_resident_module(subgroups: bool) -> String {
     use crate::gpu::plan::{PERSISTENT_THREADS, RESIDENT_K};
+    let sums = [RESIDENT_PLAIN, RESIDENT_SUBGROUPS][usize::from(subgroups)];
     format!(
-        "const WG: u32 = {PERSISTENT_THREADS}u;\nconst RESIDENT_K: u32 = {RESIDENT_K}u;\n\
+        "{sums}\nconst WG: u32 = {PERSISTENT_THREADS}u;\nconst RESIDENT_K: u32 = {RESIDENT_K}u;\n\
          {ACTIVATIONS}\n{STEP_PARAMS}\n{PERSISTENT_COMMON}\n{RECURRENT_RESIDENT}"
     )
 }
@@ -162,7 +170,11 @@ pub fn all_modules() -> Vec<(&'static str, String)> {
         ("rnn.recurrent_step", recurrent_step_module(false)),
         ("rnn.recurrent_step.vec4", recurrent_step_module(true)),
         ("rnn.recurrent_persistent", recurrent_persistent_module()),
-        ("rnn.recurrent_resident", recurrent_resident_module()),
+        ("rnn.recurrent_resident", recurrent_resident_module(false)),
+        (
+            "rnn.recurrent_resident.subgroups",
+            recurrent_resident_module(true),
+        ),
         ("rnn.softmax_rows", softmax_rows_module()),
         ("rnn.gated_step", gated_step_module()),
         ("rnn.gated_persistent", gated_persistent_module()),

@@ -43,6 +43,40 @@ pub fn gpu_with(strategy: StepStrategy) -> &'static GpuContext {
     })
 }
 
+/// A context under [`StepStrategy::Persistent`] with [`GpuOptions::subgroups`] forced to
+/// `subgroups`, so that the resident kernel sums its slices by subgroup shuffles (where the
+/// adapter has them) or through workgroup memory, whatever the adapter's default. Panics like
+/// [`gpu`].
+pub fn gpu_persistent_with_subgroups(subgroups: bool) -> &'static GpuContext {
+    static CTX: [OnceLock<GpuContext>; 2] = [OnceLock::new(), OnceLock::new()];
+    CTX[usize::from(subgroups)].get_or_init(|| {
+        context(GpuOptions {
+            strategy: StepStrategy::Persistent,
+            subgroups: Some(subgroups),
+            ..Default::default()
+        })
+    })
+}
+
+/// The contexts to run `strategies` on, each with a name: one per strategy and, for
+/// [`StepStrategy::Persistent`], one with subgroups forced on and one with them forced off
+/// ([`gpu_persistent_with_subgroups`]).
+pub fn contexts_for(strategies: &[StepStrategy]) -> Vec<(String, &'static GpuContext)> {
+    let mut contexts = Vec::new();
+    for &strategy in strategies {
+        contexts.push((format!("{strategy:?}"), gpu_with(strategy)));
+        if strategy == StepStrategy::Persistent {
+            for subgroups in [true, false] {
+                contexts.push((
+                    format!("Persistent, subgroups {subgroups}"),
+                    gpu_persistent_with_subgroups(subgroups),
+                ));
+            }
+        }
+    }
+    contexts
+}
+
 /// A new context with `options`. Panics like [`gpu`].
 pub fn context(options: GpuOptions) -> GpuContext {
     match GpuContext::new_blocking(options) {

@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// GPU: how the recurrent steps are scheduled (auto picks by shape and device limits).
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     strategy: StrategyArg,
+    /// GPU: whether to use the adapter's subgroup operations (true or false; by default on GPUs
+    /// and not on CPU adapters), to compare the kernels that use them against their
+    /// workgroup-memory fallbacks.
+    #[arg(long)]
+    subgroups: Option<bool>,
 }
 
 /// `--strategy`.
@@ -148,6 +153,7 @@ pub fn run(args: BenchArgs) -> Result<(), RnnError> {
     if args.backend != BenchBackend::Cpu {
         let ctx = GpuContext::new_blocking(GpuOptions {
             strategy: args.strategy.into(),
+            subgroups: args.subgroups,
             ..Default::default()
         })?;
         let info = ctx.adapter_info();
