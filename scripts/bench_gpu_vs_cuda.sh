@@ -21,6 +21,13 @@ for shape in $shapes; do
         "$binary" bench --backend gpu --strategy "$strategy" --batch "$n" --steps "$t" \
             --input-dim "$d" --units "$m" --repeats "$repeats" | grep -v '^# gpu' || true
     done
+    # Up to 128 units the persistent kernel sums by subgroup shuffles on a GPU that has them;
+    # the same kernel with its workgroup-memory sums beside it.
+    if ((m <= 128)); then
+        echo "# the persistent kernel without subgroups:"
+        "$binary" bench --backend gpu --strategy persistent --subgroups false --batch "$n" \
+            --steps "$t" --input-dim "$d" --units "$m" --repeats "$repeats" | grep -v '^# gpu' || true
+    fi
     if "$python" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
         "$python" scripts/bench_reference.py --backend torch-cuda --shapes "$shape" \
             --repeats "$repeats" | grep -v '^# torch'

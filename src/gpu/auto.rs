@@ -190,7 +190,7 @@ fn cache() -> &'static Mutex<HashMap<ShapeClass, StepChoice>> {
 /// About how long one timed run of a candidate may take: enough steps that launches, barriers
 /// and a persistent dispatch's staging weigh as in a long sequence, few enough that the
 /// measurement stays small beside a forward.
-const MEASURE_TARGET: Duration = Duration::from_millis(5);
+const MEASURE_TARGET: Duration = Duration::from_millis(20);
 
 /// The fastest of `candidates` for `nb` rows on this adapter: from the cache, or timed now.
 fn measured(rnn: &GpuRnn, nb: usize, candidates: &[StepChoice]) -> Result<StepChoice> {
