@@ -117,4 +117,12 @@ fn info_marks_software_adapters() {
             "{line}"
         );
     }
+    // Each adapter says whether it has subgroups, as the library reports it.
+    let said: Vec<bool> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("subgroup operations: "))
+        .map(|v| v == "yes")
+        .collect();
+    let has: Vec<bool> = GpuContext::adapters().iter().map(|a| a.subgroups).collect();
+    assert_eq!(said, has, "{stdout}");
 }

@@ -110,6 +110,9 @@ pub struct AdapterSummary {
     pub info: wgpu::AdapterInfo,
     /// The limits that decide how work is split: storage binding size, buffer size, workgroups.
     pub limits: wgpu::Limits,
+    /// Whether the adapter has subgroup operations (wgpu's `SUBGROUP` feature), which the
+    /// persistent kernel uses on GPUs ([`GpuOptions::subgroups`]).
+    pub subgroups: bool,
 }
 
 /// Owns the wgpu device and queue, the bind-group layouts and the compiled pipelines. Cheap to
@@ -231,6 +234,7 @@ impl GpuContext {
             .map(|a| AdapterSummary {
                 info: a.get_info(),
                 limits: a.limits(),
+                subgroups: a.features().contains(wgpu::Features::SUBGROUP),
             })
             .collect()
     }

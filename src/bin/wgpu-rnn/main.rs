@@ -531,5 +531,9 @@ fn info() {
             "  storage buffers per shader stage: {}, uniform offset alignment: {}",
             l.max_storage_buffers_per_shader_stage, l.min_uniform_buffer_offset_alignment
         );
+        println!(
+            "  subgroup operations: {}",
+            if a.subgroups { "yes" } else { "no" }
+        );
     }
 }
